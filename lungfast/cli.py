@@ -1,0 +1,116 @@
+"""The `lungfast` command. Every user error is one line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+from lungfast.errors import LungfastError
+
+log = logging.getLogger("lungfast")
+
+
+def _quiet_imports():
+    # Known, harmless noise from importing fastai with this torch/pandas; everything else stays visible.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=r".*copy_on_write.*")
+    warnings.filterwarnings("ignore", message=r"load_learner. uses Python's insecure pickle")
+
+
+def cmd_backbones(args):
+    from lungfast import backbones
+
+    print(f"{'name':24} {'source':12} {'weights':9} {'schedule':14} {'params_m':>8}")
+    for b in backbones.REGISTRY.values():
+        weights = ("offline" if b.weights_file else "hub") if b.has_weights else "scratch"
+        note = "  (test only)" if b.test_only else ""
+        print(f"{b.name:24} {b.source:12} {weights:9} {b.schedule(b.has_weights):14} "
+              f"{backbones.param_count(b) / 1e6:8.2f}{note}")
+
+
+def cmd_run(args):
+    from lungfast import config, experiment, leaderboard
+
+    exp = config.load(args.experiment, args.set)
+    table = experiment.run(exp, force=args.force)
+    print(leaderboard.to_markdown(table))
+    print(f"records: {exp.out_dir}")
+
+
+def cmd_leaderboard(args):
+    from lungfast import leaderboard
+
+    print(leaderboard.to_markdown(leaderboard.write(Path(args.dir))))
+
+
+def cmd_export(args):
+    from lungfast import export
+
+    out = Path(args.out or Path(args.dir) / "lung.pkl")
+    run = export.export(Path(args.dir), out)
+    print(f"exported {out} (from {run})")
+
+
+def cmd_demo(args):
+    from lungfast import config, demo, experiment, export, leaderboard
+
+    work = Path(args.workdir)
+    print("lungfast demo: SYNTHETIC tissue-like images (not LC25000, not medical data); see README for real data.")
+    data_dir = demo.make_dataset(work / "data")
+    exp = config.from_dict({**demo.DEMO_EXPERIMENT, "data_dir": str(data_dir), "results_dir": str(work)}, "demo")
+    table = experiment.run(exp, force=args.force)
+    print(leaderboard.to_markdown(table))
+    out = exp.out_dir / "lung.pkl"
+    run = export.export(exp.out_dir, out)
+    print(f"exported winner {table.iloc[0].backbone} to {out} (from {run})")
+    print("load it with: from fastai.learner import load_learner; load_learner(PATH).predict(IMAGE)")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lungfast", description="Compare image backbones on LC25000 lung tiles.")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("backbones", help="list the backbone registry").set_defaults(fn=cmd_backbones)
+    r = sub.add_parser("run", help="run an experiment file")
+    r.add_argument("experiment", help="experiments/NAME.toml")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
+    r.add_argument("--force", action="store_true", help="remake the split and rerun complete runs")
+    r.set_defaults(fn=cmd_run)
+    lb = sub.add_parser("leaderboard", help="regenerate and print an experiment's leaderboard")
+    lb.add_argument("dir", help="results/NAME")
+    lb.set_defaults(fn=cmd_leaderboard)
+    e = sub.add_parser("export", help="write the top row's learner")
+    e.add_argument("dir", help="results/NAME")
+    e.add_argument("--out", help="output file (default DIR/lung.pkl)")
+    e.set_defaults(fn=cmd_export)
+    d = sub.add_parser("demo", help="synthetic data, full pipeline, CPU, minutes")
+    d.add_argument("--workdir", default="results/demo-work", help="where data and records go")
+    d.add_argument("--force", action="store_true", help="rerun even if records exist")
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(format="%(message)s", level=logging.WARNING if args.quiet else logging.INFO,
+                        stream=sys.stderr)
+    _quiet_imports()
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    try:
+        args.fn(args)
+    except LungfastError as e:
+        print(f"lungfast: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lungfast: interrupted; complete runs are kept, the interrupted one left nothing behind",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

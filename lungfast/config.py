@@ -1,0 +1,144 @@
+"""Experiment files (`experiments/*.toml`) read into one typed dataclass.
+
+Unknown keys, wrong types and impossible values are errors with one clear line: a typo in an
+experiment file must never silently fall back to a default and train the wrong thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lungfast.errors import LungfastError
+
+
+@dataclass
+class Experiment:
+    name: str  # experiment name: records go to <results_dir>/<name>/
+    data_dir: str  # folder with one sub-folder of images per class (LC25000's lung_image_sets/)
+    backbones: list[str]  # registry names, see `lungfast backbones`
+    groups_csv: str | None = None  # filename,label,group_id; default: groups.csv in data_dir or its parent
+    split: str = "grouped"  # "grouped" (no tile group on two sides) or "random" (split-folders, capstone)
+    ratios: list[float] = field(default_factory=lambda: [0.7, 0.2, 0.1])  # train/valid/test fractions
+    split_seed: int = 42  # seed of the one split every backbone and seed shares
+    seeds: list[int] = field(default_factory=lambda: [0])  # training seeds: one run per backbone and seed
+    img_size: int = 224  # images are squished to img_size x img_size
+    batch_size: int = 64  # images per batch
+    epochs: int = 2  # fine_tune: epochs after the frozen one; fit_one_cycle: total epochs
+    epochs_by_backbone: dict[str, int] = field(default_factory=dict)  # per-backbone override of epochs
+    lr: float | str = 2e-3  # base learning rate, or "find" to run lr_find and record its suggestion
+    pretrained: bool = True  # false: every backbone trains from random init (recorded as such)
+    weights: dict[str, str] = field(default_factory=dict)  # backbone -> local weights file (offline use)
+    max_per_class: int | None = None  # subsample each class to this many images, spread over groups
+    results_dir: str = "results"  # where experiment folders are written
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.results_dir) / self.name
+
+    def epochs_for(self, backbone: str) -> int:
+        return self.epochs_by_backbone.get(backbone, self.epochs)
+
+
+def _type_ok(value, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
+    if origin is dict:
+        k, v = typing.get_args(hint)
+        return isinstance(value, dict) and all(_type_ok(a, k) and _type_ok(b, v) for a, b in value.items())
+    if hint is float:  # TOML writes 1 for 1.0; bool is an int in Python but never a number here
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _type_name(hint) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
+
+
+def _parse_override(text: str):
+    """`--set key=value`: the value is read as TOML (numbers, lists, true), else taken as a string."""
+    if "=" not in text:
+        raise LungfastError(f"--set {text!r}: expected key=value, e.g. --set img_size=128")
+    key, raw = text.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def from_dict(raw: dict, source: str = "experiment") -> Experiment:
+    hints = typing.get_type_hints(Experiment)
+    known = [f.name for f in dataclasses.fields(Experiment)]
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise LungfastError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
+    missing = [f.name for f in dataclasses.fields(Experiment)
+               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in raw]
+    if missing:
+        raise LungfastError(f"{source}: missing required key(s) {', '.join(missing)}")
+    for key, value in raw.items():
+        if not _type_ok(value, hints[key]):
+            raise LungfastError(f"{source}: key {key!r} must be {_type_name(hints[key])}, got {value!r}")
+    exp = Experiment(**raw)
+    exp.ratios = [float(r) for r in exp.ratios]
+    _validate(exp, source)
+    return exp
+
+
+def _validate(exp: Experiment, source: str) -> None:
+    def bad(msg):
+        raise LungfastError(f"{source}: {msg}")
+
+    if exp.split not in ("grouped", "random"):
+        bad(f"split must be \"grouped\" or \"random\", got {exp.split!r}")
+    if len(exp.ratios) != 3 or any(r <= 0 for r in exp.ratios) or abs(sum(exp.ratios) - 1) > 1e-6:
+        bad(f"ratios must be three positive train/valid/test fractions summing to 1, got {exp.ratios}")
+    if isinstance(exp.lr, str) and exp.lr != "find":
+        bad(f"lr must be a number or \"find\", got {exp.lr!r}")
+    if not isinstance(exp.lr, str) and exp.lr <= 0:
+        bad(f"lr must be positive, got {exp.lr}")
+    for key in ("img_size", "batch_size", "epochs"):
+        if getattr(exp, key) < 1:
+            bad(f"{key} must be at least 1, got {getattr(exp, key)}")
+    if exp.max_per_class is not None and exp.max_per_class < 3:
+        bad(f"max_per_class must be at least 3 (one image per split), got {exp.max_per_class}")
+    if not exp.backbones:
+        bad("backbones is empty: name at least one (see `lungfast backbones`)")
+    if not exp.seeds or len(set(exp.seeds)) != len(exp.seeds):
+        bad(f"seeds must be a non-empty list of distinct integers, got {exp.seeds}")
+    if not exp.name or "/" in exp.name or exp.name.startswith("."):
+        bad(f"name must be a plain folder name, got {exp.name!r}")
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise LungfastError(f"{path}: experiment file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise LungfastError(f"{path}: not valid TOML ({e})") from None
+    for text in overrides:
+        key, value = _parse_override(text)
+        if "." in key:  # --set weights.resnet50=FILE sets one entry of a table
+            table, sub = key.split(".", 1)
+            raw.setdefault(table, {})
+            if not isinstance(raw[table], dict):
+                raise LungfastError(f"--set {text}: {table!r} is not a table")
+            raw[table][sub] = value
+        else:
+            raw[key] = value
+    return from_dict(raw, source=str(path))

@@ -1,0 +1,88 @@
+"""config -> split -> runs -> leaderboard. Everything a `lungfast run` does, in that order.
+
+Input is checked before anything is written: a bad data folder, groups CSV or backbone name stops the
+run with one line and leaves no results folder behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+from lungfast import backbones, images, record, split
+from lungfast.config import Experiment
+from lungfast.errors import LungfastError
+
+log = logging.getLogger("lungfast")
+
+
+def load_images(exp: Experiment) -> tuple[pd.DataFrame, list, str | None]:
+    """Readable images with group ids, subsampled; the skipped files; the groups CSV used."""
+    df, skipped = images.scan(exp.data_dir)
+    if skipped:
+        names = ", ".join(f"{Path(p).name} ({r.split(':')[0]})" for p, r in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        log.warning("skipped %d unreadable image(s): %s%s", len(skipped), names, more)
+    csv = split.find_groups_csv(exp.data_dir, exp.groups_csv)
+    if csv is not None:
+        df = split.attach_groups(df, csv)
+    elif exp.split == "grouped":
+        raise LungfastError(f"split = \"grouped\" needs a groups CSV (filename,label,group_id): none given and "
+                            f"no groups.csv in {exp.data_dir} or its parent; set groups_csv or use split = \"random\"")
+    else:  # no groups known: every image is its own group
+        df = df.assign(group_id=df.path.map(lambda p: Path(p).stem))
+    if exp.max_per_class:
+        df = split.subsample(df, exp.max_per_class, exp.split_seed)
+    return df, skipped, (str(csv) if csv else None)
+
+
+def _split_key(exp: Experiment, df: pd.DataFrame) -> dict:
+    """What a split depends on; a stored split is reused only if all of it matches."""
+    return {"split": exp.split, "ratios": exp.ratios, "split_seed": exp.split_seed,
+            "max_per_class": exp.max_per_class, "images": sorted(df.path)}
+
+
+def prepare_split(exp: Experiment, df: pd.DataFrame, force: bool) -> pd.DataFrame:
+    out, key = exp.out_dir, _split_key(exp, df)
+    csv, key_file = out / "split.csv", out / "split.key.json"
+    if csv.is_file() and key_file.is_file():
+        if json.loads(key_file.read_text()) == key:
+            log.info("reusing %s", csv)
+            return pd.read_csv(csv, dtype={"group_id": str})
+        if not force:
+            raise LungfastError(f"{csv} was made from other data or split settings; use a new experiment name, "
+                                f"or --force to remake the split and every run")
+    split_df = split.make_split(df, exp.split, exp.ratios, exp.split_seed)
+    record.write_csv(csv, split_df)
+    record.write_json(key_file, key)
+    log.info("split (%s, seed %d): %s", exp.split, exp.split_seed,
+             split_df.split.value_counts().reindex(list(split.SPLITS)).to_dict())
+    return split_df
+
+
+def run(exp: Experiment, force: bool = False) -> pd.DataFrame:
+    from lungfast import leaderboard, train  # fastai loads here, after the cheap checks
+
+    chosen = backbones.check_names(exp.backbones)
+    df, skipped, groups_csv = load_images(exp)
+    split_df = prepare_split(exp, df, force)
+    record.write_json(exp.out_dir / "experiment.json", dataclasses.asdict(exp))
+    extra = {"skipped_images": len(skipped), "skipped_files": [p for p, _ in skipped], "groups_csv": groups_csv,
+             "n_train": int((split_df.split == "train").sum()), "n_valid": int((split_df.split == "valid").sum()),
+             "n_test": int((split_df.split == "test").sum()), "experiment": exp.name}
+    for b in chosen:
+        for seed in exp.seeds:
+            final = record.run_dir(exp.out_dir, b.name, seed)
+            if record.is_complete(final) and not force:
+                log.info("%s/seed%d: complete record found, skipped (--force reruns)", b.name, seed)
+                continue
+            log.info("%s/seed%d: training (%s, %d px)", b.name, seed, b.source, exp.img_size)
+            with record.staged_run(final) as stage:
+                m = train.train_one(exp, b, seed, split_df, stage, extra)
+            log.info("%s/seed%d: test_accuracy=%.4f valid_accuracy=%.4f (%.0fs)", b.name, seed,
+                     m["test_accuracy"], m["valid_accuracy"], m["train_seconds"])
+    return leaderboard.write(exp.out_dir)

@@ -1,0 +1,83 @@
+"""Atomic writes and run records. A reader never sees a half-written file or a half-made run.
+
+A run is trained into a staging folder beside its final place and renamed into place when every file
+is there; `metrics.json` is its completeness mark.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+RUN_FILES = ("metrics.json", "history.csv", "confusion_matrix.png", "top_losses.png", "learner.pkl")
+
+
+@contextmanager
+def atomic_path(target: str | Path):
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(target, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(target, obj) -> None:
+    write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_csv(target, df) -> None:
+    with atomic_path(target) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def save_figure(fig, target) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+def run_dir(exp_dir: Path, backbone: str, seed: int) -> Path:
+    return exp_dir / "runs" / backbone / f"seed{seed}"
+
+
+def is_complete(run: Path) -> bool:
+    return all((run / f).is_file() for f in RUN_FILES)
+
+
+@contextmanager
+def staged_run(final: Path):
+    """A fresh staging folder; on success it replaces `final` in one rename, on failure it is removed."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        yield stage
+        if final.exists():  # --force: move the old record aside first, then drop it
+            old = final.with_name(f".{final.name}.old{os.getpid()}")
+            os.replace(final, old)
+            shutil.rmtree(old)
+        os.replace(stage, final)
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def load_metrics(exp_dir: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(exp_dir.glob("runs/*/seed*/metrics.json"))
+            if is_complete(p.parent)]
