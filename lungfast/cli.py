@@ -17,7 +17,7 @@ log = logging.getLogger("lungfast")
 def _quiet_imports():
     # Known, harmless noise from importing fastai with this torch/pandas; everything else stays visible.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning)
-    warnings.filterwarnings("ignore", message=r".*copy_on_write.*")
+    warnings.filterwarnings("ignore", message=r"The 'mode.chained_assignment' option is deprecated")
     warnings.filterwarnings("ignore", message=r"load_learner. uses Python's insecure pickle")
 
 
@@ -45,6 +45,8 @@ def cmd_leaderboard(args):
     from lungfast import leaderboard
 
     print(leaderboard.to_markdown(leaderboard.write(Path(args.dir))))
+    if args.readme:  # the README's tables are regenerated from records, never typed
+        leaderboard.update_readme(Path(args.readme), Path(args.dir), args.note)
 
 
 def cmd_export(args):
@@ -82,6 +84,8 @@ def parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
     lb = sub.add_parser("leaderboard", help="regenerate and print an experiment's leaderboard")
     lb.add_argument("dir", help="results/NAME")
+    lb.add_argument("--readme", help="also refresh this README's <!-- leaderboard:NAME --> block")
+    lb.add_argument("--note", default="", help="line shown above the table (command, wall time, machine)")
     lb.set_defaults(fn=cmd_leaderboard)
     e = sub.add_parser("export", help="write the top row's learner")
     e.add_argument("dir", help="results/NAME")

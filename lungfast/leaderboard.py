@@ -36,3 +36,14 @@ def write(exp_dir: Path) -> pd.DataFrame:
     record.write_csv(exp_dir / "leaderboard.csv", table)
     record.write_text(exp_dir / "leaderboard.md", to_markdown(table))
     return table
+
+
+def update_readme(readme: Path, exp_dir: Path, note: str) -> None:
+    """Replace the block between `<!-- leaderboard:NAME -->` and `<!-- /leaderboard:NAME -->` in a README."""
+    start, end = f"<!-- leaderboard:{exp_dir.name} -->", f"<!-- /leaderboard:{exp_dir.name} -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise LungfastError(f"{readme}: no {start} ... {end} block to fill")
+    head, rest = text.split(start, 1)
+    body = f"{start}\n{note}\n\n{to_markdown(write(exp_dir))}{end}"
+    record.write_text(readme, head + body + rest.split(end, 1)[1])

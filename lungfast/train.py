@@ -89,7 +89,7 @@ def train_one(exp: Experiment, b: Backbone, seed: int, split_df, stage: Path, ex
     interp = ClassificationInterpretation.from_learner(learn, dl=tdl)
     interp.plot_confusion_matrix(title=f"{b.name} seed {seed}: test split")
     record.save_figure(plt.gcf(), stage / "confusion_matrix.png")  # fastai's plots return None
-    interp.plot_top_losses(min(9, len(tdl.dataset)))
+    interp.plot_top_losses(min(9, len(tdl.dataset)), figsize=(12, 12))
     record.save_figure(plt.gcf(), stage / "top_losses.png")
 
     learn.export("learner.pkl")

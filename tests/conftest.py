@@ -1,0 +1,63 @@
+"""Shared fixtures. Tests run offline: timm must not wait on the hub, weights come from files."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("LUNGFAST_SAMPLE", REPO.parent / "shared" / "lc25000-lung"))
+
+
+@pytest.fixture(scope="session")
+def lc25000():
+    """The real LC25000 lung sample kept beside the repository (read-only)."""
+    if not (SHARED / "groups.csv").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must have the LC25000 sample at {SHARED}")
+        pytest.skip("LC25000 sample not found beside the repository (set LUNGFAST_SAMPLE=DIR)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def lc_subset(lc25000, tmp_path_factory):
+    """8 tile groups per class of real tiles, symlinked into a temp dir in the official layout."""
+    root = tmp_path_factory.mktemp("lc_subset")
+    groups = pd.read_csv(lc25000 / "groups.csv")
+    chosen = groups[groups.group_id.isin(
+        groups.groupby("label").group_id.apply(lambda g: sorted(g.unique())[:8]).explode())]
+    for row in chosen.itertuples():
+        dest = root / "lung_image_sets" / row.label / row.filename
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.symlink_to(lc25000 / "lung_image_sets" / row.label / row.filename)
+    chosen[["filename", "label", "group_id"]].to_csv(root / "groups.csv", index=False)
+    return root
+
+
+def run_cli(*args, cwd=None, timeout=600):
+    """The real `lungfast` command in a subprocess."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", "lungfast.cli", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_experiment(path: Path, **keys) -> Path:
+    """A TOML experiment file from keyword arguments (strings quoted, lists and numbers as TOML)."""
+    def toml(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, dict):
+            return "{ " + ", ".join(f"{k} = {toml(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list):
+            return "[" + ", ".join(toml(x) for x in v) + "]"
+        return str(v)
+    path.write_text("".join(f"{k} = {toml(v)}\n" for k, v in keys.items()))
+    return path
