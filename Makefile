@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test bench bench-quick clean
+.PHONY: demo test browser bench bench-quick clean
 
 $(BIN)/lungfast: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,7 +17,14 @@ $(BIN)/lungfast: pyproject.toml
 demo: $(BIN)/lungfast
 	$(BIN)/lungfast demo
 
-test: $(BIN)/lungfast
+# The report test opens report.html in headless Chromium (Debian's chromium + chromium-driver).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+	  echo "note: no chromium/chromedriver (install Debian's chromium chromium-driver): the browser test will skip"
+
+test: $(BIN)/lungfast browser
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
 clean:

@@ -33,20 +33,25 @@ def cmd_backbones(args):
 
 
 def cmd_run(args):
-    from lungfast import config, experiment, leaderboard
+    from lungfast import config, experiment
 
     exp = config.load(args.experiment, args.set)
-    table = experiment.run(exp, force=args.force)
-    print(leaderboard.to_markdown(table))
+    print(experiment.run(exp, force=args.force))
     print(f"records: {exp.out_dir}")
 
 
 def cmd_leaderboard(args):
     from lungfast import leaderboard
 
-    print(leaderboard.to_markdown(leaderboard.write(Path(args.dir))))
+    print(leaderboard.write(Path(args.dir)))
     if args.readme:  # the README's tables are regenerated from records, never typed
         leaderboard.update_readme(Path(args.readme), Path(args.dir), args.note)
+
+
+def cmd_report(args):
+    from lungfast import report
+
+    print(f"wrote {report.write(Path(args.dir))}")
 
 
 def cmd_export(args):
@@ -58,17 +63,16 @@ def cmd_export(args):
 
 
 def cmd_demo(args):
-    from lungfast import config, demo, experiment, export, leaderboard
+    from lungfast import config, demo, experiment, export
 
     work = Path(args.workdir)
     print("lungfast demo: SYNTHETIC tissue-like images (not LC25000, not medical data); see README for real data.")
     data_dir = demo.make_dataset(work / "data")
     exp = config.from_dict({**demo.DEMO_EXPERIMENT, "data_dir": str(data_dir), "results_dir": str(work)}, "demo")
-    table = experiment.run(exp, force=args.force)
-    print(leaderboard.to_markdown(table))
+    print(experiment.run(exp, force=args.force))
     out = exp.out_dir / "lung.pkl"
     run = export.export(exp.out_dir, out)
-    print(f"exported winner {table.iloc[0].backbone} to {out} (from {run})")
+    print(f"exported the winner to {out} (from {run})")
     print("load it with: from fastai.learner import load_learner; load_learner(PATH).predict(IMAGE)")
 
 
@@ -87,6 +91,9 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--readme", help="also refresh this README's <!-- leaderboard:NAME --> block")
     lb.add_argument("--note", default="", help="line shown above the table (command, wall time, machine)")
     lb.set_defaults(fn=cmd_leaderboard)
+    rp = sub.add_parser("report", help="regenerate an experiment's self-contained report.html")
+    rp.add_argument("dir", help="results/NAME")
+    rp.set_defaults(fn=cmd_report)
     e = sub.add_parser("export", help="write the top row's learner")
     e.add_argument("dir", help="results/NAME")
     e.add_argument("--out", help="output file (default DIR/lung.pkl)")

@@ -22,9 +22,10 @@ class Experiment:
     data_dir: str  # folder with one sub-folder of images per class (LC25000's lung_image_sets/)
     backbones: list[str]  # registry names, see `lungfast backbones`
     groups_csv: str | None = None  # filename,label,group_id; default: groups.csv in data_dir or its parent
-    split: str = "grouped"  # "grouped" (no tile group on two sides) or "random" (split-folders, capstone)
+    split: str | list[str] = "grouped"  # "grouped" (no tile group on two sides), "random" (split-folders), or both
     ratios: list[float] = field(default_factory=lambda: [0.7, 0.2, 0.1])  # train/valid/test fractions
     split_seed: int = 42  # seed of the one split every backbone and seed shares
+    split_seeds: list[int] | None = None  # repeat the whole comparison over these splits (replaces split_seed)
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds: one run per backbone and seed
     img_size: int = 224  # images are squished to img_size x img_size
     batch_size: int = 64  # images per batch
@@ -39,6 +40,18 @@ class Experiment:
     @property
     def out_dir(self) -> Path:
         return Path(self.results_dir) / self.name
+
+    @property
+    def split_kinds(self) -> list[str]:
+        return [self.split] if isinstance(self.split, str) else list(self.split)
+
+    @property
+    def split_seed_list(self) -> list[int]:
+        return list(self.split_seeds) if self.split_seeds else [self.split_seed]
+
+    @property
+    def single_split(self) -> bool:
+        return len(self.split_kinds) == 1 and len(self.split_seed_list) == 1
 
     def epochs_for(self, backbone: str) -> int:
         return self.epochs_by_backbone.get(backbone, self.epochs)
@@ -102,8 +115,11 @@ def _validate(exp: Experiment, source: str) -> None:
     def bad(msg):
         raise LungfastError(f"{source}: {msg}")
 
-    if exp.split not in ("grouped", "random"):
-        bad(f"split must be \"grouped\" or \"random\", got {exp.split!r}")
+    kinds = exp.split_kinds
+    if not kinds or any(k not in ("grouped", "random") for k in kinds) or len(set(kinds)) != len(kinds):
+        bad(f"split must be \"grouped\", \"random\" or a list of both, got {exp.split!r}")
+    if exp.split_seeds is not None and (not exp.split_seeds or len(set(exp.split_seeds)) != len(exp.split_seeds)):
+        bad(f"split_seeds must be a non-empty list of distinct integers, got {exp.split_seeds}")
     if len(exp.ratios) != 3 or any(r <= 0 for r in exp.ratios) or abs(sum(exp.ratios) - 1) > 1e-6:
         bad(f"ratios must be three positive train/valid/test fractions summing to 1, got {exp.ratios}")
     if isinstance(exp.lr, str) and exp.lr != "find":

@@ -65,6 +65,6 @@ def make_dataset(root: Path, originals_per_class: int = 12, copies: int = 6, see
 
 
 DEMO_EXPERIMENT = {
-    "name": "demo", "split": "grouped", "backbones": ["tiny", "xresnet18"], "seeds": [0],
+    "name": "demo", "split": ["grouped", "random"], "backbones": ["tiny", "xresnet18"], "seeds": [0],
     "img_size": 64, "batch_size": 16, "epochs": 4, "lr": 3e-3, "pretrained": False,
 }

@@ -21,7 +21,7 @@ log = logging.getLogger("lungfast")
 
 
 def load_images(exp: Experiment) -> tuple[pd.DataFrame, list, str | None]:
-    """Readable images with group ids, subsampled; the skipped files; the groups CSV used."""
+    """Readable images with group ids; the skipped files; the groups CSV used."""
     df, skipped = images.scan(exp.data_dir)
     if skipped:
         names = ", ".join(f"{Path(p).name} ({r.split(':')[0]})" for p, r in skipped[:5])
@@ -30,13 +30,11 @@ def load_images(exp: Experiment) -> tuple[pd.DataFrame, list, str | None]:
     csv = split.find_groups_csv(exp.data_dir, exp.groups_csv)
     if csv is not None:
         df = split.attach_groups(df, csv)
-    elif exp.split == "grouped":
+    elif "grouped" in exp.split_kinds:
         raise LungfastError(f"split = \"grouped\" needs a groups CSV (filename,label,group_id): none given and "
                             f"no groups.csv in {exp.data_dir} or its parent; set groups_csv or use split = \"random\"")
     else:  # no groups known: every image is its own group
         df = df.assign(group_id=df.path.map(lambda p: Path(p).stem))
-    if exp.max_per_class:
-        df = split.subsample(df, exp.max_per_class, exp.split_seed)
     return df, skipped, (str(csv) if csv else None)
 
 
@@ -46,8 +44,11 @@ def _split_key(exp: Experiment, df: pd.DataFrame) -> dict:
             "max_per_class": exp.max_per_class, "images": sorted(df.path)}
 
 
-def prepare_split(exp: Experiment, df: pd.DataFrame, force: bool) -> pd.DataFrame:
-    out, key = exp.out_dir, _split_key(exp, df)
+def prepare_split(exp: Experiment, df: pd.DataFrame, out: Path, force: bool) -> pd.DataFrame:
+    """The split of one (kind, split_seed), made once and reused; exp holds that single kind and seed."""
+    if exp.max_per_class:
+        df = split.subsample(df, exp.max_per_class, exp.split_seed)
+    key = _split_key(exp, df)
     csv, key_file = out / "split.csv", out / "split.key.json"
     if csv.is_file() and key_file.is_file():
         if json.loads(key_file.read_text()) == key:
@@ -64,25 +65,47 @@ def prepare_split(exp: Experiment, df: pd.DataFrame, force: bool) -> pd.DataFram
     return split_df
 
 
-def run(exp: Experiment, force: bool = False) -> pd.DataFrame:
-    from lungfast import leaderboard, train  # fastai loads here, after the cheap checks
+def splits(exp: Experiment):
+    """(single-split experiment, its folder) for every split kind and split seed.
+
+    One split keeps the plain layout (<out>/split.csv, <out>/runs/...); several get a folder each
+    (<out>/<kind>-split<seed>/split.csv, .../runs/...), so every run record sits at <split folder>/runs/.
+    """
+    for kind in exp.split_kinds:
+        for seed in exp.split_seed_list:
+            one = dataclasses.replace(exp, split=kind, split_seed=seed, split_seeds=None)
+            yield one, (exp.out_dir if exp.single_split else exp.out_dir / f"{kind}-split{seed}")
+
+
+def run(exp: Experiment, force: bool = False) -> str:
+    """Run every missing record, then write the leaderboard and the report; return the leaderboard text."""
+    from lungfast import leaderboard, report  # fastai loads here, after the cheap checks
 
     chosen = backbones.check_names(exp.backbones)
     df, skipped, groups_csv = load_images(exp)
-    split_df = prepare_split(exp, df, force)
     record.write_json(exp.out_dir / "experiment.json", dataclasses.asdict(exp))
-    extra = {"skipped_images": len(skipped), "skipped_files": [p for p, _ in skipped], "groups_csv": groups_csv,
-             "n_train": int((split_df.split == "train").sum()), "n_valid": int((split_df.split == "valid").sum()),
-             "n_test": int((split_df.split == "test").sum()), "experiment": exp.name}
+    for one, where in splits(exp):
+        split_df = prepare_split(one, df, where, force)
+        extra = {"skipped_images": len(skipped), "skipped_files": [p for p, _ in skipped], "groups_csv": groups_csv,
+                 "experiment": exp.name, **{f"n_{s}": int((split_df.split == s).sum()) for s in split.SPLITS}}
+        run_split(one, chosen, split_df, where, extra, force)
+    text = leaderboard.write(exp.out_dir)
+    log.info("report: %s", report.write(exp.out_dir))
+    return text
+
+
+def run_split(exp: Experiment, chosen, split_df: pd.DataFrame, where: Path, extra: dict, force: bool) -> None:
+    from lungfast import train
+
     for b in chosen:
         for seed in exp.seeds:
-            final = record.run_dir(exp.out_dir, b.name, seed)
+            final = record.run_dir(where, b.name, seed)
             if record.is_complete(final) and not force:
                 log.info("%s/seed%d: complete record found, skipped (--force reruns)", b.name, seed)
                 continue
-            log.info("%s/seed%d: training (%s, %d px)", b.name, seed, b.source, exp.img_size)
+            log.info("%s/seed%d: training (%s, %d px, %s split %d)", b.name, seed, b.source, exp.img_size,
+                     exp.split, exp.split_seed)
             with record.staged_run(final) as stage:
                 m = train.train_one(exp, b, seed, split_df, stage, extra)
             log.info("%s/seed%d: test_accuracy=%.4f valid_accuracy=%.4f (%.0fs)", b.name, seed,
                      m["test_accuracy"], m["valid_accuracy"], m["train_seconds"])
-    return leaderboard.write(exp.out_dir)

@@ -13,7 +13,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-RUN_FILES = ("metrics.json", "history.csv", "confusion_matrix.png", "top_losses.png", "learner.pkl")
+RUN_FILES = ("metrics.json", "history.csv", "confusion_matrix.png", "top_losses.png", "top_losses.csv",
+             "test_predictions.csv", "loss.png", "saliency.png", "learner.pkl")
 
 
 @contextmanager
@@ -53,8 +54,8 @@ def save_figure(fig, target) -> None:
     plt.close(fig)
 
 
-def run_dir(exp_dir: Path, backbone: str, seed: int) -> Path:
-    return exp_dir / "runs" / backbone / f"seed{seed}"
+def run_dir(split_dir: Path, backbone: str, seed: int) -> Path:
+    return split_dir / "runs" / backbone / f"seed{seed}"
 
 
 def is_complete(run: Path) -> bool:
@@ -79,5 +80,6 @@ def staged_run(final: Path):
 
 
 def load_metrics(exp_dir: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(exp_dir.glob("runs/*/seed*/metrics.json"))
-            if is_complete(p.parent)]
+    """Every complete run record of an experiment, one split or several; `run_dir` says where it lies."""
+    found = sorted([*exp_dir.glob("runs/*/seed*/metrics.json"), *exp_dir.glob("*/runs/*/seed*/metrics.json")])
+    return [{**json.loads(p.read_text()), "run_dir": str(p.parent)} for p in found if is_complete(p.parent)]

@@ -13,17 +13,16 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # runs write PNGs; there is no screen
-import matplotlib.pyplot as plt
+import matplotlib.pyplot as plt  # noqa: E402
 import fastai
 import timm
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger, ProgressCallback
-from fastai.interpret import ClassificationInterpretation
 from fastai.torch_core import set_seed
 from fastcore.basics import noop
 
-from lungfast import data, device, learner, record
+from lungfast import data, device, evaluate, learner, record
 from lungfast.backbones import Backbone
 from lungfast.config import Experiment
 
@@ -84,14 +83,7 @@ def train_one(exp: Experiment, b: Backbone, seed: int, split_df, stage: Path, ex
     train_seconds = time.perf_counter() - t0
 
     valid_loss, valid_acc = learn.validate()
-    tdl = data.test_dl(dls, split_df)
-    test_loss, test_acc = learn.validate(dl=tdl)
-    interp = ClassificationInterpretation.from_learner(learn, dl=tdl)
-    interp.plot_confusion_matrix(title=f"{b.name} seed {seed}: test split")
-    record.save_figure(plt.gcf(), stage / "confusion_matrix.png")  # fastai's plots return None
-    interp.plot_top_losses(min(9, len(tdl.dataset)), figsize=(12, 12))
-    record.save_figure(plt.gcf(), stage / "top_losses.png")
-
+    test = evaluate.evaluate(learn, data.test_dl(dls, split_df), stage, f"{b.name} seed {seed}")
     learn.export("learner.pkl")
     n_epochs_run = len(epoch_log.epochs)
     metrics = {
@@ -100,8 +92,7 @@ def train_one(exp: Experiment, b: Backbone, seed: int, split_df, stage: Path, ex
         "epochs": epochs, "epochs_run": n_epochs_run, "schedule": schedule, "pretrained": pretrained,
         "weights_file": weights_file, "lr": lr, "lr_found": lr_found,
         "valid_loss": float(valid_loss), "valid_accuracy": float(valid_acc),
-        "test_loss": float(test_loss), "test_accuracy": float(test_acc),
-        "confusion_matrix": interp.confusion_matrix().tolist(), "vocab": list(dls.vocab),
+        **test, "vocab": list(dls.vocab),
         "params": sum(p.numel() for p in learn.model.parameters()),
         "train_seconds": train_seconds, "seconds_per_epoch": train_seconds / max(n_epochs_run, 1),
         "train_img_per_s": sum(e["train_images"] for e in epoch_log.epochs) / max(train_seconds, 1e-9),

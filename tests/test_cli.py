@@ -109,7 +109,7 @@ def test_unreadable_images_are_counted_in_the_record(tmp_path):
                            results_dir=str(tmp_path / "r"))
     result = run_cli("run", exp, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    warning = [l for l in result.stderr.splitlines() if "unreadable" in l]
+    warning = [l for l in result.stderr.splitlines() if "unreadable image" in l]
     assert len(warning) == 1 and "broken.jpeg" in warning[0] and "empty.jpeg" in warning[0]
     m = json.loads((tmp_path / "r" / "bad" / "runs" / "tiny" / "seed0" / "metrics.json").read_text())
     assert m["skipped_images"] == 2
@@ -162,6 +162,107 @@ def test_backbones_command_lists_the_registry():
 def test_demo_runs_end_to_end(tmp_path):
     result = run_cli("demo", "--workdir", tmp_path / "demo", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "SYNTHETIC" in result.stdout and "exported winner" in result.stdout
+    assert "SYNTHETIC" in result.stdout and "exported the winner" in result.stdout
     lb = pd.read_csv(tmp_path / "demo" / "demo" / "leaderboard.csv")
     assert len(lb) == 2 and (tmp_path / "demo" / "demo" / "lung.pkl").stat().st_size > 100_000
+
+
+def test_test_metrics_are_consistent_with_the_confusion_matrix(e2e):
+    _, _, out, _ = e2e
+    m = json.loads((out / "runs" / "xresnet18" / "seed0" / "metrics.json").read_text())
+    cm, vocab = m["confusion_matrix"], m["vocab"]
+    recall = [cm[i][i] / sum(cm[i]) for i in range(len(vocab))]
+    assert m["balanced_accuracy"] == pytest.approx(sum(recall) / len(recall))
+    assert m["test_accuracy"] == pytest.approx(sum(cm[i][i] for i in range(3)) / sum(map(sum, cm)))
+    for i, c in enumerate(vocab):
+        assert m["per_class"][c]["recall"] == pytest.approx(recall[i]) and m["per_class"][c]["support"] == sum(cm[i])
+    n = vocab.index("lung_n")
+    cancer = [i for i in range(3) if i != n]
+    assert m["benign_specificity"] == pytest.approx(cm[n][n] / sum(cm[n]))
+    assert m["cancer_sensitivity"] == pytest.approx(
+        sum(cm[i][j] for i in cancer for j in cancer) / sum(sum(cm[i]) for i in cancer))
+    assert 0 <= m["roc_auc_ovr"] <= 1 and 0 <= m["macro_f1"] <= 1
+
+
+def test_review_list_is_sorted_by_loss_and_covers_the_test_split(e2e):
+    _, _, out, _ = e2e
+    review = pd.read_csv(out / "runs" / "tiny" / "seed0" / "top_losses.csv")
+    s = pd.read_csv(out / "split.csv")
+    assert list(review.columns) == ["path", "actual", "predicted", "loss", "probability"]
+    assert review.loss.is_monotonic_decreasing and set(review.path) == set(s.path[s.split == "test"])
+
+
+def test_grad_cam_maps_vary_within_and_between_images(e2e):
+    import numpy as np
+    from fastai.learner import load_learner
+
+    from lungfast import saliency
+
+    _, _, out, _ = e2e
+    s = pd.read_csv(out / "split.csv")
+    paths = s.path[s.split == "test"].iloc[[0, -1]].tolist()  # two tiles of different classes
+    for backbone in ("tiny", "xresnet18"):
+        learn = load_learner(out / "runs" / backbone / "seed0" / "learner.pkl")
+        maps, rgb = saliency.cam_maps(learn, paths, [0, 0])
+        assert maps.shape[0] == 2 and rgb.shape[-1] == 3
+        assert maps[0].std() > 1e-3 and maps[1].std() > 1e-3, backbone
+        assert not np.allclose(maps[0], maps[1], atol=1e-3), backbone
+
+
+def test_report_opens_in_headless_chromium_with_every_image(e2e, tmp_path):
+    import shutil
+
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        import os
+        if os.environ.get("CI"):
+            pytest.fail("CI must have chromium and chromedriver (make browser installs them)")
+        pytest.skip("needs Debian's chromium and chromium-driver (make browser)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    _, _, out, _ = e2e
+    regenerated = run_cli("report", out)
+    assert regenerated.returncode == 0, regenerated.stderr
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
+    try:
+        driver.get((out / "report.html").resolve().as_uri())
+        rows = driver.execute_script("return [...document.querySelectorAll('#leaderboard tbody tr')]"
+                                     ".map(r => r.cells[1].textContent)")
+        images = driver.execute_script("return [...document.images].map(i => [i.alt, i.complete, i.naturalWidth])")
+        env = driver.execute_script("return document.querySelector('#environment').textContent")
+        splits = driver.execute_script("return document.querySelectorAll('#splits tbody tr').length")
+    finally:
+        driver.quit()
+    assert sorted(rows) == ["tiny", "xresnet18"]
+    assert len(images) == 8 and all(ok and width > 100 for _, ok, width in images), images
+    assert "torch" in env and "fastai" in env and splits == 3
+
+
+def test_seeds_splits_and_inflation_side_by_side(tmp_path):
+    from lungfast import demo
+
+    data = demo.make_dataset(tmp_path / "data", originals_per_class=8, copies=4)
+    exp = write_experiment(tmp_path / "e.toml", name="many", data_dir=str(data), backbones=["tiny", "xresnet18"],
+                           split=["grouped", "random"], split_seeds=[1, 2], seeds=[0, 1], img_size=32,
+                           batch_size=16, epochs=1, pretrained=False, results_dir=str(tmp_path / "r"))
+    result = run_cli("run", exp, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "r" / "many"
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "grouped-split1", "grouped-split2", "random-split1", "random-split2"]
+    assert len(list(out.glob("*/runs/*/seed*/metrics.json"))) == 16
+    lb = pd.read_csv(out / "leaderboard.csv")
+    assert (lb.split == "grouped").all() and (lb.n == 4).all() and (lb.n_seeds == 2).all() and (lb.n_splits == 2).all()
+    assert (lb.ci95_low <= lb.test_accuracy).all() and (lb.test_accuracy <= lb.ci95_high).all()
+    infl = pd.read_csv(out / "inflation.csv")
+    assert sorted(infl.backbone) == ["tiny", "xresnet18"]
+    assert (infl.inflation == infl.random_test_accuracy - infl.grouped_test_accuracy).all()
+    comp = json.loads((out / "comparison.json").read_text())
+    assert comp["first"] == lb.backbone[0] and comp["second"] == lb.backbone[1] and 0 <= comp["p_value"] <= 1
+    md = (out / "leaderboard.md").read_text()
+    assert "Random-split inflation" in md and "Paired test, #1" in md and "±" in md
