@@ -57,9 +57,30 @@ def cmd_report(args):
 def cmd_export(args):
     from lungfast import export
 
-    out = Path(args.out or Path(args.dir) / "lung.pkl")
-    run = export.export(Path(args.dir), out)
+    out = Path(args.out or Path(args.dir) / ("lung.safetensors" if args.format == "safetensors" else "lung.pkl"))
+    run = export.export(Path(args.dir), out, args.format, args.trust)
     print(f"exported {out} (from {run})")
+
+
+def cmd_predict(args):
+    from lungfast import model_io, predict, record
+
+    learn = model_io.load(args.model, args.trust)
+    table = predict.predict(learn, predict.collect(args.paths), tta=args.tta)
+    if args.out:
+        record.write_csv(args.out, table)
+        print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)
+    else:
+        table.to_csv(sys.stdout, index=False)
+    bad = int((table.error != "").sum())
+    if bad:
+        log.warning("%d file(s) could not be read; see the error column", bad)
+
+
+def cmd_app(args):
+    from lungfast import app
+
+    app.serve(args.model, host=args.host, port=args.port, trusted=args.trust)
 
 
 def cmd_demo(args):
@@ -96,8 +117,24 @@ def parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=cmd_report)
     e = sub.add_parser("export", help="write the top row's learner")
     e.add_argument("dir", help="results/NAME")
-    e.add_argument("--out", help="output file (default DIR/lung.pkl)")
+    e.add_argument("--out", help="output file (default DIR/lung.pkl or DIR/lung.safetensors)")
+    e.add_argument("--format", choices=["pickle", "safetensors"], default="pickle",
+                   help="pickle: fastai learner; safetensors: weights only + JSON, loads without pickle")
+    e.add_argument("--trust", action="store_true", help="load run pickles lungfast cannot vouch for")
     e.set_defaults(fn=cmd_export)
+    pr = sub.add_parser("predict", help="label images with a saved model (CSV)")
+    pr.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")
+    pr.add_argument("paths", nargs="+", help="image files and folders (searched recursively)")
+    pr.add_argument("--out", help="CSV file (default: stdout)")
+    pr.add_argument("--tta", action="store_true", help="fastai test-time augmentation")
+    pr.add_argument("--trust", action="store_true", help="load a pickle lungfast did not write (runs its code)")
+    pr.set_defaults(fn=cmd_predict)
+    ap = sub.add_parser("app", help="Gradio app: upload a tile, get probabilities and Grad-CAM")
+    ap.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")
+    ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
+    ap.add_argument("--trust", action="store_true", help="load a pickle lungfast did not write (runs its code)")
+    ap.set_defaults(fn=cmd_app)
     d = sub.add_parser("demo", help="synthetic data, full pipeline, CPU, minutes")
     d.add_argument("--workdir", default="results/demo-work", help="where data and records go")
     d.add_argument("--force", action="store_true", help="rerun even if records exist")

@@ -1,7 +1,8 @@
 """The one DataLoaders factory: made fresh for every run, with that backbone's normalization stats.
 
 Labels come from the class folder (fastai's `parent_label`), so an exported learner holds only fastai
-functions and `learn.predict(path)` works on any image file.
+functions and `learn.predict(path)` works on any image file. The same DataBlock rebuilds the inference
+pipeline for weights-only (safetensors) models, so both formats see identical pixels.
 """
 
 from __future__ import annotations
@@ -11,21 +12,44 @@ from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, IndexSplitt
                                aug_transforms, parent_label)
 
 
-def make_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed: int, plan):
-    """Train/valid DataLoaders from split.csv rows. The test rows are never seen here."""
-    fit = split_df[split_df.split.isin(["train", "valid"])].reset_index(drop=True)
-    block = DataBlock(
-        blocks=(ImageBlock, CategoryBlock(vocab=sorted(split_df.label.unique()))),
+def datablock(vocab: list[str], img_size: int, stats, valid_idx: list[int] = ()) -> DataBlock:
+    return DataBlock(
+        blocks=(ImageBlock, CategoryBlock(vocab=vocab)),
         get_y=parent_label,
-        splitter=IndexSplitter(fit.index[fit.split == "valid"].tolist()),
+        splitter=IndexSplitter(list(valid_idx)),
         item_tfms=Resize(img_size, method="squish"),
-        # tissue has no "up": flip both ways, rotate a little; no zoom/warp/lighting (stain colour is signal)
+        # tissue has no "up": flip both ways, rotate a little; no zoom/warp/lighting (stain colour is signal).
+        # Random transforms run on training batches only.
         batch_tfms=[*aug_transforms(flip_vert=True, max_rotate=10.0, max_zoom=1.0, max_lighting=0.0,
                                     max_warp=0.0, p_lighting=0.0),
                     Normalize.from_stats(*stats)],
     )
+
+
+def make_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed: int, plan):
+    """Train/valid DataLoaders from split.csv rows. The test rows are never seen here."""
+    fit = split_df[split_df.split.isin(["train", "valid"])].reset_index(drop=True)
+    block = datablock(sorted(split_df.label.unique()), img_size, stats, fit.index[fit.split == "valid"].tolist())
     return block.dataloaders(fit.path.tolist(), bs=batch_size, seed=seed, device=plan.device,
                              num_workers=plan.num_workers, pin_memory=plan.pin_memory)
+
+
+def inference_dls(vocab: list[str], img_size: int, stats, batch_size: int = 64):
+    """Item-free DataLoaders with the training pipeline's transforms, for `dls.test_dl(paths)`.
+
+    fastai sets a pipeline up from one real item, then `new_empty()` drops it, as `learn.export` does.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from PIL import Image
+
+    with tempfile.TemporaryDirectory() as tmp:
+        seed_item = Path(tmp, vocab[0], "setup.png")
+        seed_item.parent.mkdir()
+        Image.new("RGB", (img_size, img_size)).save(seed_item)
+        dls = datablock(vocab, img_size, stats).dataloaders([seed_item], bs=batch_size, device="cpu", num_workers=0)
+    return dls.new_empty()
 
 
 def test_dl(dls, split_df: pd.DataFrame):

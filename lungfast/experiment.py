@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lungfast import backbones, images, record, split
+from lungfast import backbones, images, record, split, trust
 from lungfast.config import Experiment
 from lungfast.errors import LungfastError
 
@@ -107,5 +107,6 @@ def run_split(exp: Experiment, chosen, split_df: pd.DataFrame, where: Path, extr
                      exp.split, exp.split_seed)
             with record.staged_run(final) as stage:
                 m = train.train_one(exp, b, seed, split_df, stage, extra)
+            trust.remember(final / "learner.pkl", m["learner_sha256"])  # lungfast wrote it: loadable w/o --trust
             log.info("%s/seed%d: test_accuracy=%.4f valid_accuracy=%.4f (%.0fs)", b.name, seed,
                      m["test_accuracy"], m["valid_accuracy"], m["train_seconds"])

@@ -22,7 +22,7 @@ from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.torch_core import set_seed
 from fastcore.basics import noop
 
-from lungfast import data, device, evaluate, learner, record
+from lungfast import data, device, evaluate, learner, record, trust
 from lungfast.backbones import Backbone
 from lungfast.config import Experiment
 
@@ -53,6 +53,16 @@ class EpochLog(Callback):
                  self.n_seen / max(seconds, 1e-9))
 
 
+def tidy_history(path: Path) -> None:
+    """CSVLogger(append=True) writes a header per fit (fine_tune fits twice): keep one, number epochs 0..n-1."""
+    import pandas as pd
+
+    history = pd.read_csv(path)
+    history = history[history.epoch.astype(str) != "epoch"].reset_index(drop=True)
+    history["epoch"] = range(len(history))
+    record.write_csv(path, history)
+
+
 def train_one(exp: Experiment, b: Backbone, seed: int, split_df, stage: Path, extra: dict) -> dict:
     """Train into the staging folder `stage` and write every file of the run record there."""
     set_seed(seed, reproducible=True)
@@ -81,16 +91,18 @@ def train_one(exp: Experiment, b: Backbone, seed: int, split_df, stage: Path, ex
     else:
         learn.fit_one_cycle(epochs, lr_max=lr, cbs=cbs)
     train_seconds = time.perf_counter() - t0
+    tidy_history(stage / "history.csv")
 
     valid_loss, valid_acc = learn.validate()
     test = evaluate.evaluate(learn, data.test_dl(dls, split_df), stage, f"{b.name} seed {seed}")
     learn.export("learner.pkl")
+    learner_sha256 = trust.sha256(stage / "learner.pkl")
     n_epochs_run = len(epoch_log.epochs)
     metrics = {
         "backbone": b.name, "source": b.source, "arch": b.arch, "seed": seed, "split": exp.split,
         "split_seed": exp.split_seed, "img_size": exp.img_size, "batch_size": exp.batch_size,
         "epochs": epochs, "epochs_run": n_epochs_run, "schedule": schedule, "pretrained": pretrained,
-        "weights_file": weights_file, "lr": lr, "lr_found": lr_found,
+        "weights_file": weights_file, "lr": lr, "lr_found": lr_found, "learner_sha256": learner_sha256,
         "valid_loss": float(valid_loss), "valid_accuracy": float(valid_acc),
         **test, "vocab": list(dls.vocab),
         "params": sum(p.numel() for p in learn.model.parameters()),

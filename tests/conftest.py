@@ -2,6 +2,7 @@
 
 import os
 import subprocess
+import tempfile
 import sys
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+# lungfast's cache (converted weights, trusted-pickle records) per test session, never the user's
+os.environ["LUNGFAST_CACHE"] = tempfile.mkdtemp(prefix="lungfast-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("LUNGFAST_SAMPLE", REPO.parent / "shared" / "lc25000-lung"))

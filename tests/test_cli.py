@@ -266,3 +266,18 @@ def test_seeds_splits_and_inflation_side_by_side(tmp_path):
     assert comp["first"] == lb.backbone[0] and comp["second"] == lb.backbone[1] and 0 <= comp["p_value"] <= 1
     md = (out / "leaderboard.md").read_text()
     assert "Random-split inflation" in md and "Paired test, #1" in md and "±" in md
+
+
+def test_pretrained_backbone_fine_tunes_from_offline_weights(tmp_path):
+    from lungfast import demo
+
+    data = demo.make_dataset(tmp_path / "data", originals_per_class=4, copies=4)
+    exp = write_experiment(tmp_path / "e.toml", name="ft", data_dir=str(data), backbones=["tf_efficientnet_lite0"],
+                           img_size=32, batch_size=8, epochs=1, results_dir=str(tmp_path / "r"))
+    result = run_cli("run", exp, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "r" / "ft" / "runs" / "tf_efficientnet_lite0" / "seed0"
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["pretrained"] is True and m["schedule"] == "fine_tune" and m["weights_file"].endswith(".pth")
+    history = pd.read_csv(run / "history.csv")  # one frozen epoch + one unfrozen, one header
+    assert list(history.epoch) == [0, 1] and history.train_loss.dtype == float
