@@ -27,5 +27,12 @@ browser:
 test: $(BIN)/lungfast browser
 	HF_HUB_OFFLINE=1 $(BIN)/pytest
 
+# Speed and memory targets: figures printed as key=value, measured side by side in one run.
+bench: $(BIN)/lungfast
+	$(BIN)/python benchmarks/bench.py
+
+bench-quick: $(BIN)/lungfast
+	$(BIN)/python benchmarks/bench.py --quick
+
 clean:
 	rm -rf $(VENV) results/demo-work

@@ -32,11 +32,22 @@ def cmd_backbones(args):
               f"{backbones.param_count(b) / 1e6:8.2f}{note}")
 
 
+def _shard(text: str | None) -> tuple[int, int]:
+    if text is None:
+        return 1, 1
+    try:
+        i, n = map(int, text.split("/"))
+        assert 1 <= i <= n
+    except (ValueError, AssertionError):
+        raise LungfastError(f"--shard {text!r}: expected i/n with 1 <= i <= n, e.g. --shard 2/4") from None
+    return i, n
+
+
 def cmd_run(args):
     from lungfast import config, experiment
 
     exp = config.load(args.experiment, args.set)
-    print(experiment.run(exp, force=args.force))
+    print(experiment.run(exp, force=args.force, shard=_shard(args.shard)))
     print(f"records: {exp.out_dir}")
 
 
@@ -46,6 +57,16 @@ def cmd_leaderboard(args):
     print(leaderboard.write(Path(args.dir)))
     if args.readme:  # the README's tables are regenerated from records, never typed
         leaderboard.update_readme(Path(args.readme), Path(args.dir), args.note)
+
+
+def cmd_prepare(args):
+    from lungfast import images, prepare
+
+    df, skipped = images.scan(args.data_dir)
+    for size in args.size:
+        prepare.prepare(df, size, progress=True)
+        print(f"prepared {len(df)} images at {size} px in {prepare.cache_root() / str(size)}"
+              + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
 
 
 def cmd_report(args):
@@ -106,12 +127,18 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", help="experiments/NAME.toml")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
     r.add_argument("--force", action="store_true", help="remake the split and rerun complete runs")
+    r.add_argument("--shard", metavar="I/N", help="run only every N-th run starting at the I-th (many machines, "
+                                                   "one results folder); then `lungfast leaderboard` merges")
     r.set_defaults(fn=cmd_run)
     lb = sub.add_parser("leaderboard", help="regenerate and print an experiment's leaderboard")
     lb.add_argument("dir", help="results/NAME")
     lb.add_argument("--readme", help="also refresh this README's <!-- leaderboard:NAME --> block")
     lb.add_argument("--note", default="", help="line shown above the table (command, wall time, machine)")
     lb.set_defaults(fn=cmd_leaderboard)
+    pp = sub.add_parser("prepare", help="decode and resize a data set once, ahead of runs")
+    pp.add_argument("data_dir", help="folder with one sub-folder per class")
+    pp.add_argument("--size", type=int, nargs="+", required=True, help="target size(s) in px")
+    pp.set_defaults(fn=cmd_prepare)
     rp = sub.add_parser("report", help="regenerate an experiment's self-contained report.html")
     rp.add_argument("dir", help="results/NAME")
     rp.set_defaults(fn=cmd_report)

@@ -27,10 +27,11 @@ def datablock(vocab: list[str], img_size: int, stats, valid_idx: list[int] = ())
 
 
 def make_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed: int, plan):
-    """Train/valid DataLoaders from split.csv rows. The test rows are never seen here."""
+    """Train/valid DataLoaders from split.csv rows (read from `load_path`, the prepared copies, when given).
+    The test rows are never seen here."""
     fit = split_df[split_df.split.isin(["train", "valid"])].reset_index(drop=True)
     block = datablock(sorted(split_df.label.unique()), img_size, stats, fit.index[fit.split == "valid"].tolist())
-    return block.dataloaders(fit.path.tolist(), bs=batch_size, seed=seed, device=plan.device,
+    return block.dataloaders(_load_paths(fit), bs=batch_size, seed=seed, device=plan.device,
                              num_workers=plan.num_workers, pin_memory=plan.pin_memory)
 
 
@@ -52,7 +53,11 @@ def inference_dls(vocab: list[str], img_size: int, stats, batch_size: int = 64):
     return dls.new_empty()
 
 
+def _load_paths(rows: pd.DataFrame) -> list[str]:
+    return (rows.load_path if "load_path" in rows else rows.path).tolist()
+
+
 def test_dl(dls, split_df: pd.DataFrame):
-    """The held-out test split, labelled, through the same item and batch transforms (no augmentation)."""
-    test = split_df[split_df.split == "test"]
-    return dls.test_dl(test.path.tolist(), with_labels=True)
+    """The held-out test split, labelled, through the same item and batch transforms (no augmentation).
+    Its items keep the order of the test rows in split_df."""
+    return dls.test_dl(_load_paths(split_df[split_df.split == "test"]), with_labels=True)

@@ -17,12 +17,12 @@ from lungfast import record, saliency
 BENIGN = "lung_n"
 
 
-def predictions(learn, tdl) -> pd.DataFrame:
-    """path, actual, predicted, loss, probability (of the prediction), then one column per class."""
+def predictions(learn, tdl, paths: list[str]) -> pd.DataFrame:
+    """path (the original file), actual, predicted, loss, probability (of the prediction), one column per class."""
     probs, targs, losses = learn.get_preds(dl=tdl, with_loss=True)
     vocab = list(learn.dls.vocab)
     pred = probs.argmax(dim=1)
-    df = pd.DataFrame({"path": [str(p) for p in tdl.items], "actual": [vocab[t] for t in targs],
+    df = pd.DataFrame({"path": list(paths), "actual": [vocab[t] for t in targs],
                        "predicted": [vocab[p] for p in pred], "loss": losses.numpy(),
                        "probability": probs.max(dim=1).values.numpy()})
     return pd.concat([df, pd.DataFrame(probs.numpy(), columns=vocab)], axis=1)
@@ -71,8 +71,8 @@ def write_figures(learn, tdl, preds: pd.DataFrame, stage: Path, title: str) -> N
     record.save_figure(saliency.figure(learn, preds), stage / "saliency.png")
 
 
-def evaluate(learn, tdl, stage: Path, title: str) -> dict:
-    preds = predictions(learn, tdl)
+def evaluate(learn, tdl, paths: list[str], stage: Path, title: str) -> dict:
+    preds = predictions(learn, tdl, paths)
     record.write_csv(stage / "test_predictions.csv", preds)
     review = preds.sort_values("loss", ascending=False)[["path", "actual", "predicted", "loss", "probability"]]
     record.write_csv(stage / "top_losses.csv", review)  # the review list for finding mislabelled tiles

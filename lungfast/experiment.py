@@ -77,36 +77,53 @@ def splits(exp: Experiment):
             yield one, (exp.out_dir if exp.single_split else exp.out_dir / f"{kind}-split{seed}")
 
 
-def run(exp: Experiment, force: bool = False) -> str:
-    """Run every missing record, then write the leaderboard and the report; return the leaderboard text."""
+def run(exp: Experiment, force: bool = False, shard: tuple[int, int] = (1, 1)) -> str:
+    """Run every missing record (of shard i/n: every n-th run of the fixed list backbone x seed x split),
+    then write the leaderboard and the report; return the leaderboard text. A shard writes only its own
+    run folders (and identical split files, atomically), so shards may share one results folder."""
     from lungfast import leaderboard, report  # fastai loads here, after the cheap checks
 
     chosen = backbones.check_names(exp.backbones)
     df, skipped, groups_csv = load_images(exp)
     record.write_json(exp.out_dir / "experiment.json", dataclasses.asdict(exp))
-    for one, where in splits(exp):
+    i, n = shard
+    jobs = [(k, b, seed) for k, _ in enumerate(splits(exp)) for b in chosen for seed in exp.seeds]
+    mine = jobs[i - 1::n]
+    for k, (one, where) in enumerate(splits(exp)):
+        pairs = [(b, seed) for kk, b, seed in mine if kk == k]
+        if not pairs:
+            continue
         split_df = prepare_split(one, df, where, force)
         extra = {"skipped_images": len(skipped), "skipped_files": [p for p, _ in skipped], "groups_csv": groups_csv,
                  "experiment": exp.name, **{f"n_{s}": int((split_df.split == s).sum()) for s in split.SPLITS}}
-        run_split(one, chosen, split_df, where, extra, force)
+        run_split(one, pairs, split_df, where, extra, force)
+    if n > 1:  # the shared leaderboard is merged once all shards are done, by `lungfast leaderboard`
+        return (f"shard {i}/{n}: {len(mine)} of {len(jobs)} runs done. When every shard has finished: "
+                f"lungfast leaderboard {exp.out_dir}")
     text = leaderboard.write(exp.out_dir)
     log.info("report: %s", report.write(exp.out_dir))
     return text
 
 
-def run_split(exp: Experiment, chosen, split_df: pd.DataFrame, where: Path, extra: dict, force: bool) -> None:
-    from lungfast import train
+def run_split(exp: Experiment, pairs: list, split_df: pd.DataFrame, where: Path, extra: dict, force: bool) -> None:
+    """Train the (backbone, seed) pairs of one split that have no complete record (all of them with force)."""
+    from lungfast import prepare, train
 
-    for b in chosen:
-        for seed in exp.seeds:
-            final = record.run_dir(where, b.name, seed)
-            if record.is_complete(final) and not force:
-                log.info("%s/seed%d: complete record found, skipped (--force reruns)", b.name, seed)
-                continue
-            log.info("%s/seed%d: training (%s, %d px, %s split %d)", b.name, seed, b.source, exp.img_size,
-                     exp.split, exp.split_seed)
-            with record.staged_run(final) as stage:
-                m = train.train_one(exp, b, seed, split_df, stage, extra)
-            trust.remember(final / "learner.pkl", m["learner_sha256"])  # lungfast wrote it: loadable w/o --trust
-            log.info("%s/seed%d: test_accuracy=%.4f valid_accuracy=%.4f (%.0fs)", b.name, seed,
-                     m["test_accuracy"], m["valid_accuracy"], m["train_seconds"])
+    todo = []
+    for b, seed in pairs:
+        if record.is_complete(record.run_dir(where, b.name, seed)) and not force:
+            log.info("%s/seed%d: complete record found, skipped (--force reruns)", b.name, seed)
+        else:
+            todo.append((b, seed))
+    if todo:  # decode + resize once for every backbone and seed of this split (and later experiments)
+        split_df = split_df.assign(load_path=prepare.prepare(split_df, exp.img_size))
+    for b, seed in todo:
+        final = record.run_dir(where, b.name, seed)
+        log.info("%s/seed%d: training (%s, %d px, %s split %d)", b.name, seed, b.source, exp.img_size,
+                 exp.split, exp.split_seed)
+        with record.staged_run(final, fresh=force) as stage:
+            m = train.train_one(exp, b, seed, split_df, stage, extra)
+            # vouch before the rename: a kill between the two must not leave an untrusted complete record
+            trust.remember(final / "learner.pkl", m["learner_sha256"])
+        log.info("%s/seed%d: test_accuracy=%.4f valid_accuracy=%.4f (%.0fs)", b.name, seed,
+                 m["test_accuracy"], m["valid_accuracy"], m["train_seconds"])

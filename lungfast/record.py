@@ -62,21 +62,32 @@ def is_complete(run: Path) -> bool:
     return all((run / f).is_file() for f in RUN_FILES)
 
 
+def stage_dir(final: Path) -> Path:
+    """Where a run is trained: a hidden sibling of its final folder, with a fixed name so a rerun finds
+    what a killed run left (see resume.py)."""
+    return final.with_name(f".{final.name}.partial")
+
+
 @contextmanager
-def staged_run(final: Path):
-    """A fresh staging folder; on success it replaces `final` in one rename, on failure it is removed."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+def staged_run(final: Path, fresh: bool = False):
+    """The run's staging folder; on success it replaces `final` in one rename. Kept when the run is
+    interrupted (resumable), removed when the run fails on bad input or settings."""
+    from lungfast.errors import LungfastError
+
+    stage = stage_dir(final)
+    if fresh and stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True, exist_ok=True)
     try:
         yield stage
-        if final.exists():  # --force: move the old record aside first, then drop it
-            old = final.with_name(f".{final.name}.old{os.getpid()}")
-            os.replace(final, old)
-            shutil.rmtree(old)
-        os.replace(stage, final)
-    finally:
-        if stage.exists():
-            shutil.rmtree(stage, ignore_errors=True)
+    except LungfastError:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if final.exists():  # --force: move the old record aside first, then drop it
+        old = final.with_name(f".{final.name}.old{os.getpid()}")
+        os.replace(final, old)
+        shutil.rmtree(old)
+    os.replace(stage, final)
 
 
 def load_metrics(exp_dir: Path) -> list[dict]:

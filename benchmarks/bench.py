@@ -1,0 +1,188 @@
+"""lungfast benchmarks: every figure is measured side by side, in one run, on this machine.
+
+    python benchmarks/bench.py [--quick]        (make bench / make bench-quick)
+
+Prints key=value lines. Targets: loader_speedup_768 >= 10, loader_over_train >= 3, overhead_ratio <= 1.10,
+peak_rss_gb <= 4. Needs the LC25000 sample beside the repository (or LUNGFAST_SAMPLE=DIR).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+warnings.filterwarnings("ignore")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = Path(os.environ.get("LUNGFAST_SAMPLE", REPO.parent / "shared" / "lc25000-lung"))
+TARGETS = {"loader_speedup_768": (">=", 10), "loader_over_train": (">=", 3), "overhead_ratio": ("<=", 1.10),
+           "peak_rss_gb": ("<=", 4)}
+
+
+def say(key, value, note=""):
+    print(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}", f"# {note}" if note else "",
+          flush=True)
+
+
+def tiles(n: int) -> pd.DataFrame:
+    groups = pd.read_csv(SAMPLE / "groups.csv")
+    pick = groups.groupby("label").head(n // 3)
+    return pd.DataFrame({"path": [str(SAMPLE / "lung_image_sets" / r.label / r.filename) for r in pick.itertuples()],
+                         "label": pick.label.tolist()})
+
+
+def upscale_to_768(df: pd.DataFrame, where: Path) -> pd.DataFrame:
+    """The shared tiles are 224 px copies; the real data set is 768 px. Upscale to stand in for it."""
+    out = []
+    for p, label in zip(df.path, df.label):
+        target = where / label / Path(p).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        Image.open(p).convert("RGB").resize((768, 768), Image.BICUBIC).save(target, quality=90)
+        out.append(str(target))
+    return df.assign(path=out)
+
+
+def loader_img_per_s(paths: list[str], stats, size: int, bs: int, repeats: int = 2) -> float:
+    """Images per second through lungfast's DataBlock (decode, resize, batch transforms), no model."""
+    from lungfast import data, device
+
+    split = pd.DataFrame({"path": paths, "label": [Path(p).parent.name for p in paths],
+                          "split": ["train"] * (len(paths) - bs) + ["valid"] * bs})
+    dls = data.make_dls(split, stats, size, bs, 0, device.plan_for(device.describe()))
+    best = 0.0
+    for _ in range(repeats):
+        t0, n = time.perf_counter(), 0
+        for x, _y in dls.train:
+            n += len(x)
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def train_img_per_s(name: str, paths: list[str], size: int, bs: int) -> float:
+    """Train throughput of one registry backbone on prepared images (fastai loop, one epoch)."""
+    from fastai.callback.progress import ProgressCallback
+
+    from lungfast import backbones, data, device, learner
+
+    b = backbones.get(name)
+    split = pd.DataFrame({"path": paths, "label": [Path(p).parent.name for p in paths],
+                          "split": ["train"] * (len(paths) - bs) + ["valid"] * bs})
+    learn = learner.build(data.make_dls(split, b.stats, size, bs, 0, device.plan_for(device.describe())),
+                          b, False, None)
+    learn.remove_cb(ProgressCallback)
+    learn.fit(1)  # warm-up
+    t0 = time.perf_counter()
+    learn.fit(1)
+    return len(learn.dls.train) * bs / (time.perf_counter() - t0)
+
+
+def overhead_ratio(size: int, bs: int, n_batches: int, repeats: int) -> float:
+    """lungfast's fit loop (fastai + its callbacks) over a plain PyTorch loop: same timm model, batches, Adam."""
+    import timm
+    from fastai.callback.progress import CSVLogger, ProgressCallback
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from fastcore.basics import noop
+
+    from lungfast.train import EpochLog
+
+    torch.manual_seed(0)
+    xs = [torch.randn(bs, 3, size, size) for _ in range(n_batches)]
+    ys = [torch.randint(0, 3, (bs,)) for _ in range(n_batches)]
+    data_in_memory = list(zip(xs, ys))
+    make = lambda: timm.create_model("resnet18", num_classes=3)  # noqa: E731
+
+    def plain():
+        model = make().train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        t0 = time.perf_counter()
+        for x, y in data_in_memory:
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+        return time.perf_counter() - t0
+
+    def fastai_epoch(tmp):
+        dls = DataLoaders(data_in_memory, [], device="cpu")
+        learn = Learner(dls, make(), loss_func=torch.nn.CrossEntropyLoss(), path=tmp)
+        learn.remove_cb(ProgressCallback)
+        learn.logger = noop
+        timer = EpochLog("bench")
+        learn.fit(1, 1e-3, cbs=[CSVLogger(fname="h.csv", append=True), timer])
+        return timer.epochs[-1]["seconds"]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ours, base = [], []
+        for _ in range(repeats):  # interleaved, best of each: both see the same machine state
+            base.append(plain())
+            ours.append(fastai_epoch(tmp))
+    return min(ours) / min(base)
+
+
+def peak_rss_gb(size: int, backbone: str) -> float:
+    """Peak RSS of `lungfast run` for one epoch over the whole sample, measured on the child process."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "LUNGFAST_CACHE": str(Path(tmp, "cache"))}
+        exp = Path(tmp, "e.toml")
+        exp.write_text(f'name = "rss"\ndata_dir = "{SAMPLE / "lung_image_sets"}"\nbackbones = ["{backbone}"]\n'
+                       f'img_size = {size}\nbatch_size = 64\nepochs = 1\npretrained = false\n'
+                       f'results_dir = "{tmp}/r"\n')
+        t0 = time.perf_counter()
+        r = subprocess.run([sys.executable, "-m", "lungfast.cli", "-q", "run", str(exp)], capture_output=True,
+                           text=True, env=env)
+        if r.returncode:
+            raise SystemExit(f"peak_rss run failed: {r.stderr[-2000:]}")
+        n = sum(1 for _ in SAMPLE.glob("lung_image_sets/*/*"))
+        say("peak_rss_run_seconds", time.perf_counter() - t0, f"one epoch of {backbone}, all {n} tiles, {size} px")
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2  # KiB on Linux
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer images and repeats (<= 5 minutes on 2 cores)")
+    quick = ap.parse_args().quick
+    if not (SAMPLE / "groups.csv").is_file():
+        raise SystemExit(f"benchmarks need the LC25000 sample at {SAMPLE} (or LUNGFAST_SAMPLE=DIR)")
+    from lungfast import backbones, prepare
+
+    n, size, bs = (96, 224, 32) if quick else (384, 224, 32)
+    say("machine", f"{os.cpu_count()}cpu", f"torch {torch.__version__}, threads {torch.get_num_threads()}, "
+        f"cuda {torch.cuda.is_available()}")
+    stats = backbones.IMAGENET_STATS
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["LUNGFAST_CACHE"] = str(Path(tmp, "cache"))  # a cold cache, built below and timed
+        big = upscale_to_768(tiles(n), Path(tmp, "768"))
+        naive = loader_img_per_s(big.path.tolist(), stats, size, bs)
+        t0 = time.perf_counter()
+        prepared = prepare.prepare(big, size).tolist()
+        say("prepare_img_per_s", len(big) / (time.perf_counter() - t0), f"one-time cache build, 768 -> {size} px")
+        fast = loader_img_per_s(prepared, stats, size, bs)
+        say("naive_loader_img_per_s", naive, f"fastai DataBlock on 768 px JPEGs (upscaled shared tiles), bs {bs}")
+        say("prepared_loader_img_per_s", fast, "same DataBlock and transforms on prepared copies")
+        say("loader_speedup_768", fast / naive)
+        fastest = min((b for b in backbones.REGISTRY.values() if not b.test_only),
+                      key=backbones.param_count)  # fewest parameters: the cheapest to train, so the hardest target
+        train = train_img_per_s(fastest.name, prepared, size, bs)
+        say("train_img_per_s", train, f"{fastest.name}, {size} px, bs {bs}, CPU")
+        say("loader_over_train", fast / train)
+    say("overhead_ratio", overhead_ratio(64, 32, 20 if quick else 60, 3 if quick else 5),
+        "lungfast fit loop / plain PyTorch loop, resnet18 64 px, data in memory")
+    # quick: the test-only tiny net (the pipeline's memory, not a big model's); full: mobilenetv2_100
+    say("peak_rss_gb", peak_rss_gb(64, "tiny" if quick else "mobilenetv2_100"))
+
+
+if __name__ == "__main__":
+    main()

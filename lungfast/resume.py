@@ -1,0 +1,60 @@
+"""Runs that survive being killed: a checkpoint after every finished epoch, inside the run's staging folder.
+
+The staging folder of a run has a fixed name (`runs/<backbone>/.seed<k>.partial/`), so a rerun finds what a
+killed run left: `resume/state.pth` (model and optimizer, fastai's `learn.save(with_opt=True)`) and
+`resume/progress.json` (epochs done, their timings, the run's settings). If the settings match, training
+continues after the last finished epoch; anything else there is discarded.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from fastai.callback.core import Callback
+
+from lungfast import record
+
+log = logging.getLogger("lungfast")
+
+
+class Checkpoint(Callback):
+    """After each epoch: save model + optimizer, then record progress (in that order: progress never
+    claims an epoch whose weights are not on disk)."""
+
+    order = 80  # after CSVLogger (60) and EpochLog (70)
+
+    def __init__(self, folder: Path, key: dict, epochs_done: int, epoch_log):
+        self.folder, self.key, self.done, self.epoch_log = folder, key, epochs_done, epoch_log
+
+    def after_cancel_epoch(self):
+        self.skipped = True  # skipped by start_epoch on resume: already counted in `done`
+
+    def after_epoch(self):
+        if getattr(self, "skipped", False):
+            self.skipped = False
+            return
+        self.done += 1
+        self.folder.mkdir(exist_ok=True)
+        self.learn.save(self.folder / "state.partial", with_opt=True)  # fastai appends .pth
+        os.replace(self.folder / "state.partial.pth", self.folder / "state.pth")
+        record.write_json(self.folder / "progress.json", {"key": self.key, "epochs_done": self.done,
+                                                          "timings": self.epoch_log.epochs})
+
+
+def progress(stage: Path, key: dict) -> tuple[int, list]:
+    """(epochs already done, their timings) from a killed run with the same settings, else (0, [])."""
+    f = stage / "resume" / "progress.json"
+    if not f.is_file():
+        return 0, []
+    saved = json.loads(f.read_text())
+    if saved["key"] != key:
+        log.info("%s: left by a run with other settings; starting over", stage.name)
+        return 0, []
+    return saved["epochs_done"], saved["timings"]
+
+
+def restore(learn, stage: Path) -> None:
+    learn.load(stage / "resume" / "state", with_opt=True)

@@ -1,0 +1,91 @@
+"""Shards sharing one results folder, and runs killed with SIGKILL at several points, then rerun."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lungfast import record
+
+from conftest import run_cli, write_experiment
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from lungfast import demo
+
+    work = tmp_path_factory.mktemp("resilience")
+    data = demo.make_dataset(work / "data", originals_per_class=6, copies=4)
+
+    def experiment(results, **over):
+        keys = dict(name="r", data_dir=str(data), backbones=["tiny"], split=["grouped", "random"], seeds=[0, 1],
+                    img_size=32, batch_size=8, epochs=3, pretrained=False, results_dir=str(work / results))
+        return write_experiment(work / f"{results}.toml", **{**keys, **over})
+
+    baseline = run_cli("run", experiment("baseline"), cwd=work)
+    assert baseline.returncode == 0, baseline.stderr
+    return work, experiment, runs_of(work / "baseline" / "r")
+
+
+def runs_of(exp_dir):
+    return sorted((m["split"], m["backbone"], m["seed"]) for m in record.load_metrics(exp_dir))
+
+
+def test_shards_in_one_folder_cover_exactly_the_unsharded_runs(setup):
+    work, experiment, baseline = setup
+    exp = experiment("sharded")
+    procs = [subprocess.Popen([sys.executable, "-m", "lungfast.cli", "run", str(exp), "--shard", f"{i}/2"], cwd=work,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
+    assert "shard 1/2: 2 of 4 runs" in outs[0][0] and "shard 2/2: 2 of 4 runs" in outs[1][0]
+    out = work / "sharded" / "r"
+    assert not (out / "leaderboard.csv").exists()  # no shard rewrites the shared table
+    merged = run_cli("leaderboard", out)
+    assert merged.returncode == 0, merged.stderr
+    assert runs_of(out) == baseline and "inflation" in (out / "leaderboard.md").read_text().lower()
+    bad = run_cli("run", exp, "--shard", "3/2")
+    assert bad.returncode == 2 and "--shard '3/2'" in bad.stderr
+
+
+def kill_when(cmd, cwd, ready, timeout=300):
+    """Start the real CLI, SIGKILL it the moment `ready()` holds; True if it was killed while running."""
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if ready():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(0.02)
+    proc.wait()
+    return False
+
+
+@pytest.mark.parametrize("point", ["split_and_prepare", "mid_epoch", "writing_records"])
+def test_killed_run_reruns_to_the_same_complete_runs(setup, point):
+    work, experiment, baseline = setup
+    results = f"killed_{point}"
+    exp, out = experiment(results), work / results / "r"
+    stage = out / "grouped-split42" / "runs" / "tiny" / ".seed0.partial"
+    ready = {
+        "split_and_prepare": lambda: (out / "experiment.json").exists(),
+        "mid_epoch": lambda: (stage / "resume" / "progress.json").exists(),  # epoch 1 done, epoch 2 running
+        "writing_records": lambda: (stage / "test_predictions.csv").exists(),
+    }[point]
+    assert kill_when([sys.executable, "-m", "lungfast.cli", "run", str(exp)], work, ready), "finished before the kill"
+    assert not (out / "grouped-split42" / "runs" / "tiny" / "seed0" / "metrics.json").exists()
+    rerun = run_cli("run", exp, cwd=work)
+    assert rerun.returncode == 0, rerun.stderr
+    if point == "mid_epoch":
+        assert "resuming after epoch 1 of a killed run" in rerun.stderr
+        history = (out / "grouped-split42" / "runs" / "tiny" / "seed0" / "history.csv").read_text().splitlines()
+        assert len(history) == 1 + 3 and [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
+    assert runs_of(out) == baseline
+    for m in out.glob("*/runs/*/seed*/metrics.json"):
+        assert json.loads(m.read_text())["test_accuracy"] >= 0 and record.is_complete(m.parent)
+    assert not list(out.glob("*/runs/*/.*partial")) and not list(out.glob("**/*.tmp"))
