@@ -47,7 +47,7 @@ def cmd_run(args):
     from lungfast import config, experiment
 
     exp = config.load(args.experiment, args.set)
-    print(experiment.run(exp, force=args.force, shard=_shard(args.shard)))
+    print(experiment.run(exp, force=args.force, shard=_shard(args.shard), mlflow=args.mlflow))
     print(f"records: {exp.out_dir}")
 
 
@@ -127,6 +127,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", help="experiments/NAME.toml")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
     r.add_argument("--force", action="store_true", help="remake the split and rerun complete runs")
+    r.add_argument("--mlflow", metavar="URI", help="also log to MLflow, e.g. sqlite:///mlflow.db")
     r.add_argument("--shard", metavar="I/N", help="run only every N-th run starting at the I-th (many machines, "
                                                    "one results folder); then `lungfast leaderboard` merges")
     r.set_defaults(fn=cmd_run)

@@ -77,14 +77,16 @@ def splits(exp: Experiment):
             yield one, (exp.out_dir if exp.single_split else exp.out_dir / f"{kind}-split{seed}")
 
 
-def run(exp: Experiment, force: bool = False, shard: tuple[int, int] = (1, 1)) -> str:
+def run(exp: Experiment, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:
     """Run every missing record (of shard i/n: every n-th run of the fixed list backbone x seed x split),
     then write the leaderboard and the report; return the leaderboard text. A shard writes only its own
     run folders (and identical split files, atomically), so shards may share one results folder."""
     from lungfast import leaderboard, report  # fastai loads here, after the cheap checks
+    from lungfast.tracking import Tracker
 
     chosen = backbones.check_names(exp.backbones)
     df, skipped, groups_csv = load_images(exp)
+    tracker = Tracker(mlflow, exp.name)
     record.write_json(exp.out_dir / "experiment.json", dataclasses.asdict(exp))
     i, n = shard
     jobs = [(k, b, seed) for k, _ in enumerate(splits(exp)) for b in chosen for seed in exp.seeds]
@@ -96,7 +98,7 @@ def run(exp: Experiment, force: bool = False, shard: tuple[int, int] = (1, 1)) -
         split_df = prepare_split(one, df, where, force)
         extra = {"skipped_images": len(skipped), "skipped_files": [p for p, _ in skipped], "groups_csv": groups_csv,
                  "experiment": exp.name, **{f"n_{s}": int((split_df.split == s).sum()) for s in split.SPLITS}}
-        run_split(one, pairs, split_df, where, extra, force)
+        run_split(one, pairs, split_df, where, extra, force, tracker)
     if n > 1:  # the shared leaderboard is merged once all shards are done, by `lungfast leaderboard`
         return (f"shard {i}/{n}: {len(mine)} of {len(jobs)} runs done. When every shard has finished: "
                 f"lungfast leaderboard {exp.out_dir}")
@@ -105,7 +107,8 @@ def run(exp: Experiment, force: bool = False, shard: tuple[int, int] = (1, 1)) -
     return text
 
 
-def run_split(exp: Experiment, pairs: list, split_df: pd.DataFrame, where: Path, extra: dict, force: bool) -> None:
+def run_split(exp: Experiment, pairs: list, split_df: pd.DataFrame, where: Path, extra: dict, force: bool,
+              tracker=None) -> None:
     """Train the (backbone, seed) pairs of one split that have no complete record (all of them with force)."""
     from lungfast import prepare, train
 
@@ -122,7 +125,7 @@ def run_split(exp: Experiment, pairs: list, split_df: pd.DataFrame, where: Path,
         log.info("%s/seed%d: training (%s, %d px, %s split %d)", b.name, seed, b.source, exp.img_size,
                  exp.split, exp.split_seed)
         with record.staged_run(final, fresh=force) as stage:
-            m = train.train_one(exp, b, seed, split_df, stage, extra)
+            m = train.train_one(exp, b, seed, split_df, stage, extra, tracker)
             # vouch before the rename: a kill between the two must not leave an untrusted complete record
             trust.remember(final / "learner.pkl", m["learner_sha256"])
         log.info("%s/seed%d: test_accuracy=%.4f valid_accuracy=%.4f (%.0fs)", b.name, seed,

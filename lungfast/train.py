@@ -27,6 +27,7 @@ from fastcore.basics import noop
 from lungfast import data, device, evaluate, learner, record, resume, trust
 from lungfast.backbones import Backbone
 from lungfast.config import Experiment
+from lungfast.tracking import Tracker
 
 log = logging.getLogger("lungfast")
 
@@ -94,7 +95,8 @@ def fit(learn, plan: list, done: int, cbs: list) -> None:
         done = 0
 
 
-def train_one(exp: Experiment, b: Backbone, seed: int, split_df, stage: Path, extra: dict) -> dict:
+def train_one(exp: Experiment, b: Backbone, seed: int, split_df, stage: Path, extra: dict,
+              tracker: Tracker | None = None) -> dict:
     """Train into the staging folder `stage` and write every file of the run record there."""
     set_seed(seed, reproducible=True)
     plan = device.plan_for(device.describe())
@@ -122,13 +124,19 @@ def train_one(exp: Experiment, b: Backbone, seed: int, split_df, stage: Path, ex
         log.info("%s lr_find suggests %.2e", label, lr_found)
     lr = lr_found if lr_found is not None else float(exp.lr)
 
+    tracker = tracker or Tracker(None, exp.name)
     epoch_log = EpochLog(label, timings, lr_found)
     cbs = [CSVLogger(fname="history.csv", append=True), epoch_log,  # append: one fit per phase and restart
-           resume.Checkpoint(stage / "resume", key, done, epoch_log)]
+           resume.Checkpoint(stage / "resume", key, done, epoch_log),
+           *tracker.start(f"{label} {exp.split}-split{exp.split_seed}", {**key, "schedule": schedule, "lr": lr})]
     if done and (stage / "history.csv").is_file():
         tidy_history(stage / "history.csv", keep=done)  # drop an epoch logged after the last checkpoint
     t0 = time.perf_counter()
-    fit(learn, phases(schedule, epochs, lr), done, cbs)
+    try:
+        fit(learn, phases(schedule, epochs, lr), done, cbs)
+    except BaseException:
+        tracker.abort()
+        raise
     train_seconds = time.perf_counter() - t0 + sum(e["seconds"] for e in timings[:done])
     tidy_history(stage / "history.csv")
 
@@ -154,4 +162,5 @@ def train_one(exp: Experiment, b: Backbone, seed: int, split_df, stage: Path, ex
         **extra,
     }
     record.write_json(stage / "metrics.json", metrics)  # last: its presence marks a complete record
+    tracker.finish(metrics, stage)
     return metrics

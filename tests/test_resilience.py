@@ -89,3 +89,24 @@ def test_killed_run_reruns_to_the_same_complete_runs(setup, point):
     for m in out.glob("*/runs/*/seed*/metrics.json"):
         assert json.loads(m.read_text())["test_accuracy"] >= 0 and record.is_complete(m.parent)
     assert not list(out.glob("*/runs/*/.*partial")) and not list(out.glob("**/*.tmp"))
+
+
+def test_mlflow_logs_a_run_to_sqlite_and_reads_it_back(setup):
+    import mlflow
+
+    work, experiment, _ = setup
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    exp = experiment("tracked", split="grouped", seeds=[0], epochs=2)
+    r = run_cli("run", exp, "--mlflow", uri, cwd=work)
+    assert r.returncode == 0, r.stderr
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["lungfast-r"], output_format="list")
+    assert len(runs) == 1
+    run = runs[0]
+    m = json.loads((work / "tracked" / "r" / "runs" / "tiny" / "seed0" / "metrics.json").read_text())
+    assert run.data.params["backbone"] == "tiny" and run.data.params["schedule"] == "fit_one_cycle"
+    assert run.data.metrics["final_test_accuracy"] == pytest.approx(m["test_accuracy"])
+    history = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "valid_loss")
+    assert [h.step for h in history] == [0, 1]
+    artifacts = {a.path for a in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"confusion_matrix.png", "saliency.png", "top_losses.png"} <= artifacts
