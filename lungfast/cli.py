@@ -47,8 +47,10 @@ def cmd_run(args):
     from lungfast import config, experiment
 
     exp = config.load(args.experiment, args.set)
-    print(experiment.run(exp, force=args.force, shard=_shard(args.shard), mlflow=args.mlflow))
-    print(f"records: {exp.out_dir}")
+    text = experiment.run(exp, force=args.force, shard=_shard(args.shard), mlflow=args.mlflow)
+    if text:  # other ranks of a distributed run report nothing
+        print(text)
+        print(f"records: {exp.out_dir}")
 
 
 def cmd_leaderboard(args):
@@ -121,12 +123,15 @@ def cmd_demo(args):
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lungfast", description="Compare image backbones on LC25000 lung tiles.")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug detail (e.g. each rank's items)")
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("backbones", help="list the backbone registry").set_defaults(fn=cmd_backbones)
     r = sub.add_parser("run", help="run an experiment file")
     r.add_argument("experiment", help="experiments/NAME.toml")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
     r.add_argument("--force", action="store_true", help="remake the split and rerun complete runs")
+    r.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (torchrun; "
+                                                       "gloo on CPU, NCCL on CUDA)")
     r.add_argument("--mlflow", metavar="URI", help="also log to MLflow, e.g. sqlite:///mlflow.db")
     r.add_argument("--shard", metavar="I/N", help="run only every N-th run starting at the I-th (many machines, "
                                                    "one results folder); then `lungfast leaderboard` merges")
@@ -171,9 +176,18 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser().parse_args(argv)
-    logging.basicConfig(format="%(message)s", level=logging.WARNING if args.quiet else logging.INFO,
+    rank, world_size = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1)))
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(format=f"[rank {rank}] %(message)s" if world_size > 1 else "%(message)s", level=level,
                         stream=sys.stderr)
+    if getattr(args, "nproc", 1) > 1 and world_size == 1:  # start the processes; each runs this command
+        from lungfast import distributed
+
+        drop = {i for i, a in enumerate(argv) if a.startswith("--nproc")}
+        drop |= {i + 1 for i in drop if argv[i] == "--nproc"}  # "--nproc N" as well as "--nproc=N"
+        return distributed.launch(args.nproc, [a for i, a in enumerate(argv) if i not in drop])
     _quiet_imports()
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     try:

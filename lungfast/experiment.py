@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-from lungfast import backbones, images, record, split, trust
+from lungfast import backbones, distributed, images, record, split, trust
 from lungfast.config import Experiment
 from lungfast.errors import LungfastError
 
@@ -65,6 +66,16 @@ def prepare_split(exp: Experiment, df: pd.DataFrame, out: Path, force: bool) -> 
     return split_df
 
 
+def once(fn, *args):
+    """fn(*args), computed by rank 0 first when distributed (fastai's rank0_first), so files it writes
+    (split, prepared images) are made once and then only read by the other ranks."""
+    if distributed.world()[1] == 1:
+        return fn(*args)
+    from fastai.distributed import rank0_first
+
+    return rank0_first(fn, *args)
+
+
 def splits(exp: Experiment):
     """(single-split experiment, its folder) for every split kind and split seed.
 
@@ -86,8 +97,10 @@ def run(exp: Experiment, force: bool = False, shard: tuple[int, int] = (1, 1), m
 
     chosen = backbones.check_names(exp.backbones)
     df, skipped, groups_csv = load_images(exp)
-    tracker = Tracker(mlflow, exp.name)
-    record.write_json(exp.out_dir / "experiment.json", dataclasses.asdict(exp))
+    main = distributed.is_main()
+    tracker = Tracker(mlflow if main else None, exp.name)  # only rank 0 tracks
+    if main:
+        record.write_json(exp.out_dir / "experiment.json", dataclasses.asdict(exp))
     i, n = shard
     jobs = [(k, b, seed) for k, _ in enumerate(splits(exp)) for b in chosen for seed in exp.seeds]
     mine = jobs[i - 1::n]
@@ -95,10 +108,12 @@ def run(exp: Experiment, force: bool = False, shard: tuple[int, int] = (1, 1), m
         pairs = [(b, seed) for kk, b, seed in mine if kk == k]
         if not pairs:
             continue
-        split_df = prepare_split(one, df, where, force)
+        split_df = once(prepare_split, one, df, where, force)
         extra = {"skipped_images": len(skipped), "skipped_files": [p for p, _ in skipped], "groups_csv": groups_csv,
                  "experiment": exp.name, **{f"n_{s}": int((split_df.split == s).sum()) for s in split.SPLITS}}
         run_split(one, pairs, split_df, where, extra, force, tracker)
+    if not main:
+        return ""
     if n > 1:  # the shared leaderboard is merged once all shards are done, by `lungfast leaderboard`
         return (f"shard {i}/{n}: {len(mine)} of {len(jobs)} runs done. When every shard has finished: "
                 f"lungfast leaderboard {exp.out_dir}")
@@ -119,9 +134,13 @@ def run_split(exp: Experiment, pairs: list, split_df: pd.DataFrame, where: Path,
         else:
             todo.append((b, seed))
     if todo:  # decode + resize once for every backbone and seed of this split (and later experiments)
-        split_df = split_df.assign(load_path=prepare.prepare(split_df, exp.img_size))
+        split_df = split_df.assign(load_path=once(prepare.prepare, split_df, exp.img_size))
     for b, seed in todo:
         final = record.run_dir(where, b.name, seed)
+        if not distributed.is_main():  # other ranks train alongside rank 0 and write nothing that lasts
+            with tempfile.TemporaryDirectory() as scratch:
+                train.train_one(exp, b, seed, split_df, Path(scratch), extra)
+            continue
         log.info("%s/seed%d: training (%s, %d px, %s split %d)", b.name, seed, b.source, exp.img_size,
                  exp.split, exp.split_seed)
         with record.staged_run(final, fresh=force) as stage:

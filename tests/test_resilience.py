@@ -110,3 +110,33 @@ def test_mlflow_logs_a_run_to_sqlite_and_reads_it_back(setup):
     assert [h.step for h in history] == [0, 1]
     artifacts = {a.path for a in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"confusion_matrix.png", "saliency.png", "top_losses.png"} <= artifacts
+
+
+def test_two_process_data_parallel_run_on_cpu(setup, tmp_path):
+    import re
+    import textwrap
+
+    work, experiment, _ = setup
+    exp = experiment("ddp", split="grouped", seeds=[0], epochs=2)
+    r = run_cli("-v", "run", exp, "--nproc", "2", cwd=work)
+    assert r.returncode == 0, r.stderr[-3000:]
+    items = {int(rank): set(map(int, ids.split(", ")))
+             for rank, ids in re.findall(r"rank (\d)/2: epoch 0 items \[([\d, ]+)\]", r.stderr)}
+    assert sorted(items) == [0, 1] and not items[0] & items[1]  # world size 2, disjoint shards
+    n = int(re.search(r"rank 0/2: epoch 0 trained on \d+ of (\d+) items", r.stderr).group(1))
+    assert items[0] | items[1] == set(range(n))
+    digests = dict(re.findall(r"rank (\d)/2: final weights (\w+)", r.stderr))
+    assert len(digests) == 2 and digests["0"] == digests["1"]  # the ranks ended with identical weights
+    out = work / "ddp" / "r"
+    records = list(out.glob("runs/*/*"))
+    assert [p.name for p in records] == ["seed0"] and record.is_complete(records[0])
+    assert json.loads((records[0] / "metrics.json").read_text())["world_size"] == 2
+    code = textwrap.dedent(f"""
+        import warnings; warnings.simplefilter("ignore")
+        from fastai.learner import load_learner
+        learn = load_learner({str(records[0] / 'learner.pkl')!r})
+        tile = next(iter(__import__("pathlib").Path({str(work / 'data' / 'lung_image_sets' / 'lung_n')!r}).iterdir()))
+        print(learn.predict(tile)[0])
+    """)
+    fresh = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert fresh.returncode == 0 and fresh.stdout.strip() in {"lung_aca", "lung_n", "lung_scc"}, fresh.stderr
