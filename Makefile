@@ -29,7 +29,7 @@ test: $(BIN)/lungfast browser
 
 # Speed and memory targets: figures printed as key=value, measured side by side in one run.
 bench: $(BIN)/lungfast
-	$(BIN)/python benchmarks/bench.py
+	$(BIN)/python benchmarks/bench.py --readme README.md
 
 bench-quick: $(BIN)/lungfast
 	$(BIN)/python benchmarks/bench.py --quick

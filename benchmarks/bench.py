@@ -31,9 +31,28 @@ TARGETS = {"loader_speedup_768": (">=", 10), "loader_over_train": (">=", 3), "ov
            "peak_rss_gb": ("<=", 4)}
 
 
+LINES: list[str] = []
+
+
 def say(key, value, note=""):
-    print(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}", f"# {note}" if note else "",
-          flush=True)
+    line = (f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}") + (f"  # {note}" if note else "")
+    if key in TARGETS:
+        op, target = TARGETS[key]
+        ok = value >= target if op == ">=" else value <= target
+        line += f"  [target {op} {target}: {'met' if ok else 'MISSED'}]"
+    LINES.append(line)
+    print(line, flush=True)
+
+
+def update_readme(readme: Path, command: str, seconds: float) -> None:
+    """Refresh the README's <!-- bench --> block with this run's lines: figures are never typed by hand."""
+    from lungfast import record
+
+    text = readme.read_text()
+    head, rest = text.split("<!-- bench -->", 1)
+    block = (f"<!-- bench -->\n`{command}` ({seconds / 60:.1f} min, {os.cpu_count()} CPU cores, no GPU):\n\n```\n"
+             + "\n".join(LINES) + "\n```\n<!-- /bench -->")
+    record.write_text(readme, head + block + rest.split("<!-- /bench -->", 1)[1])
 
 
 def tiles(n: int) -> pd.DataFrame:
@@ -73,6 +92,7 @@ def loader_img_per_s(paths: list[str], stats, size: int, bs: int, repeats: int =
 def train_img_per_s(name: str, paths: list[str], size: int, bs: int) -> float:
     """Train throughput of one registry backbone on prepared images (fastai loop, one epoch)."""
     from fastai.callback.progress import ProgressCallback
+    from fastcore.basics import noop
 
     from lungfast import backbones, data, device, learner
 
@@ -82,6 +102,7 @@ def train_img_per_s(name: str, paths: list[str], size: int, bs: int) -> float:
     learn = learner.build(data.make_dls(split, b.stats, size, bs, 0, device.plan_for(device.describe())),
                           b, False, None)
     learn.remove_cb(ProgressCallback)
+    learn.logger = noop
     learn.fit(1)  # warm-up
     t0 = time.perf_counter()
     learn.fit(1)
@@ -153,7 +174,9 @@ def peak_rss_gb(size: int, backbone: str) -> float:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="fewer images and repeats (<= 5 minutes on 2 cores)")
-    quick = ap.parse_args().quick
+    ap.add_argument("--readme", help="also write the figures into this README's <!-- bench --> block")
+    args = ap.parse_args()
+    quick, started = args.quick, time.perf_counter()
     if not (SAMPLE / "groups.csv").is_file():
         raise SystemExit(f"benchmarks need the LC25000 sample at {SAMPLE} (or LUNGFAST_SAMPLE=DIR)")
     from lungfast import backbones, prepare
@@ -182,6 +205,8 @@ def main():
         "lungfast fit loop / plain PyTorch loop, resnet18 64 px, data in memory")
     # quick: the test-only tiny net (the pipeline's memory, not a big model's); full: mobilenetv2_100
     say("peak_rss_gb", peak_rss_gb(64, "tiny" if quick else "mobilenetv2_100"))
+    if args.readme:
+        update_readme(Path(args.readme), "make bench-quick" if quick else "make bench", time.perf_counter() - started)
 
 
 if __name__ == "__main__":
