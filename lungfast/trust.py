@@ -45,9 +45,3 @@ def vouched(path: str | Path) -> bool:
     known = json.loads(entry.read_text())
     return known["path"] == str(path.resolve()) and known["sha256"] == sha256(path)
 
-
-def forget_all() -> None:
-    """For tests: drop every entry."""
-    folder = weights.cache_dir() / "trusted"
-    for f in folder.glob("*.json") if folder.exists() else []:
-        os.unlink(f)
