@@ -27,7 +27,8 @@ class Checkpoint(Callback):
     order = 80  # after CSVLogger (60) and EpochLog (70)
 
     def __init__(self, folder: Path, key: dict, epochs_done: int, epoch_log):
-        self.folder, self.key, self.done, self.epoch_log = folder, key, epochs_done, epoch_log
+        # absolute: fastai's save joins a relative name onto learn.path/models
+        self.folder, self.key, self.done, self.epoch_log = folder.resolve(), key, epochs_done, epoch_log
 
     def after_cancel_epoch(self):
         self.skipped = True  # skipped by start_epoch on resume: already counted in `done`
@@ -57,4 +58,4 @@ def progress(stage: Path, key: dict) -> tuple[int, list]:
 
 
 def restore(learn, stage: Path) -> None:
-    learn.load(stage / "resume" / "state", with_opt=True)
+    learn.load((stage / "resume" / "state").resolve(), with_opt=True)  # absolute, as in Checkpoint

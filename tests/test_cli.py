@@ -160,7 +160,7 @@ def test_backbones_command_lists_the_registry():
 
 
 def test_demo_runs_end_to_end(tmp_path):
-    result = run_cli("demo", "--workdir", tmp_path / "demo", cwd=tmp_path)
+    result = run_cli("demo", "--workdir", "demo", cwd=tmp_path)  # relative, as `make demo` runs it
     assert result.returncode == 0, result.stderr
     assert "SYNTHETIC" in result.stdout and "exported the winner" in result.stdout
     lb = pd.read_csv(tmp_path / "demo" / "demo" / "leaderboard.csv")
