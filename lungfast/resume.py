@@ -20,7 +20,24 @@ from lungfast import record
 log = logging.getLogger("lungfast")
 
 
-class Checkpoint(Callback):
+class TrainedEpochCallback(Callback):
+    """Calls `after_trained_epoch` after every epoch that trained. On resume, fastai's `start_epoch` cancels
+    the epochs already done, yet still sends them `after_epoch`: those are not passed on."""
+
+    def after_cancel_epoch(self):
+        self._cancelled = True
+
+    def after_epoch(self):
+        if getattr(self, "_cancelled", False):
+            self._cancelled = False
+            return
+        self.after_trained_epoch()
+
+    def after_trained_epoch(self):
+        raise NotImplementedError
+
+
+class Checkpoint(TrainedEpochCallback):
     """After each epoch: save model + optimizer, then record progress (in that order: progress never
     claims an epoch whose weights are not on disk)."""
 
@@ -30,13 +47,7 @@ class Checkpoint(Callback):
         # absolute: fastai's save joins a relative name onto learn.path/models
         self.folder, self.key, self.done, self.epoch_log = folder.resolve(), key, epochs_done, epoch_log
 
-    def after_cancel_epoch(self):
-        self.skipped = True  # skipped by start_epoch on resume: already counted in `done`
-
-    def after_epoch(self):
-        if getattr(self, "skipped", False):
-            self.skipped = False
-            return
+    def after_trained_epoch(self):
         self.done += 1
         self.folder.mkdir(exist_ok=True)
         self.learn.save(self.folder / "state.partial", with_opt=True)  # fastai appends .pth

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from fastai.callback.core import Callback
+from lungfast.resume import TrainedEpochCallback
 
 from lungfast.errors import LungfastError
 
@@ -26,7 +26,7 @@ def mlflow_module():
     return mlflow
 
 
-class MLflowCallback(Callback):
+class MLflowCallback(TrainedEpochCallback):
     """Per-epoch metrics into the active MLflow run (train/valid loss and every fastai metric)."""
 
     order = 75  # after EpochLog, before Checkpoint
@@ -34,13 +34,7 @@ class MLflowCallback(Callback):
     def __init__(self, mlflow, first_step: int = 0):
         self.mlflow, self.step = mlflow, first_step
 
-    def after_cancel_epoch(self):
-        self.skipped = True
-
-    def after_epoch(self):
-        if getattr(self, "skipped", False) or getattr(self.learn, "rank", 0):
-            self.skipped = False
-            return
+    def after_trained_epoch(self):
         names, values = self.recorder.metric_names[1:-1], self.recorder.log[1:-1]
         self.mlflow.log_metrics({n: float(v) for n, v in zip(names, values) if isinstance(v, float)},
                                 step=self.step)

@@ -20,7 +20,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import fastai
 import timm
 import torch
-from fastai.callback.core import Callback
 from fastai.callback.progress import CSVLogger, ProgressCallback
 from fastai.torch_core import set_seed
 from fastcore.basics import noop
@@ -33,7 +32,7 @@ from lungfast.tracking import Tracker
 log = logging.getLogger("lungfast")
 
 
-class EpochLog(Callback):
+class EpochLog(resume.TrainedEpochCallback):
     """One log line per epoch (instead of progress bars) and the seconds and images each epoch took."""
 
     order = 70
@@ -48,13 +47,7 @@ class EpochLog(Callback):
         if self.training:
             self.n_seen += self.y.shape[0]
 
-    def after_cancel_epoch(self):
-        self.skipped = True  # an epoch fastai's start_epoch skipped (resume): nothing was trained
-
-    def after_epoch(self):
-        if getattr(self, "skipped", False):
-            self.skipped = False
-            return
+    def after_trained_epoch(self):
         seconds = time.perf_counter() - self.t0
         self.epochs.append({"seconds": seconds, "train_images": self.n_seen, "lr_found": self.lr_found})
         values = dict(zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]))
