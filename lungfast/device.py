@@ -38,8 +38,11 @@ def plan_for(desc: dict) -> DevicePlan:
 
 def apply(learn, plan: DevicePlan) -> None:
     """Switch a fastai Learner to the plan's precision and memory format (nothing to do on CPU)."""
-    if plan.precision == "fp32":
-        return
-    from fastai.callback.fp16 import AMPMode
+    from fastai.callback.fp16 import AMPMode, MixedPrecision
 
-    learn.to_channelslast(use_amp=True, amp_mode=AMPMode.BF16 if plan.precision == "bf16" else AMPMode.FP16)
+    amp = plan.precision != "fp32"
+    mode = AMPMode.BF16 if plan.precision == "bf16" else AMPMode.FP16
+    if plan.channels_last:
+        learn.to_channelslast(use_amp=amp, amp_mode=mode)
+    elif amp:
+        learn.add_cb(MixedPrecision(amp_mode=mode))
