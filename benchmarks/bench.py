@@ -73,12 +73,17 @@ def upscale_to_768(df: pd.DataFrame, where: Path) -> pd.DataFrame:
     return df.assign(path=out)
 
 
+def as_split(paths: list[str], bs: int) -> pd.DataFrame:
+    """split.csv-shaped rows: all but one batch train, one batch valid; labels from the class folder."""
+    return pd.DataFrame({"path": paths, "label": [Path(p).parent.name for p in paths],
+                         "split": ["train"] * (len(paths) - bs) + ["valid"] * bs})
+
+
 def loader_img_per_s(paths: list[str], stats, size: int, bs: int, repeats: int = 2) -> float:
     """Images per second through lungfast's DataBlock (decode, resize, batch transforms), no model."""
     from lungfast import data, device
 
-    split = pd.DataFrame({"path": paths, "label": [Path(p).parent.name for p in paths],
-                          "split": ["train"] * (len(paths) - bs) + ["valid"] * bs})
+    split = as_split(paths, bs)
     dls = data.make_dls(split, stats, size, bs, 0, device.plan_for(device.describe()))
     best = 0.0
     for _ in range(repeats):
@@ -97,8 +102,7 @@ def train_img_per_s(name: str, paths: list[str], size: int, bs: int) -> float:
     from lungfast import backbones, data, device, learner
 
     b = backbones.get(name)
-    split = pd.DataFrame({"path": paths, "label": [Path(p).parent.name for p in paths],
-                          "split": ["train"] * (len(paths) - bs) + ["valid"] * bs})
+    split = as_split(paths, bs)
     learn = learner.build(data.make_dls(split, b.stats, size, bs, 0, device.plan_for(device.describe())),
                           b, False, None)
     learn.remove_cb(ProgressCallback)
