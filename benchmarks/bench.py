@@ -46,13 +46,10 @@ def say(key, value, note=""):
 
 def update_readme(readme: Path, command: str, seconds: float) -> None:
     """Refresh the README's <!-- bench --> block with this run's lines: figures are never typed by hand."""
-    from lungfast import record
+    from lungfast.results.readme import replace_block
 
-    text = readme.read_text()
-    head, rest = text.split("<!-- bench -->", 1)
-    block = (f"<!-- bench -->\n`{command}` ({seconds / 60:.1f} min, {os.cpu_count()} CPU cores, no GPU):\n\n```\n"
-             + "\n".join(LINES) + "\n```\n<!-- /bench -->")
-    record.write_text(readme, head + block + rest.split("<!-- /bench -->", 1)[1])
+    replace_block(readme, "bench", f"`{command}` ({seconds / 60:.1f} min, {os.cpu_count()} CPU cores, no GPU):\n\n"
+                                   "```\n" + "\n".join(LINES) + "\n```")
 
 
 def tiles(n: int) -> pd.DataFrame:
@@ -76,12 +73,13 @@ def upscale_to_768(df: pd.DataFrame, where: Path) -> pd.DataFrame:
 def as_split(paths: list[str], bs: int) -> pd.DataFrame:
     """split.csv-shaped rows: all but one batch train, one batch valid; labels from the class folder."""
     return pd.DataFrame({"path": paths, "label": [Path(p).parent.name for p in paths],
-                         "split": ["train"] * (len(paths) - bs) + ["valid"] * bs})
+                         "part": ["train"] * (len(paths) - bs) + ["valid"] * bs})
 
 
 def loader_img_per_s(paths: list[str], stats, size: int, bs: int, repeats: int = 2) -> float:
     """Images per second through lungfast's DataBlock (decode, resize, batch transforms), no model."""
-    from lungfast import data, device
+    from lungfast.data import loaders as data
+    from lungfast.train import device
 
     split = as_split(paths, bs)
     dls = data.make_dls(split, stats, size, bs, 0, device.plan_for(device.describe()))
@@ -99,7 +97,8 @@ def train_img_per_s(name: str, paths: list[str], size: int, bs: int) -> float:
     from fastai.callback.progress import ProgressCallback
     from fastcore.basics import noop
 
-    from lungfast import backbones, data, device, learner
+    from lungfast.data import loaders as data
+    from lungfast.train import backbones, device, learner
 
     b = backbones.get(name)
     split = as_split(paths, bs)
@@ -116,12 +115,12 @@ def train_img_per_s(name: str, paths: list[str], size: int, bs: int) -> float:
 def overhead_ratio(size: int, bs: int, n_batches: int, repeats: int) -> float:
     """lungfast's fit loop (fastai + its callbacks) over a plain PyTorch loop: same timm model, batches, Adam."""
     import timm
-    from fastai.callback.progress import CSVLogger, ProgressCallback
+    from fastai.callback.progress import ProgressCallback
     from fastai.data.core import DataLoaders
     from fastai.learner import Learner
     from fastcore.basics import noop
 
-    from lungfast.train import EpochLog
+    from lungfast.train.callbacks import EpochHistory, EpochLog
 
     torch.manual_seed(0)
     xs = [torch.randn(bs, 3, size, size) for _ in range(n_batches)]
@@ -145,9 +144,9 @@ def overhead_ratio(size: int, bs: int, n_batches: int, repeats: int) -> float:
         learn = Learner(dls, make(), loss_func=torch.nn.CrossEntropyLoss(), path=tmp)
         learn.remove_cb(ProgressCallback)
         learn.logger = noop
-        timer = EpochLog("bench")
-        learn.fit(1, 1e-3, cbs=[CSVLogger(fname="h.csv", append=True), timer])
-        return timer.epochs[-1]["seconds"]
+        history = EpochHistory(Path(tmp, "history.csv"))  # the loop's own per-epoch callbacks
+        learn.fit(1, 1e-3, cbs=[history, EpochLog("bench")])
+        return history.rows[-1]["seconds"]
 
     with tempfile.TemporaryDirectory() as tmp:
         ours, base = [], []
@@ -183,7 +182,8 @@ def main():
     quick, started = args.quick, time.perf_counter()
     if not (SAMPLE / "groups.csv").is_file():
         raise SystemExit(f"benchmarks need the LC25000 sample at {SAMPLE} (or LUNGFAST_SAMPLE=DIR)")
-    from lungfast import backbones, prepare
+    from lungfast.data import prepare
+    from lungfast.train import backbones
 
     n, size, bs = (96, 224, 32) if quick else (384, 224, 32)
     say("machine", f"{os.cpu_count()}cpu", f"torch {torch.__version__}, threads {torch.get_num_threads()}, "

@@ -22,13 +22,14 @@ def _quiet_imports():
 
 
 def cmd_backbones(args):
-    from lungfast import backbones
+    from lungfast.runspec import schedule_for
+    from lungfast.train import backbones
 
     print(f"{'name':24} {'source':12} {'weights':9} {'schedule':14} {'params_m':>8}")
     for b in backbones.REGISTRY.values():
-        weights = ("offline" if b.weights_file else "hub") if b.has_weights else "scratch"
+        weights = ("offline" if b.offline_weights else "hub") if b.has_weights else "scratch"
         note = "  (test only)" if b.test_only else ""
-        print(f"{b.name:24} {b.source:12} {weights:9} {b.schedule(b.has_weights):14} "
+        print(f"{b.name:24} {b.source:12} {weights:9} {schedule_for(b.has_weights):14} "
               f"{backbones.param_count(b) / 1e6:8.2f}{note}")
 
 
@@ -44,25 +45,29 @@ def _shard(text: str | None) -> tuple[int, int]:
 
 
 def cmd_run(args):
-    from lungfast import config, experiment
+    from lungfast import config, runner
+    from lungfast.results.layout import ExperimentDir
 
-    exp = config.load(args.experiment, args.set)
-    text = experiment.run(exp, force=args.force, shard=_shard(args.shard), mlflow=args.mlflow)
+    cfg = config.load(args.experiment, args.set)
+    text = runner.run(cfg, force=args.force, shard=_shard(args.shard), mlflow=args.mlflow)
     if text:  # other ranks of a distributed run report nothing
         print(text)
-        print(f"records: {exp.out_dir}")
+        print(f"records: {ExperimentDir.of(cfg).path}")
 
 
 def cmd_leaderboard(args):
-    from lungfast import leaderboard
+    from lungfast.results import leaderboard
+    from lungfast.results.layout import ExperimentDir
+    from lungfast.results.summary import summarize
 
-    print(leaderboard.write(Path(args.dir)))
+    summary = summarize(ExperimentDir(args.dir))
+    print(leaderboard.write(summary))
     if args.readme:  # the README's tables are regenerated from records, never typed
-        leaderboard.update_readme(Path(args.readme), Path(args.dir), args.note)
+        leaderboard.update_readme(Path(args.readme), summary, args.note)
 
 
 def cmd_prepare(args):
-    from lungfast import images, prepare
+    from lungfast.data import images, prepare
 
     df, skipped = images.scan(args.data_dir)
     for size in args.size:
@@ -72,26 +77,31 @@ def cmd_prepare(args):
 
 
 def cmd_report(args):
-    from lungfast import report
+    from lungfast.results import report
+    from lungfast.results.layout import ExperimentDir
+    from lungfast.results.summary import summarize
 
-    print(f"wrote {report.write(Path(args.dir))}")
+    print(f"wrote {report.write(summarize(ExperimentDir(args.dir)))}")
 
 
 def cmd_export(args):
-    from lungfast import export
+    from lungfast.results.layout import ExperimentDir
+    from lungfast.ship import export
 
-    out = Path(args.out or Path(args.dir) / ("lung.safetensors" if args.format == "safetensors" else "lung.pkl"))
-    run = export.export(Path(args.dir), out, args.format, args.trust)
+    exp = ExperimentDir(args.dir)
+    out = Path(args.out) if args.out else exp.default_export(args.format)
+    run = export.export(exp, out, args.format, args.trust)
     print(f"exported {out} (from {run})")
 
 
 def cmd_predict(args):
-    from lungfast import model_io, predict, record
+    from lungfast.results import atomic
+    from lungfast.ship import model_io, predict
 
     learn = model_io.load(args.model, args.trust)
     table = predict.predict(learn, predict.collect(args.paths), tta=args.tta)
     if args.out:
-        record.write_csv(args.out, table)
+        atomic.write_csv(args.out, table)
         print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)
     else:
         table.to_csv(sys.stdout, index=False)
@@ -101,23 +111,15 @@ def cmd_predict(args):
 
 
 def cmd_app(args):
-    from lungfast import app
+    from lungfast.ship import app
 
     app.serve(args.model, host=args.host, port=args.port, trusted=args.trust)
 
 
 def cmd_demo(args):
-    from lungfast import config, demo, experiment, export
+    from lungfast import demo
 
-    work = Path(args.workdir)
-    print("lungfast demo: SYNTHETIC tissue-like images (not LC25000, not medical data); see README for real data.")
-    data_dir = demo.make_dataset(work / "data")
-    exp = config.from_dict({**demo.DEMO_EXPERIMENT, "data_dir": str(data_dir), "results_dir": str(work)}, "demo")
-    print(experiment.run(exp, force=args.force))
-    out = exp.out_dir / "lung.pkl"
-    run = export.export(exp.out_dir, out)
-    print(f"exported the winner to {out} (from {run})")
-    print("load it with: from fastai.learner import load_learner; load_learner(PATH).predict(IMAGE)")
+    demo.run_demo(Path(args.workdir), force=args.force)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -129,7 +131,7 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run an experiment file")
     r.add_argument("experiment", help="experiments/NAME.toml")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
-    r.add_argument("--force", action="store_true", help="remake the split and rerun complete runs")
+    r.add_argument("--force", action="store_true", help="remake the splits and rerun complete runs")
     r.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (torchrun; "
                                                        "gloo on CPU, NCCL on CUDA)")
     r.add_argument("--mlflow", metavar="URI", help="also log to MLflow, e.g. sqlite:///mlflow.db")
@@ -183,7 +185,7 @@ def main(argv=None) -> int:
     logging.basicConfig(format=f"[rank {rank}] %(message)s" if world_size > 1 else "%(message)s", level=level,
                         stream=sys.stderr)
     if getattr(args, "nproc", 1) > 1 and world_size == 1:  # start the processes; each runs this command
-        from lungfast import distributed
+        from lungfast.train import distributed
 
         drop = {i for i, a in enumerate(argv) if a.startswith("--nproc")}
         drop |= {i + 1 for i in drop if argv[i] == "--nproc"}  # "--nproc N" as well as "--nproc=N"

@@ -1,12 +1,17 @@
-"""Experiment files (`experiments/*.toml`) read into one typed dataclass.
+"""Experiment files (`experiments/*.toml`) read into one typed dataclass, `ExperimentConfig`.
 
 Unknown keys, wrong types and impossible values are errors with one clear line: a typo in an
-experiment file must never silently fall back to a default and train the wrong thing.
+experiment file must never silently fall back to a default and train the wrong thing. Renamed keys
+still load, with a one-line note naming the new key.
+
+Words: a *scheme* (grouped/random) says how the data set is split into *parts* (train/valid/test);
+one split is one scheme with one split seed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 import types
 import typing
@@ -15,15 +20,19 @@ from pathlib import Path
 
 from lungfast.errors import LungfastError
 
+log = logging.getLogger("lungfast")
+RENAMED = {"split": "scheme"}  # old key -> new key
+SCHEMES = ("grouped", "random")
+
 
 @dataclass
-class Experiment:
+class ExperimentConfig:
     name: str  # experiment name: records go to <results_dir>/<name>/
     data_dir: str  # folder with one sub-folder of images per class (LC25000's lung_image_sets/)
     backbones: list[str]  # registry names, see `lungfast backbones`
     groups_csv: str | None = None  # filename,label,group_id; default: groups.csv in data_dir or its parent
-    split: str | list[str] = "grouped"  # "grouped" (no tile group on two sides), "random" (split-folders), or both
-    ratios: list[float] = field(default_factory=lambda: [0.7, 0.2, 0.1])  # train/valid/test fractions
+    scheme: str | list[str] = "grouped"  # "grouped" (no tile group in two parts), "random" (split-folders), or both
+    ratios: list[float] = field(default_factory=lambda: [0.7, 0.2, 0.1])  # train/valid/test part fractions
     split_seed: int = 42  # seed of the one split every backbone and seed shares
     split_seeds: list[int] | None = None  # repeat the whole comparison over these splits (replaces split_seed)
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds: one run per backbone and seed
@@ -38,12 +47,8 @@ class Experiment:
     results_dir: str = "results"  # where experiment folders are written
 
     @property
-    def out_dir(self) -> Path:
-        return Path(self.results_dir) / self.name
-
-    @property
-    def split_kinds(self) -> list[str]:
-        return [self.split] if isinstance(self.split, str) else list(self.split)
+    def schemes(self) -> list[str]:
+        return [self.scheme] if isinstance(self.scheme, str) else list(self.scheme)
 
     @property
     def split_seed_list(self) -> list[int]:
@@ -51,7 +56,7 @@ class Experiment:
 
     @property
     def single_split(self) -> bool:
-        return len(self.split_kinds) == 1 and len(self.split_seed_list) == 1
+        return len(self.schemes) == 1 and len(self.split_seed_list) == 1
 
     def epochs_for(self, backbone: str) -> int:
         return self.epochs_by_backbone.get(backbone, self.epochs)
@@ -92,32 +97,45 @@ def _parse_override(text: str):
     return key.strip(), value
 
 
-def from_dict(raw: dict, source: str = "experiment") -> Experiment:
-    hints = typing.get_type_hints(Experiment)
-    known = [f.name for f in dataclasses.fields(Experiment)]
+def _renamed(raw: dict, source: str) -> dict:
+    raw = dict(raw)
+    for old, new in RENAMED.items():
+        if old in raw:
+            if new in raw:
+                raise LungfastError(f"{source}: both {old!r} and {new!r} given; {old!r} is the old name of {new!r}, "
+                                    f"keep only {new!r}")
+            log.warning("note: %s: key %r is now called %r (it still works)", source, old, new)
+            raw[new] = raw.pop(old)
+    return raw
+
+
+def from_dict(raw: dict, source: str = "experiment") -> ExperimentConfig:
+    raw = _renamed(raw, source)
+    hints = typing.get_type_hints(ExperimentConfig)
+    known = [f.name for f in dataclasses.fields(ExperimentConfig)]
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise LungfastError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
-    missing = [f.name for f in dataclasses.fields(Experiment)
+    missing = [f.name for f in dataclasses.fields(ExperimentConfig)
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in raw]
     if missing:
         raise LungfastError(f"{source}: missing required key(s) {', '.join(missing)}")
     for key, value in raw.items():
         if not _type_ok(value, hints[key]):
             raise LungfastError(f"{source}: key {key!r} must be {_type_name(hints[key])}, got {value!r}")
-    exp = Experiment(**raw)
+    exp = ExperimentConfig(**raw)
     exp.ratios = [float(r) for r in exp.ratios]
     _validate(exp, source)
     return exp
 
 
-def _validate(exp: Experiment, source: str) -> None:
+def _validate(exp: ExperimentConfig, source: str) -> None:
     def bad(msg):
         raise LungfastError(f"{source}: {msg}")
 
-    kinds = exp.split_kinds
-    if not kinds or any(k not in ("grouped", "random") for k in kinds) or len(set(kinds)) != len(kinds):
-        bad(f"split must be \"grouped\", \"random\" or a list of both, got {exp.split!r}")
+    schemes = exp.schemes
+    if not schemes or any(k not in SCHEMES for k in schemes) or len(set(schemes)) != len(schemes):
+        bad(f"scheme must be \"grouped\", \"random\" or a list of both, got {exp.scheme!r}")
     if exp.split_seeds is not None and (not exp.split_seeds or len(set(exp.split_seeds)) != len(exp.split_seeds)):
         bad(f"split_seeds must be a non-empty list of distinct integers, got {exp.split_seeds}")
     if len(exp.ratios) != 3 or any(r <= 0 for r in exp.ratios) or abs(sum(exp.ratios) - 1) > 1e-6:
@@ -130,7 +148,7 @@ def _validate(exp: Experiment, source: str) -> None:
         if getattr(exp, key) < 1:
             bad(f"{key} must be at least 1, got {getattr(exp, key)}")
     if exp.max_per_class is not None and exp.max_per_class < 3:
-        bad(f"max_per_class must be at least 3 (one image per split), got {exp.max_per_class}")
+        bad(f"max_per_class must be at least 3 (one image per part), got {exp.max_per_class}")
     if not exp.backbones:
         bad("backbones is empty: name at least one (see `lungfast backbones`)")
     if not exp.seeds or len(set(exp.seeds)) != len(exp.seeds):
@@ -139,7 +157,7 @@ def _validate(exp: Experiment, source: str) -> None:
         bad(f"name must be a plain folder name, got {exp.name!r}")
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
+def load(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())

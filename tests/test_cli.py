@@ -12,6 +12,8 @@ from PIL import Image
 
 from conftest import run_cli, write_experiment
 
+pytestmark = pytest.mark.slow
+
 
 def assert_one_line_error(result, *fragments):
     assert result.returncode == 2, result.stderr
@@ -27,7 +29,7 @@ def e2e(lc_subset, tmp_path_factory):
     """One real run: grouped split, two backbones, 48 px, 1 epoch, on real LC25000 tiles."""
     work = tmp_path_factory.mktemp("e2e")
     exp = write_experiment(work / "e.toml", name="e2e", data_dir=str(lc_subset / "lung_image_sets"),
-                           backbones=["tiny", "xresnet18"], split="grouped", img_size=48, batch_size=16,
+                           backbones=["tiny", "xresnet18"], scheme="grouped", img_size=48, batch_size=16,
                            epochs=1, pretrained=False, results_dir=str(work / "results"), max_per_class=60)
     result = run_cli("run", exp, cwd=work)
     assert result.returncode == 0, result.stderr
@@ -37,9 +39,9 @@ def e2e(lc_subset, tmp_path_factory):
 def test_split_csv_keeps_groups_on_one_side(e2e):
     _, _, out, _ = e2e
     s = pd.read_csv(out / "split.csv")
-    assert list(s.columns) == ["path", "label", "group_id", "split"]
-    assert set(s.split) == {"train", "valid", "test"}
-    assert s.groupby("group_id").split.nunique().max() == 1
+    assert list(s.columns) == ["path", "label", "group_id", "part"]
+    assert set(s.part) == {"train", "valid", "test"}
+    assert s.groupby("group_id").part.nunique().max() == 1
     assert s.groupby("label").size().eq(60).all()
 
 
@@ -55,10 +57,10 @@ def test_run_record_is_complete(e2e):
     _, _, out, _ = e2e
     run = out / "runs" / "tiny" / "seed0"
     m = json.loads((run / "metrics.json").read_text())
-    for key in ("backbone", "seed", "split", "img_size", "epochs", "lr", "valid_loss", "valid_accuracy",
+    for key in ("backbone", "seed", "scheme", "split_seed", "protocol", "img_size", "epochs", "lr", "valid_loss", "valid_accuracy",
                 "test_loss", "test_accuracy", "params", "train_seconds", "seconds_per_epoch", "device", "versions"):
         assert key in m, key
-    assert m["split"] == "grouped" and m["pretrained"] is False and m["schedule"] == "fit_one_cycle"
+    assert m["scheme"] == "grouped" and m["protocol"] == "fine_tune" and m["pretrained"] is False and m["schedule"] == "fit_one_cycle"
     assert sum(map(sum, m["confusion_matrix"])) == m["n_test"] > 0
     history = pd.read_csv(run / "history.csv")
     assert list(history.columns[:4]) == ["epoch", "train_loss", "valid_loss", "accuracy"] and len(history) == 1
@@ -99,13 +101,13 @@ def test_export_loads_in_a_fresh_process_and_predicts(e2e, lc_subset, tmp_path):
 
 
 def test_unreadable_images_are_counted_in_the_record(tmp_path):
-    from lungfast import demo
+    from lungfast.data import synthetic as demo
 
     data = demo.make_dataset(tmp_path / "data", originals_per_class=4, copies=4)
     (data / "lung_n" / "broken.jpeg").write_bytes(b"\xff\xd8\xff not really")
     (data / "lung_aca" / "empty.jpeg").write_bytes(b"")
     exp = write_experiment(tmp_path / "e.toml", name="bad", data_dir=str(data), backbones=["tiny"],
-                           split="random", img_size=32, batch_size=8, epochs=1, pretrained=False,
+                           scheme="random", img_size=32, batch_size=8, epochs=1, pretrained=False,
                            results_dir=str(tmp_path / "r"))
     result = run_cli("run", exp, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -118,7 +120,7 @@ def test_unreadable_images_are_counted_in_the_record(tmp_path):
 @pytest.mark.parametrize("case", ["missing_dir", "one_class", "empty_class", "unknown_backbone", "bad_key",
                                   "grouped_without_csv", "offline_weights"])
 def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, case):
-    from lungfast import demo
+    from lungfast.data import synthetic as demo
 
     data = demo.make_dataset(tmp_path / "data", originals_per_class=3, copies=4)
     keys = dict(name="bad", data_dir=str(data), backbones=["tiny"], img_size=32, batch_size=8, epochs=1,
@@ -129,7 +131,7 @@ def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, case):
         "empty_class": ({}, ["lung_zzz hold no images"]),
         "unknown_backbone": ({"backbones": ["tiny", "resnet5O"]}, ["unknown backbone 'resnet5O'"]),
         "bad_key": ({"img_sise": 32}, ["unknown key(s) img_sise"]),
-        "grouped_without_csv": ({"split": "grouped"}, ["needs a groups CSV"]),
+        "grouped_without_csv": ({"scheme": "grouped"}, ["needs a groups CSV"]),
         "offline_weights": ({"backbones": ["resnet50d"], "pretrained": True},
                             ["resnet50d: pretrained weights could not be loaded", "pretrained = false",
                              "weights.resnet50d"]),
@@ -189,18 +191,18 @@ def test_review_list_is_sorted_by_loss_and_covers_the_test_split(e2e):
     review = pd.read_csv(out / "runs" / "tiny" / "seed0" / "top_losses.csv")
     s = pd.read_csv(out / "split.csv")
     assert list(review.columns) == ["path", "actual", "predicted", "loss", "probability"]
-    assert review.loss.is_monotonic_decreasing and set(review.path) == set(s.path[s.split == "test"])
+    assert review.loss.is_monotonic_decreasing and set(review.path) == set(s.path[s.part == "test"])
 
 
 def test_grad_cam_maps_vary_within_and_between_images(e2e):
     import numpy as np
     from fastai.learner import load_learner
 
-    from lungfast import saliency
+    from lungfast.results import saliency
 
     _, _, out, _ = e2e
     s = pd.read_csv(out / "split.csv")
-    paths = s.path[s.split == "test"].iloc[[0, -1]].tolist()  # two tiles of different classes
+    paths = s.path[s.part == "test"].iloc[[0, -1]].tolist()  # two tiles of different classes
     for backbone in ("tiny", "xresnet18"):
         learn = load_learner(out / "runs" / backbone / "seed0" / "learner.pkl")
         maps, rgb = saliency.cam_maps(learn, paths, [0, 0])
@@ -244,11 +246,11 @@ def test_report_opens_in_headless_chromium_with_every_image(e2e, tmp_path):
 
 
 def test_seeds_splits_and_inflation_side_by_side(tmp_path):
-    from lungfast import demo
+    from lungfast.data import synthetic as demo
 
     data = demo.make_dataset(tmp_path / "data", originals_per_class=8, copies=4)
     exp = write_experiment(tmp_path / "e.toml", name="many", data_dir=str(data), backbones=["tiny", "xresnet18"],
-                           split=["grouped", "random"], split_seeds=[1, 2], seeds=[0, 1], img_size=32,
+                           scheme=["grouped", "random"], split_seeds=[1, 2], seeds=[0, 1], img_size=32,
                            batch_size=16, epochs=1, pretrained=False, results_dir=str(tmp_path / "r"))
     result = run_cli("run", exp, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -257,7 +259,7 @@ def test_seeds_splits_and_inflation_side_by_side(tmp_path):
         "grouped-split1", "grouped-split2", "random-split1", "random-split2"]
     assert len(list(out.glob("*/runs/*/seed*/metrics.json"))) == 16
     lb = pd.read_csv(out / "leaderboard.csv")
-    assert (lb.split == "grouped").all() and (lb.n == 4).all() and (lb.n_seeds == 2).all() and (lb.n_splits == 2).all()
+    assert (lb.scheme == "grouped").all() and (lb.n == 4).all() and (lb.n_seeds == 2).all() and (lb.n_splits == 2).all()
     assert (lb.ci95_low <= lb.test_accuracy).all() and (lb.test_accuracy <= lb.ci95_high).all()
     infl = pd.read_csv(out / "inflation.csv")
     assert sorted(infl.backbone) == ["tiny", "xresnet18"]
@@ -269,7 +271,7 @@ def test_seeds_splits_and_inflation_side_by_side(tmp_path):
 
 
 def test_pretrained_backbone_fine_tunes_from_offline_weights(tmp_path):
-    from lungfast import demo
+    from lungfast.data import synthetic as demo
 
     data = demo.make_dataset(tmp_path / "data", originals_per_class=4, copies=4)
     exp = write_experiment(tmp_path / "e.toml", name="ft", data_dir=str(data), backbones=["tf_efficientnet_lite0"],

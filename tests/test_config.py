@@ -2,8 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from lungfast import backbones, config
+from lungfast import config
 from lungfast.errors import LungfastError
+from lungfast.results.layout import ExperimentDir
+from lungfast.train import backbones
 
 from conftest import REPO, write_experiment
 
@@ -19,10 +21,21 @@ def test_shipped_experiments_parse_and_name_registry_backbones(path):
 
 def test_defaults_and_overrides(tmp_path):
     f = write_experiment(tmp_path / "e.toml", **BASE)
-    exp = config.load(f, ["img_size=96", "seeds=[1, 2]", "lr=find", "weights.resnet50=/w.pth", "split=random"])
-    assert (exp.img_size, exp.seeds, exp.lr, exp.split) == (96, [1, 2], "find", "random")
+    exp = config.load(f, ["img_size=96", "seeds=[1, 2]", "lr=find", "weights.resnet50=/w.pth", "scheme=random"])
+    assert (exp.img_size, exp.seeds, exp.lr, exp.scheme) == (96, [1, 2], "find", "random")
     assert exp.weights == {"resnet50": "/w.pth"} and exp.ratios == [0.7, 0.2, 0.1] and exp.pretrained
-    assert exp.out_dir == Path("results/x")
+    assert ExperimentDir.of(exp).path == Path("results/x")
+
+
+def test_old_key_split_still_loads_with_a_note(tmp_path, caplog):
+    f = write_experiment(tmp_path / "e.toml", **BASE, split=["grouped", "random"])
+    with caplog.at_level("WARNING", logger="lungfast"):
+        exp = config.load(f, ["split_seed=3"])
+    assert exp.schemes == ["grouped", "random"]
+    notes = [r.getMessage() for r in caplog.records]
+    assert len(notes) == 1 and "'split' is now called 'scheme'" in notes[0]
+    with pytest.raises(LungfastError, match="both 'split' and 'scheme'"):
+        config.load(f, ["scheme=random"])
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -30,7 +43,7 @@ def test_defaults_and_overrides(tmp_path):
     ({"img_size": "big"}, "'img_size' must be int"),
     ({"pretrained": "yes"}, "'pretrained' must be bool"),
     ({"ratios": [0.8, 0.2, 0.1]}, "summing to 1"),
-    ({"split": "stratified"}, "split must be"),
+    ({"scheme": "stratified"}, "scheme must be"),
     ({"lr": "fast"}, "lr must be a number or \"find\""),
     ({"seeds": [0, 0]}, "distinct"),
     ({"backbones": []}, "backbones is empty"),

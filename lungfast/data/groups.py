@@ -1,0 +1,46 @@
+"""Tile groups: which images are augmented copies of one original tile (`groups.csv`: filename,label,group_id).
+
+The grouped scheme keeps a group in one part. LC25000 ships no groups; the LC25000-clean annotations
+(Batchkala et al., DEMI @ MICCAI 2024) give them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from lungfast.errors import LungfastError
+
+
+def find_groups_csv(data_dir: str, groups_csv: str | None) -> Path | None:
+    if groups_csv:
+        path = Path(groups_csv)
+        if not path.is_file():
+            raise LungfastError(f"groups_csv {path}: file not found; point groups_csv at filename,label,group_id")
+        return path
+    for candidate in (Path(data_dir) / "groups.csv", Path(data_dir).parent / "groups.csv"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def attach_groups(images: pd.DataFrame, csv: Path) -> pd.DataFrame:
+    """Add group_id to every image; the CSV must cover every image and agree on its label."""
+    try:
+        groups = pd.read_csv(csv, usecols=["filename", "label", "group_id"], dtype={"group_id": str})
+    except (ValueError, pd.errors.ParserError) as e:
+        raise LungfastError(f"groups_csv {csv}: needs columns filename,label,group_id ({e})") from None
+    groups = groups.drop_duplicates(["filename", "label"])
+    df = images.assign(filename=images.path.map(lambda p: Path(p).name))
+    merged = df.merge(groups, on="filename", how="left", suffixes=("", "_csv"), indicator=True)
+    missing = merged[merged._merge == "left_only"]
+    if len(missing):
+        raise LungfastError(f"groups_csv {csv}: {len(missing)} image(s) in data_dir have no row "
+                            f"(e.g. {', '.join(missing.filename.head(3))}); regenerate the CSV or fix groups_csv")
+    merged = merged[merged.label == merged.label_csv].drop_duplicates("path").reset_index(drop=True)
+    if len(merged) != len(df):
+        bad = df[~df.path.isin(merged.path)]
+        raise LungfastError(f"groups_csv {csv}: label disagrees with the class folder for {len(bad)} image(s) "
+                            f"(e.g. {', '.join(bad.filename.head(3))}); fix the CSV or move the files")
+    return merged[["path", "label", "group_id"]]

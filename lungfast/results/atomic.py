@@ -1,0 +1,80 @@
+"""Atomic writes: a reader never sees a half-written file or a half-made run folder.
+
+A file is written to a temporary name beside its target and renamed onto it; a run is trained into a
+staging folder and renamed into place when every file is there. Files get the user's normal permissions
+(umask), not the 0600 that temporary files are created with.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(target: str | Path):
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text(target, text: str) -> None:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(target, obj) -> None:
+    write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_csv(target, df) -> None:
+    with atomic_path(target) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def save_figure(fig, target) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
+@contextmanager
+def staged_folder(final: Path, stage: Path, fresh: bool = False):
+    """Yield the staging folder `stage`; on success it replaces `final` in one rename. Kept when the block
+    is interrupted (a killed run resumes from it), removed when it fails on bad input or settings."""
+    from lungfast.errors import LungfastError
+
+    if fresh and stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True, exist_ok=True)
+    try:
+        yield stage
+    except LungfastError:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    if final.exists():  # --force: move the old folder aside first, then drop it
+        old = final.with_name(f".{final.name}.old{os.getpid()}")
+        os.replace(final, old)
+        shutil.rmtree(old)
+    os.replace(stage, final)

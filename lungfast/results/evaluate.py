@@ -1,0 +1,83 @@
+"""Test-part evaluation of a trained learner: one pass of predictions, then sklearn metrics and figures.
+
+The clinical pair treats lung_aca + lung_scc as cancer and lung_n as benign.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn import metrics as skm
+
+from lungfast.results import atomic, saliency
+from lungfast.results.layout import RunDir
+
+BENIGN = "lung_n"
+
+
+def predictions(learn, tdl, paths: list[str]) -> pd.DataFrame:
+    """path (the original file), actual, predicted, loss, probability (of the prediction), one column per class."""
+    probs, targs, losses = learn.get_preds(dl=tdl, with_loss=True)
+    vocab = list(learn.dls.vocab)
+    pred = probs.argmax(dim=1)
+    df = pd.DataFrame({"path": list(paths), "actual": [vocab[t] for t in targs],
+                       "predicted": [vocab[p] for p in pred], "loss": losses.numpy(),
+                       "probability": probs.max(dim=1).values.numpy()})
+    return pd.concat([df, pd.DataFrame(probs.numpy(), columns=vocab)], axis=1)
+
+
+def test_metrics(preds: pd.DataFrame, vocab: list[str]) -> dict:
+    y, yhat, probs = preds.actual, preds.predicted, preds[vocab].to_numpy()
+    p, r, f, support = skm.precision_recall_fscore_support(y, yhat, labels=vocab, zero_division=0)
+    out = {
+        "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                          "support": int(support[i])} for i, c in enumerate(vocab)},
+        "macro_f1": float(skm.f1_score(y, yhat, labels=vocab, average="macro", zero_division=0)),
+        "balanced_accuracy": float(skm.balanced_accuracy_score(y, yhat)),
+        "confusion_matrix": skm.confusion_matrix(y, yhat, labels=vocab).tolist(),
+        "roc_auc_ovr": None, "cancer_sensitivity": None, "benign_specificity": None,
+    }
+    if y.nunique() == len(vocab):  # AUC needs every class in the test part
+        out["roc_auc_ovr"] = float(skm.roc_auc_score(y, probs / probs.sum(1, keepdims=True), multi_class="ovr",
+                                                     labels=vocab))
+    if BENIGN in vocab:
+        cancer, called = (y != BENIGN).to_numpy(), (yhat != BENIGN).to_numpy()
+        out["cancer_sensitivity"] = float(skm.recall_score(cancer, called, zero_division=0))
+        out["benign_specificity"] = float(skm.recall_score(~cancer, ~called, zero_division=0))
+    return out
+
+
+def write_figures(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) -> None:
+    import matplotlib.pyplot as plt
+    from fastai.interpret import ClassificationInterpretation
+
+    vocab = list(learn.dls.vocab)
+    cm = skm.ConfusionMatrixDisplay.from_predictions(preds.actual, preds.predicted, labels=vocab, cmap="Blues",
+                                                     colorbar=False)
+    cm.ax_.set_title(f"{title}: test part")
+    atomic.save_figure(cm.figure_, stage.figure("confusion_matrix.png"))
+
+    interp = ClassificationInterpretation(learn, tdl, torch.tensor(preds.loss.to_numpy()))
+    interp.plot_top_losses(min(9, len(preds)), figsize=(12, 12))
+    atomic.save_figure(plt.gcf(), stage.figure("top_losses.png"))  # fastai's plots return None
+
+    history = pd.read_csv(stage.history)
+    ax = history[["train_loss", "valid_loss"]].astype(float).plot(marker="o", title=f"{title}: loss")
+    ax.set_xlabel("epoch")
+    atomic.save_figure(ax.figure, stage.figure("loss.png"))
+
+    atomic.save_figure(saliency.figure(learn, preds), stage.figure("saliency.png"))
+
+
+def evaluate(learn, tdl, paths: list[str], stage: RunDir, title: str) -> dict:
+    """Write the test predictions, the review list and the figures into `stage`; return the test metrics."""
+    preds = predictions(learn, tdl, paths)
+    atomic.write_csv(stage.test_predictions, preds)
+    review = preds.sort_values("loss", ascending=False)[["path", "actual", "predicted", "loss", "probability"]]
+    atomic.write_csv(stage.top_losses, review)  # the review list for finding mislabelled tiles
+    write_figures(learn, tdl, preds, stage, title)
+    out = test_metrics(preds, list(learn.dls.vocab))
+    out["test_accuracy"] = float(np.mean(preds.actual == preds.predicted))
+    out["test_loss"] = float(preds.loss.mean())
+    return out

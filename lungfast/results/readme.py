@@ -1,0 +1,18 @@
+"""Generated blocks in a README: the text between `<!-- TAG -->` and `<!-- /TAG -->` is replaced by what
+lungfast measured or computed, never typed. Used by `lungfast leaderboard --readme` and the benchmarks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lungfast.errors import LungfastError
+from lungfast.results import atomic
+
+
+def replace_block(readme: Path, tag: str, body: str) -> None:
+    start, end = f"<!-- {tag} -->", f"<!-- /{tag} -->"
+    text = readme.read_text()
+    if start not in text or end not in text:
+        raise LungfastError(f"{readme}: no {start} ... {end} block to fill; add the two markers where it belongs")
+    head, rest = text.split(start, 1)
+    atomic.write_text(readme, f"{head}{start}\n{body.strip()}\n{end}{rest.split(end, 1)[1]}")

@@ -1,0 +1,75 @@
+"""`report.html`: one static, self-contained page per experiment (images inlined, no server, no internet)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+from lungfast.data import split
+from lungfast.results import atomic, stats
+from lungfast.results.layout import FIGURES, ExperimentDir
+from lungfast.results.summary import Summary
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;
+margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}
+.figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{margin:0}.figs img{max-width:420px;border:1px solid #ddd}"""
+
+
+def _img(path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _table(df: pd.DataFrame, css_id: str) -> str:
+    return df.to_html(index=False, table_id=css_id, float_format=lambda v: f"{v:.4f}", na_rep="–", border=0)
+
+
+def split_summary(exp: ExperimentDir) -> pd.DataFrame:
+    """Images and tile groups per class and part, for every split folder."""
+    frames = []
+    for d in exp.split_dirs():
+        where = "." if d.path == exp.path else d.name
+        frames.append(split.summary(split.read_csv(d.split_csv)).assign(split_folder=where))
+    summary = pd.concat(frames)
+    return summary.pivot_table(index=["split_folder", "label"], columns="part", values=["images", "groups"],
+                               aggfunc="sum").reset_index().pipe(_flatten)
+
+
+def _flatten(df: pd.DataFrame) -> pd.DataFrame:
+    df.columns = [" ".join(str(p) for p in c if p).strip() if isinstance(c, tuple) else c for c in df.columns]
+    return df
+
+
+def build(s: Summary) -> str:
+    exp, table = s.exp, s.table
+    parts = [f"<h1>lungfast: {html.escape(exp.name)}</h1>", "<h2>Leaderboard</h2>",
+             f"<p>Test part, {html.escape(s.scheme)} scheme; mean over seeds and splits, 95% t interval.</p>",
+             _table(table, "leaderboard")]
+    if s.comparison:
+        parts.append(f"<p id='comparison'>{html.escape(stats.describe(s.comparison))}</p>")
+    if s.inflation is not None:
+        parts += ["<h2>Random-split inflation</h2>", _table(s.inflation, "inflation")]
+    parts += ["<h2>Splits (images and tile groups per class and part)</h2>", _table(split_summary(exp), "splits")]
+    for backbone in table.backbone:
+        best = s.best_run(backbone)
+        acc = s.runs.test_accuracy[s.runs.run_dir == str(best.path)].iloc[0]
+        parts.append(f"<h2>{html.escape(backbone)}</h2><p>shown: {html.escape(str(best.path.relative_to(exp.path)))} "
+                     f"(test accuracy {acc:.4f})</p><div class='figs'>")
+        parts += [_img(best.figure(f), cap) for f, cap in FIGURES.items()]
+        parts.append("</div>")
+    first = s.runs.iloc[0]
+    env = {**first.versions, "python": platform.python_version(), **{f"device.{k}": v for k, v in first.device.items()},
+           "threads": first.threads}
+    parts += ["<h2>Environment</h2>", _table(pd.DataFrame([env]), "environment")]
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>lungfast {html.escape(exp.name)}"
+            f"</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+
+
+def write(s: Summary) -> Path:
+    atomic.write_text(s.exp.report_html, build(s))
+    return s.exp.report_html

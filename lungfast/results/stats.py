@@ -1,0 +1,61 @@
+"""Is #1 really better than #2? Seed spread, confidence intervals and a paired test on the same images.
+
+SciPy does the statistics: a t interval over runs, and for the paired comparison a permutation test and a
+bootstrap interval over test images (paired: both backbones are scored on the very same tiles).
+"""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lungfast.results.layout import RunDir
+
+
+def t_interval(values: pd.Series, level: float = 0.95) -> tuple[float, float]:
+    n = len(values)
+    if n < 2:
+        return math.nan, math.nan
+    sem = values.std(ddof=1) / math.sqrt(n)
+    if sem == 0:
+        return float(values.mean()), float(values.mean())
+    low, high = stats.t.interval(level, n - 1, loc=values.mean(), scale=sem)
+    return float(low), float(high)
+
+
+def per_image_correct(runs: pd.DataFrame) -> pd.Series:
+    """Share of a backbone's runs that got each (split_seed, test image) right, averaged over seeds."""
+    frames = []
+    for run in runs.itertuples():
+        p = pd.read_csv(RunDir(run.run_dir).test_predictions, usecols=["path", "actual", "predicted"])
+        frames.append(p.assign(split_seed=run.split_seed, correct=(p.actual == p.predicted).astype(float)))
+    return pd.concat(frames).groupby(["split_seed", "path"]).correct.mean()
+
+
+def paired_comparison(first: str, second: str, runs: pd.DataFrame, seed: int = 0) -> dict:
+    """#1 vs #2 on the same test images: accuracy difference, its 95% bootstrap CI, permutation p-value."""
+    a = per_image_correct(runs[runs.backbone == first])
+    b = per_image_correct(runs[runs.backbone == second])
+    a, b = a.align(b, join="inner")
+    diff = float(a.mean() - b.mean())
+    out = {"first": first, "second": second, "n_images": int(len(a)), "difference": diff,
+           "ci95_low": math.nan, "ci95_high": math.nan, "p_value": 1.0}
+    if len(a) >= 2 and (a != b).any():
+        statistic = lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis)  # noqa: E731
+        rng = np.random.default_rng(seed)
+        perm = stats.permutation_test((a.to_numpy(), b.to_numpy()), statistic, permutation_type="samples",
+                                      n_resamples=9999, rng=rng)
+        boot = stats.bootstrap((a.to_numpy(), b.to_numpy()), statistic, paired=True, n_resamples=9999, rng=rng)
+        out.update(p_value=float(perm.pvalue), ci95_low=float(boot.confidence_interval.low),
+                   ci95_high=float(boot.confidence_interval.high))
+    out["verdict"] = (f"#1 {first} is better than #2 {second}" if out["p_value"] < 0.05 and diff > 0 else
+                      f"no evidence that #1 {first} beats #2 {second}")
+    return out
+
+
+def describe(c: dict) -> str:
+    return (f"Paired test, #1 {c['first']} vs #2 {c['second']} on the same {c['n_images']} test images: "
+            f"accuracy difference {c['difference']:+.4f} (95% bootstrap CI {c['ci95_low']:+.4f} to "
+            f"{c['ci95_high']:+.4f}), paired permutation p = {c['p_value']:.4f}: {c['verdict']} (at 0.05).")

@@ -1,0 +1,163 @@
+"""`lungfast run`: config -> data set -> one split per (scheme, split seed) -> a RunSpec per run -> the
+loop -> run records -> summary -> leaderboard and report. Everything a run does, in that order.
+
+Input is checked before anything is written: a bad data folder, groups CSV or backbone name stops the
+run with one line and leaves no results folder behind.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from lungfast.config import ExperimentConfig
+from lungfast.data import groups, images, split
+from lungfast.errors import LungfastError
+from lungfast.results import atomic, record
+from lungfast.results.layout import ExperimentDir, RunDir, SplitDir
+from lungfast.runspec import RunSpec
+from lungfast.train import backbones, distributed
+
+log = logging.getLogger("lungfast")
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """The readable images of data_dir with their tile groups, and what was left out."""
+
+    frame: pd.DataFrame  # path, label, group_id
+    skipped_files: tuple[str, ...]
+    groups_csv: str | None
+
+
+def load_data(cfg: ExperimentConfig) -> DataSet:
+    df, skipped = images.scan(cfg.data_dir)
+    if skipped:
+        names = ", ".join(f"{Path(p).name} ({r.split(':')[0]})" for p, r in skipped[:5])
+        more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+        log.warning("skipped %d unreadable image(s): %s%s", len(skipped), names, more)
+    csv = groups.find_groups_csv(cfg.data_dir, cfg.groups_csv)
+    if csv is not None:
+        df = groups.attach_groups(df, csv)
+    elif "grouped" in cfg.schemes:
+        raise LungfastError(f"scheme = \"grouped\" needs a groups CSV (filename,label,group_id): none given and "
+                            f"no groups.csv in {cfg.data_dir} or its parent; set groups_csv or use scheme = \"random\"")
+    else:  # no groups known: every image is its own group
+        df = df.assign(group_id=df.path.map(lambda p: Path(p).stem))
+    return DataSet(df, tuple(p for p, _ in skipped), str(csv) if csv else None)
+
+
+def _split_key(cfg: ExperimentConfig, scheme: str, split_seed: int, df: pd.DataFrame) -> dict:
+    """What a split depends on; a stored split is reused only if all of it matches."""
+    return {"scheme": scheme, "ratios": cfg.ratios, "split_seed": split_seed, "max_per_class": cfg.max_per_class,
+            "images": sorted(df.path)}
+
+
+def _stored_key(path: Path) -> dict:
+    key = json.loads(path.read_text())
+    if "split" in key:  # lungfast 0.1 called the scheme "split"
+        key["scheme"] = key.pop("split")
+    return key
+
+
+def make_or_reuse_split(cfg: ExperimentConfig, data: DataSet, scheme: str, split_seed: int, where: SplitDir,
+                        force: bool) -> split.Split:
+    """The split of one (scheme, split seed), made once and reused by every run and rerun."""
+    df = split.subsample(data.frame, cfg.max_per_class, split_seed) if cfg.max_per_class else data.frame
+    key = _split_key(cfg, scheme, split_seed, df)
+    if where.split_csv.is_file() and where.split_key.is_file():
+        if _stored_key(where.split_key) == key:
+            log.info("reusing %s", where.split_csv)
+            return split.Split(split.read_csv(where.split_csv), data.skipped_files, data.groups_csv)
+        if not force:
+            raise LungfastError(f"{where.split_csv} was made from other data or split settings; use a new "
+                                f"experiment name, or --force to remake the split and every run")
+    frame = split.make_split(df, scheme, cfg.ratios, split_seed)
+    atomic.write_csv(where.split_csv, frame)
+    atomic.write_json(where.split_key, key)
+    log.info("split (%s, seed %d): %s", scheme, split_seed, frame.part.value_counts().reindex(list(split.PARTS)).to_dict())
+    return split.Split(frame, data.skipped_files, data.groups_csv)
+
+
+def spec_for(cfg: ExperimentConfig, backbone: str, seed: int, scheme: str, split_seed: int, n_images: int) -> RunSpec:
+    """The one place a run's identity is assembled."""
+    from lungfast.train.learner import resolve_weights
+
+    pretrained, weights_file = resolve_weights(backbones.get(backbone), cfg.pretrained, cfg.weights)
+    return RunSpec(experiment=cfg.name, backbone=backbone, seed=seed, scheme=scheme, split_seed=split_seed,
+                   img_size=cfg.img_size, batch_size=cfg.batch_size, epochs=cfg.epochs_for(backbone), lr=cfg.lr,
+                   pretrained=pretrained, weights_file=weights_file, n_images=n_images)
+
+
+def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:
+    """Run every missing record (of shard i/n: every n-th run of the fixed list split x backbone x seed),
+    then write the leaderboard and the report; return the leaderboard text. A shard writes only its own
+    run folders (and identical split files, atomically), so shards may share one results folder."""
+    from lungfast.results import leaderboard, report  # fastai loads here, after the cheap checks
+    from lungfast.results.summary import summarize
+    from lungfast.train.tracking import Tracker
+
+    backbones.check_names(cfg.backbones)
+    data = load_data(cfg)
+    exp, main = ExperimentDir.of(cfg), distributed.is_main()
+    tracker = Tracker(mlflow if main else None, cfg.name)  # only rank 0 tracks
+    if main:
+        atomic.write_json(exp.config_json, dataclasses.asdict(cfg))
+    splits = [(scheme, s) for scheme in cfg.schemes for s in cfg.split_seed_list]
+    jobs = [(k, b, seed) for k in range(len(splits)) for b in cfg.backbones for seed in cfg.seeds]
+    i, n = shard
+    mine = jobs[i - 1::n]
+    for k, (scheme, split_seed) in enumerate(splits):
+        pairs = [(b, seed) for kk, b, seed in mine if kk == k]
+        if pairs:
+            where = exp.split_dir(scheme, split_seed, cfg.single_split)
+            one = distributed.once(make_or_reuse_split, cfg, data, scheme, split_seed, where, force)
+            specs = [spec_for(cfg, b, seed, scheme, split_seed, len(one.frame)) for b, seed in pairs]
+            run_split(specs, one, where, force, tracker)
+    if not main:
+        return ""
+    if n > 1:  # the shared leaderboard is merged once all shards are done, by `lungfast leaderboard`
+        return (f"shard {i}/{n}: {len(mine)} of {len(jobs)} runs done. When every shard has finished: "
+                f"lungfast leaderboard {exp.path}")
+    summary = summarize(exp)
+    text = leaderboard.write(summary)
+    log.info("report: %s", report.write(summary))
+    return text
+
+
+def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bool, tracker=None) -> None:
+    """Train the runs of one split that have no complete record (all of them with force)."""
+    from lungfast.data import prepare
+    from lungfast.ship import trust
+    from lungfast.train import loop
+
+    todo = []
+    for spec in specs:
+        if record.is_complete(where.run(spec.backbone, spec.seed)) and not force:
+            log.info("%s: complete record found, skipped (--force reruns)", spec.label)
+        else:
+            todo.append(spec)
+    if todo:  # decode + resize once for every backbone and seed of this split (and later experiments)
+        frame = one.frame.assign(load_path=distributed.once(prepare.prepare, one.frame, todo[0].img_size))
+        one = dataclasses.replace(one, frame=frame)
+    for spec in todo:
+        final = where.run(spec.backbone, spec.seed)
+        if not distributed.is_main():  # other ranks train alongside rank 0 and write nothing that lasts
+            with tempfile.TemporaryDirectory() as scratch:
+                loop.train_one(spec, one, RunDir(scratch))
+            continue
+        b = backbones.get(spec.backbone)
+        log.info("%s: training (%s, %d px, %s split %d)", spec.label, b.source, spec.img_size, spec.scheme,
+                 spec.split_seed)
+        with atomic.staged_folder(final.path, final.staging.path, fresh=force):
+            rec = loop.train_one(spec, one, final.staging, tracker)
+            # vouch before the rename: a kill between the two must not leave an untrusted complete record
+            trust.remember(final.learner, rec.learner_sha256)
+        log.info("%s: test_accuracy=%.4f valid_accuracy=%.4f (%.0fs)", spec.label, rec.test_accuracy,
+                 rec.valid_accuracy, rec.train_seconds)

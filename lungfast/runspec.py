@@ -1,0 +1,50 @@
+"""The run model: one frozen `RunSpec` says who a run is. The runner builds it once per run.
+
+Everything that needs a run's identity derives it from here: the resume key (a killed run resumes only
+into the same spec), the identity fields of the run record, the MLflow params and the run's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+def schedule_for(pretrained: bool) -> str:
+    # fine_tune trains the new head on a frozen body first, which only makes sense with weights
+    return "fine_tune" if pretrained else "fit_one_cycle"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    experiment: str  # the experiment's name
+    backbone: str  # registry name
+    seed: int  # training seed
+    scheme: str  # "grouped" or "random": how the data set was split into parts
+    split_seed: int  # seed of the split
+    img_size: int  # squish-resize size in px
+    batch_size: int  # images per batch
+    epochs: int  # fine_tune: epochs after the frozen one; fit_one_cycle: all epochs
+    lr: float | str  # as configured: a number, or "find" (the record keeps the lr actually used)
+    pretrained: bool  # effective: false for from-scratch entries whatever the experiment asked
+    weights_file: str | None  # effective local weights file, None for the hub or from scratch
+    n_images: int  # images in the split (train + valid + test), so a resume never crosses data sets
+    protocol: str = "fine_tune"  # how the backbone is compared; fine-tuning is the one protocol today
+
+    @property
+    def label(self) -> str:
+        """How logs name the run."""
+        return f"{self.backbone}/seed{self.seed}"
+
+    @property
+    def schedule(self) -> str:
+        return schedule_for(self.pretrained)
+
+    def key(self) -> dict:
+        """The identity as plain data: resume key, record fields and tracking params."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunSpec":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

@@ -1,0 +1,1 @@
+"""Stage 4, shipping: export the winner, load models safely, predict from files, serve the Gradio app."""

@@ -1,0 +1,74 @@
+"""`lungfast app`: a Gradio app for a saved model. Upload a tile, get class probabilities and the Grad-CAM
+overlay of the predicted class. Endpoint `predict`; binds to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from lungfast.data.images import unreadable_reason
+from lungfast.results import saliency
+from lungfast.ship import model_io
+
+MAX_PIXELS = 50_000_000  # ~7000 x 7000: bigger uploads are refused before decoding, not after
+
+
+def check_upload(path: str | None) -> str | None:
+    """None if the upload is an image we can take, else the message to show."""
+    if not path:
+        return "Upload an image first."
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:
+        return "That file is not an image lungfast can read (try a JPEG, PNG or TIFF tile)."
+    if w * h > MAX_PIXELS:
+        return f"That image is {w}x{h} pixels; the limit is {MAX_PIXELS // 1_000_000} megapixels. Crop a tile first."
+    reason = unreadable_reason(Path(path))
+    return f"That image could not be decoded ({reason})." if reason else None
+
+
+def build(model_path: str, trusted: bool = False):
+    import gradio as gr
+    from pytorch_grad_cam.utils.image import show_cam_on_image
+
+    learn = model_io.load(model_path, trusted)
+    vocab = list(learn.dls.vocab)
+
+    def predict(image):
+        problem = check_upload(image)
+        if problem:
+            raise gr.Error(problem)
+        dl = learn.dls.test_dl([image])
+        probs = learn.get_preds(dl=dl)[0][0]
+        top = int(probs.argmax())
+        maps, rgb = saliency.cam_maps(learn, [image], [top])
+        overlay = show_cam_on_image(rgb[0].astype(np.float32), maps[0], use_rgb=True)
+        return {c: float(p) for c, p in zip(vocab, probs)}, overlay
+
+    with gr.Blocks(title="lungfast") as demo:
+        gr.Markdown(f"# lungfast\nModel `{Path(model_path).name}`: {', '.join(vocab)}. Research use only; "
+                    f"not a diagnostic device.")
+        with gr.Row():
+            image = gr.Image(type="filepath", label="H&E lung tile")
+            with gr.Column():
+                label = gr.Label(num_top_classes=len(vocab), label="Class probabilities")
+                cam = gr.Image(label="Grad-CAM of the predicted class")
+        button = gr.Button("Predict")
+        button.click(predict, inputs=image, outputs=[label, cam], api_name="predict")
+        found = model_io.examples(model_path)
+        if found:
+            gr.Examples(found, inputs=image, label="Test-part tiles from the run")
+    return demo
+
+
+def serve(model_path: str, host: str = "127.0.0.1", port: int = 7860, trusted: bool = False, block: bool = True):
+    for key, value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
+        os.environ.setdefault(key, value)
+    demo = build(model_path, trusted)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True)
+    return demo

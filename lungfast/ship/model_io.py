@@ -1,0 +1,102 @@
+"""Load a model for inference: a fastai pickle (if vouched for, or trusted) or weights-only safetensors.
+
+The safetensors format holds tensors only, so loading it runs no code: the model is rebuilt from the
+registry entry named in its JSON sidecar, and the inference pipeline from the same DataBlock as training.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import fastai
+import timm
+import torch
+
+from lungfast.data import loaders, split
+from lungfast.results import atomic
+from lungfast.results.layout import RunDir
+from lungfast.ship import trust
+from lungfast.train import backbones, learner
+from lungfast.errors import LungfastError
+
+
+def sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def export_safetensors(learn, rec, run: RunDir, out: Path) -> None:
+    """Weights as safetensors, plus `<out>.json`: backbone, vocab, img_size, stats, versions, examples."""
+    from safetensors.torch import save_file
+
+    b = backbones.get(rec.spec.backbone)
+    meta = {"format": "lungfast-safetensors-1", "backbone": b.name, "vocab": list(learn.dls.vocab),
+            "img_size": rec.spec.img_size, "stats": [list(s) for s in b.stats], "source_run": str(run.path.resolve()),
+            "versions": {"fastai": fastai.__version__, "timm": timm.__version__, "torch": torch.__version__}}
+    state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
+    with atomic.atomic_path(out) as tmp:
+        save_file(state, str(tmp))
+    atomic.write_json(sidecar(out), meta)
+
+
+def refusal(path: Path) -> LungfastError:
+    return LungfastError(
+        f"{path}: refusing to load this pickle: lungfast did not write it here, or it changed since. Loading a "
+        f"pickle runs any code inside it. If you trust its source, pass --trust; or ask for a weights-only "
+        f"file (lungfast export DIR --format safetensors)")
+
+
+def load_pickle(path: Path, trusted: bool = False):
+    if not (trusted or trust.vouched(path)):
+        raise refusal(path)
+    from fastai.learner import load_learner
+
+    with warnings.catch_warnings():  # the warning is the reason for the check above; it was heeded
+        warnings.filterwarnings("ignore", message="load_learner. uses Python's insecure pickle")
+        try:
+            return load_learner(path)
+        except Exception as e:  # a pickle that is not a fastai learner, or needs modules not installed
+            raise LungfastError(f"{path}: not a loadable fastai learner ({type(e).__name__}: {e})") from None
+
+
+def load_safetensors(path: Path):
+    from fastai.callback.progress import ProgressCallback
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from safetensors.torch import load_file
+
+    meta_file = sidecar(path)
+    if not meta_file.is_file():
+        raise LungfastError(f"{path}: its description {meta_file.name} is missing; export again with "
+                            f"lungfast export DIR --format safetensors")
+    meta = json.loads(meta_file.read_text())
+    model = learner.create_model(backbones.get(meta["backbone"]), n_out=len(meta["vocab"]), pretrained=False)
+    model.load_state_dict(load_file(str(path)))
+    dls = loaders.inference_dls(meta["vocab"], meta["img_size"], meta["stats"])
+    learn = Learner(dls, model.eval(), loss_func=CrossEntropyLossFlat())
+    learn.remove_cb(ProgressCallback)  # as in exported pickles: callers add a bar where they want one
+    return learn
+
+
+def load(path: str | Path, trusted: bool = False):
+    """A fastai Learner ready for `dls.test_dl`, `get_preds` and `tta`, from either format."""
+    path = Path(path)
+    if not path.is_file():
+        raise LungfastError(f"{path}: model file not found; make one with lungfast export DIR --out FILE")
+    learn = load_safetensors(path) if path.suffix == ".safetensors" else load_pickle(path, trusted)
+    learn.model.eval()
+    return learn
+
+
+def examples(path: str | Path, per_class: int = 1) -> list[str]:
+    """Test-part images of the run a model came from (one per class), for the app's examples."""
+    path = Path(path)
+    meta = json.loads(sidecar(path).read_text()) if sidecar(path).is_file() else {}
+    run = RunDir(meta["source_run"] if "source_run" in meta else path.parent)
+    split_csv = run.split_dir.split_csv
+    if not split_csv.is_file():
+        return []
+    s = split.read_csv(split_csv)
+    test = s[(s.part == "test") & s.path.map(lambda p: Path(p).is_file())]
+    return test.groupby("label").head(per_class).path.tolist()

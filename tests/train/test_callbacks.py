@@ -1,0 +1,84 @@
+"""The loop's phases and its history/checkpoint callbacks, on fastai's synthetic regression learner."""
+
+import pandas as pd
+import pytest
+from fastai.test_utils import synth_learner
+
+from lungfast.train.callbacks import Checkpoint, EpochHistory, EpochLog
+from lungfast.train.loop import fit, phases
+
+
+def test_fine_tune_is_one_frozen_epoch_then_the_unfrozen_ones():
+    plan = phases("fine_tune", 3, 1e-3)
+    assert [(name, n) for name, n, _ in plan] == [("frozen", 1), ("unfrozen", 3)]
+    assert plan[1][2]["lr_max"] == slice(1e-3 / 2 / 100, 1e-3 / 2)
+    assert [(name, n) for name, n, _ in phases("fit_one_cycle", 4, 1e-3)] == [("all", 4)]
+
+
+class Frozen:
+    """Records which phases `fit` asks a learner for, without training."""
+
+    def __init__(self):
+        self.calls = []
+
+    def freeze(self):
+        self.calls.append("freeze")
+
+    def unfreeze(self):
+        self.calls.append("unfreeze")
+
+    def fit_one_cycle(self, n, start_epoch, cbs, **kw):
+        self.calls.append((n, start_epoch))
+
+
+@pytest.mark.parametrize("done,expected", [
+    (0, ["freeze", (1, 0), "unfreeze", (3, 0)]),
+    (1, ["unfreeze", (3, 0)]),  # the frozen epoch was done before the kill
+    (2, ["unfreeze", (3, 1)]),  # one unfrozen epoch done: fastai's start_epoch skips it
+])
+def test_fit_resumes_after_the_epochs_already_done(done, expected):
+    learn = Frozen()
+    fit(learn, phases("fine_tune", 3, 1e-3), done, [])
+    assert learn.calls == expected
+
+
+def history_of(path):
+    return pd.read_csv(path)
+
+
+def test_history_is_written_once_per_epoch_across_phases(tmp_path):
+    learn = synth_learner()
+    cbs = [EpochHistory(tmp_path / "history.csv"), EpochLog("synth")]
+    learn.fit(1, cbs=cbs)  # a frozen phase, then an unfrozen one, as fine_tune runs them
+    learn.fit(2, cbs=cbs)
+    h = history_of(tmp_path / "history.csv")
+    assert list(h.epoch) == [0, 1, 2]
+    assert list(h.columns) == ["epoch", "train_loss", "valid_loss", "seconds", "train_images"]
+    assert h.train_loss.dtype == float and (h.train_images == len(learn.dls.train) * learn.dls.bs).all()
+
+
+def test_history_after_a_restart_keeps_the_checkpointed_epochs_only(tmp_path):
+    path = tmp_path / "history.csv"
+    learn = synth_learner()
+    learn.fit(3, cbs=[EpochHistory(path)])
+    before = history_of(path)
+    # killed after epoch 2 was logged but before its checkpoint: the checkpoint holds 2 epochs
+    earlier = EpochHistory.read(path, keep=2)
+    assert len(earlier) == 2
+    learn.fit(3, start_epoch=2, cbs=[EpochHistory(path, earlier)])
+    after = history_of(path)
+    assert list(after.epoch) == [0, 1, 2]  # the cancelled epochs 0 and 1 are not logged again
+    assert after.iloc[:2].equals(before.iloc[:2]) and after.train_loss.iloc[2] != before.train_loss.iloc[2]
+
+
+def test_checkpoint_progress_and_restore_only_for_the_same_run(tmp_path):
+    learn = synth_learner(path=tmp_path)
+    key = {"backbone": "tiny", "seed": 0}
+    learn.fit(2, cbs=[EpochHistory(tmp_path / "history.csv"), Checkpoint(tmp_path / "resume", key, 0.01)])
+    assert Checkpoint.progress(tmp_path / "resume", key) == (2, 0.01)
+    assert Checkpoint.progress(tmp_path / "resume", {**key, "seed": 1}) == (0, None)
+    assert Checkpoint.progress(tmp_path / "nothing", key) == (0, None)
+    fresh = synth_learner(path=tmp_path)
+    fresh.create_opt()
+    Checkpoint.restore(fresh, tmp_path / "resume")
+    assert fresh.model.a.item() == learn.model.a.item() and fresh.model.b.item() == learn.model.b.item()
