@@ -66,5 +66,5 @@ def figure(learn, preds: pd.DataFrame):
             axes[r][c].imshow(show_cam_on_image(rgb[i].astype(np.float32), maps[i], use_rgb=True))
             axes[r][c].set_title(f"{row.kind}: {row.predicted} {row.probability:.2f}\nactual {row.actual}",
                                  fontsize=9, color="green" if row.kind == "correct" else "red")
-    fig.suptitle("Grad-CAM of the predicted class (test split)")
+    fig.suptitle("Grad-CAM of the predicted class (test part)")
     return fig

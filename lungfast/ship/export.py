@@ -1,4 +1,4 @@
-"""Export the leaderboard's winner: the top backbone's best run on the honest split.
+"""Export the leaderboard's winner: the top backbone's best run on the honest scheme.
 
 `pickle` copies the run's fastai learner (what `load_learner` reads); `safetensors` writes its weights
 only, plus a JSON description, for loading without pickle. Both get a `<out>.json` sidecar naming the
