@@ -184,6 +184,10 @@ def main(argv=None) -> int:
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(format=f"[rank {rank}] %(message)s" if world_size > 1 else "%(message)s", level=level,
                         stream=sys.stderr)
+    if getattr(args, "nproc", 1) < 1:
+        print(f"lungfast: error: --nproc {args.nproc}: expected a positive number of processes, e.g. --nproc 2",
+              file=sys.stderr)
+        return 2
     if getattr(args, "nproc", 1) > 1 and world_size == 1:  # start the processes; each runs this command
         from lungfast.train import distributed
 
@@ -195,7 +199,13 @@ def main(argv=None) -> int:
     try:
         args.fn(args)
     except LungfastError as e:
-        print(f"lungfast: error: {e}", file=sys.stderr)
+        print(f"lungfast: error: {' '.join(str(e).splitlines())}", file=sys.stderr)  # one line, whatever it quotes
+        return 2
+    except OSError as e:
+        if not e.filename:  # not about a file of the user's: a bug or the machine, show it all
+            raise
+        print(f"lungfast: error: cannot write or read {e.filename}: {e.strerror or e}; choose a folder or file "
+              f"you can write (results_dir, --out), or fix its permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("lungfast: interrupted; complete runs are kept, the interrupted one left nothing behind",

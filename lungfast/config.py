@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
+import re
 import tomllib
 import types
 import typing
@@ -23,6 +25,7 @@ from lungfast.errors import LungfastError
 log = logging.getLogger("lungfast")
 RENAMED = {"split": "scheme"}  # old key -> new key
 SCHEMES = ("grouped", "random")
+MIN_IMG_SIZE = 32  # every registry backbone downsamples 32x: smaller tiles vanish before the head
 
 
 @dataclass
@@ -115,7 +118,8 @@ def from_dict(raw: dict, source: str = "experiment") -> ExperimentConfig:
     known = [f.name for f in dataclasses.fields(ExperimentConfig)]
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise LungfastError(f"{source}: unknown key(s) {', '.join(unknown)}; known keys: {', '.join(known)}")
+        shown = ", ".join(k if k.isprintable() else repr(k) for k in unknown)
+        raise LungfastError(f"{source}: unknown key(s) {shown}; known keys: {', '.join(known)}")
     missing = [f.name for f in dataclasses.fields(ExperimentConfig)
                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in raw]
     if missing:
@@ -138,23 +142,43 @@ def _validate(exp: ExperimentConfig, source: str) -> None:
         bad(f"scheme must be \"grouped\", \"random\" or a list of both, got {exp.scheme!r}")
     if exp.split_seeds is not None and (not exp.split_seeds or len(set(exp.split_seeds)) != len(exp.split_seeds)):
         bad(f"split_seeds must be a non-empty list of distinct integers, got {exp.split_seeds}")
-    if len(exp.ratios) != 3 or any(r <= 0 for r in exp.ratios) or abs(sum(exp.ratios) - 1) > 1e-6:
+    if len(exp.ratios) != 3 or not all(math.isfinite(r) and r > 0 for r in exp.ratios) or abs(sum(exp.ratios) - 1) > 1e-6:
         bad(f"ratios must be three positive train/valid/test fractions summing to 1, got {exp.ratios}")
     if isinstance(exp.lr, str) and exp.lr != "find":
         bad(f"lr must be a number or \"find\", got {exp.lr!r}")
-    if not isinstance(exp.lr, str) and exp.lr <= 0:
-        bad(f"lr must be positive, got {exp.lr}")
-    for key in ("img_size", "batch_size", "epochs"):
-        if getattr(exp, key) < 1:
-            bad(f"{key} must be at least 1, got {getattr(exp, key)}")
+    if not isinstance(exp.lr, str) and not (math.isfinite(exp.lr) and exp.lr > 0):
+        bad(f"lr must be a positive finite number or \"find\", got {exp.lr}")
+    for key, least, most in (("img_size", MIN_IMG_SIZE, 4096), ("batch_size", 1, 65536), ("epochs", 1, 10000)):
+        if not least <= getattr(exp, key) <= most:
+            bad(f"{key} must be from {least} to {most}, got {getattr(exp, key)}")
+    for backbone, n in exp.epochs_by_backbone.items():
+        if n < 1:
+            bad(f"epochs_by_backbone.{backbone} must be at least 1, got {n}")
+    seeds = [*exp.seeds, *exp.split_seed_list]
+    if any(not 0 <= s < 2**32 for s in seeds):
+        bad(f"seeds and split seeds must be from 0 to 2**32 - 1, got {[s for s in seeds if not 0 <= s < 2**32][0]}")
     if exp.max_per_class is not None and exp.max_per_class < 3:
         bad(f"max_per_class must be at least 3 (one image per part), got {exp.max_per_class}")
     if not exp.backbones:
         bad("backbones is empty: name at least one (see `lungfast backbones`)")
     if not exp.seeds or len(set(exp.seeds)) != len(exp.seeds):
         bad(f"seeds must be a non-empty list of distinct integers, got {exp.seeds}")
-    if not exp.name or "/" in exp.name or exp.name.startswith("."):
-        bad(f"name must be a plain folder name, got {exp.name!r}")
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", exp.name):
+        bad(f"name must be a plain folder name (letters, digits, _ . + -), got {exp.name!r}")
+    if any("\x00" in v for v in _strings(dataclasses.asdict(exp))):
+        bad("a value holds a NUL character; no path or name can")
+
+
+def _strings(value):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _strings(k)
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
@@ -171,7 +195,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
             table, sub = key.split(".", 1)
             raw.setdefault(table, {})
             if not isinstance(raw[table], dict):
-                raise LungfastError(f"--set {text}: {table!r} is not a table")
+                raise LungfastError(f"--set {text!r}: {table!r} is not a table")
             raw[table][sub] = value
         else:
             raw[key] = value

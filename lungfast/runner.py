@@ -66,6 +66,28 @@ def _stored_key(path: Path) -> dict:
     return key
 
 
+def _enough_to_train(frame: pd.DataFrame, cfg: ExperimentConfig, where: SplitDir) -> pd.DataFrame:
+    """fastai drops a training batch that is not full: with fewer train images than one batch, nothing trains."""
+    n = int((frame.part == "train").sum())
+    if n < cfg.batch_size:
+        raise LungfastError(f"{where.split_csv.name} of {where.path}: the train part holds {n} images, fewer than "
+                            f"batch_size {cfg.batch_size}, so no step would train; set batch_size to at most {n}")
+    return frame
+
+
+def check_weights(cfg: ExperimentConfig) -> None:
+    """Every `weights.NAME = FILE` names a registry backbone that has pretrained weights, and a real weights file."""
+    from lungfast.train import weights
+
+    for name, path in cfg.weights.items():
+        b = backbones.get(name)
+        if not b.has_weights:
+            raise LungfastError(f"weights.{name}: {name} always trains from scratch, so no weights file is loaded; "
+                                f"remove weights.{name}")
+        if cfg.pretrained and name in cfg.backbones:
+            weights.check_file(name, path)
+
+
 def make_or_reuse_split(cfg: ExperimentConfig, data: DataSet, scheme: str, split_seed: int, where: SplitDir,
                         force: bool) -> split.Split:
     """The split of one (scheme, split seed), made once and reused by every run and rerun."""
@@ -74,11 +96,12 @@ def make_or_reuse_split(cfg: ExperimentConfig, data: DataSet, scheme: str, split
     if where.split_csv.is_file() and where.split_key.is_file():
         if _stored_key(where.split_key) == key:
             log.info("reusing %s", where.split_csv)
-            return split.Split(split.read_csv(where.split_csv), data.skipped_files, data.groups_csv)
+            frame = _enough_to_train(split.read_csv(where.split_csv), cfg, where)
+            return split.Split(frame, data.skipped_files, data.groups_csv)
         if not force:
             raise LungfastError(f"{where.split_csv} was made from other data or split settings; use a new "
                                 f"experiment name, or --force to remake the split and every run")
-    frame = split.make_split(df, scheme, cfg.ratios, split_seed)
+    frame = _enough_to_train(split.make_split(df, scheme, cfg.ratios, split_seed), cfg, where)
     atomic.write_csv(where.split_csv, frame)
     atomic.write_json(where.split_key, key)
     log.info("split (%s, seed %d): %s", scheme, split_seed, frame.part.value_counts().reindex(list(split.PARTS)).to_dict())
@@ -104,6 +127,7 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
     from lungfast.train.tracking import Tracker
 
     backbones.check_names(cfg.backbones)
+    check_weights(cfg)
     data = load_data(cfg)
     exp, main = ExperimentDir.of(cfg), distributed.is_main()
     tracker = Tracker(mlflow if main else None, cfg.name)  # only rank 0 tracks
@@ -152,12 +176,16 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
             with tempfile.TemporaryDirectory() as scratch:
                 loop.train_one(spec, one, RunDir(scratch))
             continue
-        b = backbones.get(spec.backbone)
-        log.info("%s: training (%s, %d px, %s split %d)", spec.label, b.source, spec.img_size, spec.scheme,
-                 spec.split_seed)
-        with atomic.staged_folder(final.path, final.staging.path, fresh=force):
-            rec = loop.train_one(spec, one, final.staging, tracker)
-            # vouch before the rename: a kill between the two must not leave an untrusted complete record
-            trust.remember(final.learner, rec.learner_sha256)
+        with atomic.exclusive(final.lock, spec.label):  # another plain `lungfast run` may be on this run
+            if not force and record.is_complete(final):
+                log.info("%s: completed by another process meanwhile, skipped", spec.label)
+                continue
+            b = backbones.get(spec.backbone)
+            log.info("%s: training (%s, %d px, %s split %d)", spec.label, b.source, spec.img_size, spec.scheme,
+                     spec.split_seed)
+            with atomic.staged_folder(final.path, final.staging.path, fresh=force):
+                rec = loop.train_one(spec, one, final.staging, tracker)
+                # vouch before the rename: a kill between the two must not leave an untrusted complete record
+                trust.remember(final.learner, rec.learner_sha256)
         log.info("%s: test_accuracy=%.4f valid_accuracy=%.4f (%.0fs)", spec.label, rec.test_accuracy,
                  rec.valid_accuracy, rec.train_seconds)

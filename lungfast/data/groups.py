@@ -31,7 +31,16 @@ def attach_groups(images: pd.DataFrame, csv: Path) -> pd.DataFrame:
         groups = pd.read_csv(csv, usecols=["filename", "label", "group_id"], dtype={"group_id": str})
     except (ValueError, pd.errors.ParserError) as e:
         raise LungfastError(f"groups_csv {csv}: needs columns filename,label,group_id ({e})") from None
-    groups = groups.drop_duplicates(["filename", "label"])
+    groups = groups.drop_duplicates()
+    if groups.group_id.isna().any() or groups.filename.isna().any():
+        row = int(groups.index[groups.group_id.isna() | groups.filename.isna()][0]) + 2  # 1-based, after the header
+        raise LungfastError(f"groups_csv {csv}: line {row} has no filename or no group_id; every row needs both")
+    twice = groups[groups.duplicated(["filename", "label"], keep=False)]
+    if len(twice):
+        name = twice.filename.iloc[0]
+        ids = ", ".join(sorted(twice.group_id[twice.filename == name].astype(str)))
+        raise LungfastError(f"groups_csv {csv}: {name} is listed with {ids} as group ids "
+                            f"({twice.filename.nunique()} file(s) listed twice); keep one row per file")
     df = images.assign(filename=images.path.map(lambda p: Path(p).name))
     merged = df.merge(groups, on="filename", how="left", suffixes=("", "_csv"), indicator=True)
     missing = merged[merged._merge == "left_only"]
@@ -43,4 +52,10 @@ def attach_groups(images: pd.DataFrame, csv: Path) -> pd.DataFrame:
         bad = df[~df.path.isin(merged.path)]
         raise LungfastError(f"groups_csv {csv}: label disagrees with the class folder for {len(bad)} image(s) "
                             f"(e.g. {', '.join(bad.filename.head(3))}); fix the CSV or move the files")
+    labels = merged.groupby("group_id").label.unique()
+    mixed = labels[labels.map(len) > 1]
+    if len(mixed):  # such a group would land in two parts: the leak the grouped scheme exists to prevent
+        gid = mixed.index[0]
+        raise LungfastError(f"groups_csv {csv}: tile group {gid} holds images of {' and '.join(sorted(mixed[gid]))} "
+                            f"({len(mixed)} such group(s)); a group is the copies of one tile, so one class: fix the CSV")
     return merged[["path", "label", "group_id"]]

@@ -1,8 +1,9 @@
 """Find the images of a class-per-folder data set and keep only those that decode.
 
 Odd modes (CMYK, RGBA, grayscale, palette) are fine: fastai's PILImage converts them to RGB on open.
-Files that cannot be decoded (empty, truncated, not an image) are skipped, counted and named once,
-so one bad tile among 25,000 costs a warning line, not the run.
+Files that cannot be decoded (empty, truncated, not an image, a dangling or looping symlink) are skipped,
+counted and named once, so one bad tile among 25,000 costs a warning line, not the run. Images in
+sub-folders of a class folder belong to that class (as `predict` searches folders recursively too).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 def unreadable_reason(path: Path) -> str | None:
     """None if the image decodes to RGB, else a short reason."""
     try:
+        if path.is_symlink() and not path.exists():
+            return "broken symlink: its target is missing, or it points in a loop"
         if path.stat().st_size == 0:
             return "empty file"
         with warnings.catch_warnings():
@@ -35,6 +38,17 @@ def unreadable_reason(path: Path) -> str | None:
         return f"{type(e).__name__}: {e}"[:120]
 
 
+def class_files(folder: Path) -> list[Path]:
+    """Image files below a class folder, sub-folders included, hidden ones not; symlinks kept even when
+    broken (they are reported as skipped, not silently lost)."""
+    found = []
+    for p in folder.rglob("*"):
+        hidden = any(part.startswith(".") for part in p.relative_to(folder).parts)
+        if not hidden and p.suffix.lower() in IMAGE_SUFFIXES and (p.is_symlink() or p.is_file()):
+            found.append(p)
+    return sorted(found)
+
+
 def scan(data_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """(images with columns path,label sorted by label then name; [(skipped path, reason)])."""
     root = Path(data_dir)
@@ -46,8 +60,7 @@ def scan(data_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
         found = ", ".join(d.name for d in class_dirs) or "none"
         raise LungfastError(f"data_dir {root}: needs at least 2 class folders, found {found}. "
                             f"Each class is a sub-folder of images (lung_aca, lung_n, lung_scc)")
-    files = {d.name: sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-             for d in class_dirs}
+    files = {d.name: class_files(d) for d in class_dirs}
     empty = [c for c, fs in files.items() if not fs]
     if empty:
         raise LungfastError(f"data_dir {root}: class folder(s) {', '.join(empty)} hold no images "

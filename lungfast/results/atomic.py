@@ -7,12 +7,17 @@ staging folder and renamed into place when every file is there. Files get the us
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
 import os
 import shutil
+import socket
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+
+log = logging.getLogger("lungfast")
 
 
 def _umask() -> int:
@@ -21,12 +26,38 @@ def _umask() -> int:
     return mask
 
 
+def _owner() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _sweep(target: Path) -> None:
+    """Remove temporary files of `target` that a killed process of this machine left (SIGKILL skips every
+    cleanup). Temporary names carry pid@host, so a live writer's file, or another machine's, is never touched."""
+    prefix, host = f".{target.name}.", socket.gethostname()
+    for p in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
+        owner = p.name[len(prefix):-len(".tmp")].rsplit(".", 1)[0]
+        pid, _, on = owner.partition("@")
+        if on == host and pid.isdigit() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
 @contextmanager
 def atomic_path(target: str | Path):
     """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    _sweep(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_owner()}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -78,3 +109,29 @@ def staged_folder(final: Path, stage: Path, fresh: bool = False):
         os.replace(final, old)
         shutil.rmtree(old)
     os.replace(stage, final)
+
+
+@contextmanager
+def exclusive(lock_file: Path, what: str):
+    """One process at a time: hold an advisory lock (flock) on `lock_file`, waiting, with a line naming the
+    holder, while another process holds it. The kernel frees the lock when its holder dies, even by SIGKILL,
+    so a killed run never blocks the rerun that resumes it."""
+    import fcntl
+
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            log.info("%s: %s is working on it; waiting for it to finish", what, f.read().strip() or "another process")
+            fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        f.truncate()
+        f.write(f"lungfast pid {os.getpid()} on {socket.gethostname()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.truncate(0)
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -8,6 +8,7 @@
         split.csv, split.key.json, runs/     split files and runs
           runs/<backbone>/seed<k>/           RunDir: a complete run record
           runs/<backbone>/.seed<k>.partial/  its staging folder while it trains (resume/ inside)
+          runs/<backbone>/.seed<k>.lock      held by the process training it
 """
 
 from __future__ import annotations
@@ -51,6 +52,11 @@ class RunDir:
     def staging(self) -> "RunDir":
         """A hidden sibling with a fixed name, so a rerun finds what a killed run left."""
         return RunDir(self.path.with_name(f".{self.path.name}.partial"))
+
+    @property
+    def lock(self) -> Path:
+        """Held by the process training this run, so two plain `lungfast run`s never write one run."""
+        return self.path.with_name(f".{self.path.name}.lock")
 
     @property
     def split_dir(self) -> "SplitDir":

@@ -1,5 +1,8 @@
 """`lungfast app`: a Gradio app for a saved model. Upload a tile, get class probabilities and the Grad-CAM
 overlay of the predicted class. Endpoint `predict`; binds to 127.0.0.1 unless told otherwise.
+
+The upload arrives as a file, untouched: lungfast reads its header (format, size) before anything decodes
+it, so an oversize or non-image upload is refused in lungfast's words, fast, naming no server path.
 """
 
 from __future__ import annotations
@@ -15,21 +18,25 @@ from lungfast.results import saliency
 from lungfast.ship import model_io
 
 MAX_PIXELS = 50_000_000  # ~7000 x 7000: bigger uploads are refused before decoding, not after
+MAX_FILE_SIZE = "100mb"  # Gradio refuses larger uploads before they are stored
 
 
 def check_upload(path: str | None) -> str | None:
     """None if the upload is an image we can take, else the message to show."""
     if not path:
         return "Upload an image first."
+    too_big = f"the limit is {MAX_PIXELS // 1_000_000} megapixels. Crop a tile first."
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only: nothing is decoded yet
             w, h = im.size
+    except Image.DecompressionBombError:
+        return f"That image is far too large; {too_big}"
     except Exception:
         return "That file is not an image lungfast can read (try a JPEG, PNG or TIFF tile)."
     if w * h > MAX_PIXELS:
-        return f"That image is {w}x{h} pixels; the limit is {MAX_PIXELS // 1_000_000} megapixels. Crop a tile first."
+        return f"That image is {w}x{h} pixels; {too_big}"
     reason = unreadable_reason(Path(path))
-    return f"That image could not be decoded ({reason})." if reason else None
+    return f"That image could not be decoded ({reason.replace(str(path), 'the upload')})." if reason else None
 
 
 def build(model_path: str, trusted: bool = False):
@@ -54,7 +61,7 @@ def build(model_path: str, trusted: bool = False):
         gr.Markdown(f"# lungfast\nModel `{Path(model_path).name}`: {', '.join(vocab)}. Research use only; "
                     f"not a diagnostic device.")
         with gr.Row():
-            image = gr.Image(type="filepath", label="H&E lung tile")
+            image = gr.File(type="filepath", label="H&E lung tile (JPEG, PNG, TIFF)")
             with gr.Column():
                 label = gr.Label(num_top_classes=len(vocab), label="Class probabilities")
                 cam = gr.Image(label="Grad-CAM of the predicted class")
@@ -70,5 +77,6 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 7860, trusted: b
     for key, value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
         os.environ.setdefault(key, value)
     demo = build(model_path, trusted)
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True)
+    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True,
+                max_file_size=MAX_FILE_SIZE)
     return demo

@@ -70,10 +70,20 @@ def load_safetensors(path: Path):
     if not meta_file.is_file():
         raise LungfastError(f"{path}: its description {meta_file.name} is missing; export again with "
                             f"lungfast export DIR --format safetensors")
-    meta = json.loads(meta_file.read_text())
-    model = learner.create_model(backbones.get(meta["backbone"]), n_out=len(meta["vocab"]), pretrained=False)
-    model.load_state_dict(load_file(str(path)))
-    dls = loaders.inference_dls(meta["vocab"], meta["img_size"], meta["stats"])
+    again = "export it again with lungfast export DIR --format safetensors"
+    try:
+        meta = json.loads(meta_file.read_text())
+        backbone, vocab, img_size, stats = meta["backbone"], list(meta["vocab"]), int(meta["img_size"]), meta["stats"]
+    except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+        raise LungfastError(f"{meta_file}: damaged description ({type(e).__name__}: {str(e)[:80]}); {again}") from None
+    model = learner.create_model(backbones.get(backbone), n_out=len(vocab), pretrained=False)
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except Exception as e:  # SafetensorError (damaged file), RuntimeError (tensors of another architecture)
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
+        raise LungfastError(f"{path}: its weights do not load into {backbone} as {meta_file.name} describes it "
+                            f"({first}); {again}") from None
+    dls = loaders.inference_dls(vocab, img_size, stats)
     learn = Learner(dls, model.eval(), loss_func=CrossEntropyLossFlat())
     learn.remove_cb(ProgressCallback)  # as in exported pickles: callers add a bar where they want one
     return learn
@@ -92,7 +102,10 @@ def load(path: str | Path, trusted: bool = False):
 def examples(path: str | Path, per_class: int = 1) -> list[str]:
     """Test-part images of the run a model came from (one per class), for the app's examples."""
     path = Path(path)
-    meta = json.loads(sidecar(path).read_text()) if sidecar(path).is_file() else {}
+    try:
+        meta = json.loads(sidecar(path).read_text()) if sidecar(path).is_file() else {}
+    except ValueError:  # a damaged description only costs the examples
+        return []
     run = RunDir(meta["source_run"] if "source_run" in meta else path.parent)
     split_csv = run.split_dir.split_csv
     if not split_csv.is_file():

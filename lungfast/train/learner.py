@@ -73,6 +73,12 @@ def build(dls, b: Backbone, pretrained: bool, weights_file: str | None, path="."
     try:
         return vision_learner(dls, arch, normalize=False, pretrained=pretrained, metrics=accuracy,
                               path=path, **kwargs)
+    except (RuntimeError, KeyError, ValueError) as e:
+        if not weights_file:
+            raise
+        first = str(e).strip().splitlines()[0][:150] if str(e).strip() else type(e).__name__
+        raise LungfastError(f"{b.name}: weights file {weights_file} does not fit {b.source} {b.arch} ({first}); "
+                            f"name weights saved from that architecture") from None
     except OSError as e:  # no network and no file: urllib's URLError and the HF hub's errors are OSErrors
         where = f"local file {weights_file}" if weights_file else "the internet"
         raise LungfastError(

@@ -8,6 +8,7 @@ EfficientNet-PyTorch state dict. Its tensors come in the same order and shapes a
 from __future__ import annotations
 
 import os
+
 from lungfast.cache import cache_dir
 from lungfast.errors import LungfastError
 
@@ -41,3 +42,27 @@ def efficientnet_lite0_file() -> str:
     torch.save(converted, tmp)
     os.replace(tmp, target)
     return str(target)
+
+
+def check_file(backbone: str, path: str) -> None:
+    """A weights file named by the user must hold a state dict of tensors (torch.save or safetensors)."""
+    import torch
+
+    where = f"weights.{backbone} = {path}"
+    if not os.path.isfile(path):
+        raise LungfastError(f"{where}: file not found; name an existing weights file")
+    try:
+        if path.endswith(".safetensors"):
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)  # never runs code in the file
+    except Exception as e:  # torch and safetensors raise many types for files that are not theirs
+        raise LungfastError(f"{where}: not a weights file ({type(e).__name__}); give a state dict saved with "
+                            f"torch.save(model.state_dict(), FILE) or a .safetensors file") from None
+    for key in ("state_dict", "model"):  # checkpoints often wrap the state dict
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise LungfastError(f"{where}: holds no state dict of tensors; give torch.save(model.state_dict(), FILE)")

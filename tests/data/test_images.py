@@ -59,3 +59,20 @@ def test_class_with_only_broken_images(tmp_path):
     (tmp_path / "lung_n" / "x.jpeg").write_bytes(b"")
     with pytest.raises(LungfastError, match="no readable image in class folder"):
         images.scan(tmp_path)
+
+
+def test_broken_and_looping_symlinks_are_counted_and_nested_images_kept(tmp_path):
+    a = make_class(tmp_path, "lung_aca")
+    make_class(tmp_path, "lung_n")
+    (a / "gone.jpeg").symlink_to(tmp_path / "nowhere.jpeg")
+    (a / "loop1.jpeg").symlink_to(a / "loop2.jpeg")
+    (a / "loop2.jpeg").symlink_to(a / "loop1.jpeg")
+    (a / "good-link.jpeg").symlink_to(a / "lung_aca0.jpeg")
+    make_class(a, "scanner2", n=2)  # a sub-folder of the class folder: still lung_aca
+    make_class(a, ".thumbs", n=1)  # hidden: not data
+    df, skipped = images.scan(tmp_path)
+    reasons = {p.split("/")[-1]: r for p, r in skipped}
+    assert set(reasons) == {"gone.jpeg", "loop1.jpeg", "loop2.jpeg"}
+    assert all("broken symlink" in r for r in reasons.values())
+    assert df.groupby("label").size().to_dict() == {"lung_aca": 3 + 1 + 2, "lung_n": 3}
+    assert not df.path.str.contains(".thumbs").any()

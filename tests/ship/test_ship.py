@@ -151,8 +151,9 @@ def test_gradio_app_predicts_through_the_real_client(shipped):
         assert abs(sum(c["confidence"] for c in label["confidences"]) - 1) < 1e-4
         from PIL import Image
         assert Image.open(overlay).size == (32, 32)
-        with pytest.raises(Exception, match="cannot identify image file"):  # Gradio's image input says so
+        with pytest.raises(Exception, match="not an image lungfast can read") as refused:  # lungfast's words
             client.predict(handle_file(str(work / "tiles" / "notes.jpeg")), api_name="/predict")
+        assert "/tmp" not in str(refused.value) and "notes.jpeg" not in str(refused.value)
         again, _ = client.predict(handle_file(str(tile)), api_name="/predict")  # still serving
         assert again["label"] == label["label"]
     finally:
@@ -160,14 +161,42 @@ def test_gradio_app_predicts_through_the_real_client(shipped):
         proc.wait(timeout=30)
 
 
-def test_app_refuses_huge_and_broken_uploads_with_a_message(tmp_path):
+def test_app_refuses_huge_and_broken_uploads_with_a_message(tmp_path, monkeypatch):
     from PIL import Image
 
     from lungfast.ship import app
 
     Image.new("L", (8000, 8000)).save(tmp_path / "huge.png")
-    assert "limit is 50 megapixels" in app.check_upload(str(tmp_path / "huge.png"))
+
+    def no_decoding(path):
+        raise AssertionError("an oversize upload must be refused from its header, before any decoding")
+
+    with monkeypatch.context() as m:
+        m.setattr(app, "unreadable_reason", no_decoding)
+        assert "limit is 50 megapixels" in app.check_upload(str(tmp_path / "huge.png"))
     (tmp_path / "x.jpeg").write_text("no")
     assert "not an image" in app.check_upload(str(tmp_path / "x.jpeg"))
     Image.new("RGB", (64, 64)).save(tmp_path / "ok.png")
     assert app.check_upload(str(tmp_path / "ok.png")) is None and app.check_upload(None)
+
+
+@pytest.mark.parametrize("damage", ["truncated_weights", "bad_json", "other_backbone", "no_json"])
+def test_a_damaged_safetensors_export_is_one_clear_line(shipped, tmp_path, damage):
+    work, _ = shipped
+    model, meta = tmp_path / "lung.safetensors", tmp_path / "lung.safetensors.json"
+    shutil.copy(work / "lung.safetensors", model)
+    shutil.copy(work / "lung.safetensors.json", meta)
+    if damage == "truncated_weights":
+        model.write_bytes(model.read_bytes()[:1000])
+    elif damage == "bad_json":
+        meta.write_text(meta.read_text()[:30])
+    elif damage == "other_backbone":
+        meta.write_text(json.dumps({**json.loads(meta.read_text()), "backbone": "xresnet18"}))
+    else:
+        meta.unlink()
+    tile = next((work / "tiles" / "nested").iterdir())
+    for cmd in (("predict", model, tile), ("app", model, "--port", "1")):
+        r = run_cli(*cmd, timeout=300)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
+        last = r.stderr.strip().splitlines()[-1]
+        assert last.startswith("lungfast: error: ") and "export it again" in last or "export again" in last, last
