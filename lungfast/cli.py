@@ -25,12 +25,11 @@ def cmd_backbones(args):
     from lungfast.runspec import schedule_for
     from lungfast.train import backbones
 
-    print(f"{'name':24} {'source':12} {'weights':9} {'schedule':14} {'params_m':>8}")
+    print(f"{'name':24} {'source':12} {'weights':9} {'schedule':14} {'params_m':>8}  note")
     for b in backbones.REGISTRY.values():
-        weights = ("offline" if b.offline_weights else "hub") if b.has_weights else "scratch"
-        note = "  (test only)" if b.test_only else ""
-        print(f"{b.name:24} {b.source:12} {weights:9} {schedule_for(b.has_weights):14} "
-              f"{backbones.param_count(b) / 1e6:8.2f}{note}")
+        note = "  ".join(n for n in ("test only" if b.test_only else "", b.note, b.hub or "") if n)
+        print(f"{b.name:24} {b.source:12} {backbones.weights_kind(b):9} {schedule_for(b.has_weights):14} "
+              f"{backbones.param_count(b) / 1e6:8.2f}  {note}".rstrip())
 
 
 def _shard(text: str | None) -> tuple[int, int]:
@@ -74,6 +73,16 @@ def cmd_prepare(args):
         prepare.prepare(df, size, progress=True)
         print(f"prepared {len(df)} images at {size} px in {prepare.cache_root() / str(size)}"
               + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
+
+
+def cmd_groups(args):
+    from lungfast.data import groups
+    from lungfast.results import atomic
+
+    table = groups.from_lc25000_clean(Path(args.annotations), args.model, args.variant)
+    atomic.write_csv(args.out, table)
+    per = table.groupby("label").agg(images=("filename", "size"), groups=("group_id", "nunique"))
+    print(f"wrote {args.out}: " + ", ".join(f"{c} {r.images} images in {r.groups} groups" for c, r in per.iterrows()))
 
 
 def cmd_report(args):
@@ -147,6 +156,12 @@ def parser() -> argparse.ArgumentParser:
     pp.add_argument("data_dir", help="folder with one sub-folder per class")
     pp.add_argument("--size", type=int, nargs="+", required=True, help="target size(s) in px")
     pp.set_defaults(fn=cmd_prepare)
+    g = sub.add_parser("groups", help="write groups.csv (filename,label,group_id) from LC25000-clean's annotations/")
+    g.add_argument("annotations", help="a clone's annotations/ folder (<class>/<model>/<variant>/final_clusters.csv)")
+    g.add_argument("--out", default="groups.csv", help="output CSV (default groups.csv)")
+    g.add_argument("--model", default="UNI", help="whose clusters to use (default UNI, the published choice)")
+    g.add_argument("--variant", default="resize_only", help="annotation variant folder (default resize_only)")
+    g.set_defaults(fn=cmd_groups)
     rp = sub.add_parser("report", help="regenerate an experiment's self-contained report.html")
     rp.add_argument("dir", help="results/NAME")
     rp.set_defaults(fn=cmd_report)

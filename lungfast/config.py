@@ -25,6 +25,7 @@ from lungfast.errors import LungfastError
 log = logging.getLogger("lungfast")
 RENAMED = {"split": "scheme"}  # old key -> new key
 SCHEMES = ("grouped", "random")
+PROTOCOLS = ("fine_tune", "linear", "knn", "fewshot")  # how a backbone is compared (see lungfast.probe)
 MIN_IMG_SIZE = 32  # every registry backbone downsamples 32x: smaller tiles vanish before the head
 
 
@@ -46,6 +47,7 @@ class ExperimentConfig:
     lr: float | str = 2e-3  # base learning rate, or "find" to run lr_find and record its suggestion
     pretrained: bool = True  # false: every backbone trains from random init (recorded as such)
     weights: dict[str, str] = field(default_factory=dict)  # backbone -> local weights file (offline use)
+    protocols: list[str] = field(default_factory=lambda: ["fine_tune"])  # fine_tune, and frozen: linear, knn, fewshot
     max_per_class: int | None = None  # subsample each class to this many images, spread over groups
     results_dir: str = "results"  # where experiment folders are written
 
@@ -159,6 +161,8 @@ def _validate(exp: ExperimentConfig, source: str) -> None:
         bad(f"seeds and split seeds must be from 0 to 2**32 - 1, got {[s for s in seeds if not 0 <= s < 2**32][0]}")
     if exp.max_per_class is not None and exp.max_per_class < 3:
         bad(f"max_per_class must be at least 3 (one image per part), got {exp.max_per_class}")
+    if not exp.protocols or any(p not in PROTOCOLS for p in exp.protocols) or len(set(exp.protocols)) != len(exp.protocols):
+        bad(f"protocols must be distinct names from {', '.join(PROTOCOLS)}, got {exp.protocols}")
     if not exp.backbones:
         bad("backbones is empty: name at least one (see `lungfast backbones`)")
     if not exp.seeds or len(set(exp.seeds)) != len(exp.seeds):

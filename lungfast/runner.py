@@ -108,18 +108,19 @@ def make_or_reuse_split(cfg: ExperimentConfig, data: DataSet, scheme: str, split
     return split.Split(frame, data.skipped_files, data.groups_csv)
 
 
-def spec_for(cfg: ExperimentConfig, backbone: str, seed: int, scheme: str, split_seed: int, n_images: int) -> RunSpec:
+def spec_for(cfg: ExperimentConfig, backbone: str, protocol: str, seed: int, scheme: str, split_seed: int,
+             n_images: int) -> RunSpec:
     """The one place a run's identity is assembled."""
     from lungfast.train.learner import resolve_weights
 
     pretrained, weights_file = resolve_weights(backbones.get(backbone), cfg.pretrained, cfg.weights)
     return RunSpec(experiment=cfg.name, backbone=backbone, seed=seed, scheme=scheme, split_seed=split_seed,
                    img_size=cfg.img_size, batch_size=cfg.batch_size, epochs=cfg.epochs_for(backbone), lr=cfg.lr,
-                   pretrained=pretrained, weights_file=weights_file, n_images=n_images)
+                   pretrained=pretrained, weights_file=weights_file, n_images=n_images, protocol=protocol)
 
 
 def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:
-    """Run every missing record (of shard i/n: every n-th run of the fixed list split x backbone x seed),
+    """Run every missing record (of shard i/n: every n-th run of the fixed list split x backbone x protocol x seed),
     then write the leaderboard and the report; return the leaderboard text. A shard writes only its own
     run folders (and identical split files, atomically), so shards may share one results folder."""
     from lungfast.results import leaderboard, report  # fastai loads here, after the cheap checks
@@ -134,15 +135,16 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
     if main:
         atomic.write_json(exp.config_json, dataclasses.asdict(cfg))
     splits = [(scheme, s) for scheme in cfg.schemes for s in cfg.split_seed_list]
-    jobs = [(k, b, seed) for k in range(len(splits)) for b in cfg.backbones for seed in cfg.seeds]
+    jobs = [(k, b, p, seed) for k in range(len(splits)) for b in cfg.backbones for p in cfg.protocols
+            for seed in cfg.seeds]
     i, n = shard
     mine = jobs[i - 1::n]
     for k, (scheme, split_seed) in enumerate(splits):
-        pairs = [(b, seed) for kk, b, seed in mine if kk == k]
-        if pairs:
+        picked = [(b, p, seed) for kk, b, p, seed in mine if kk == k]
+        if picked:
             where = exp.split_dir(scheme, split_seed, cfg.single_split)
             one = distributed.once(make_or_reuse_split, cfg, data, scheme, split_seed, where, force)
-            specs = [spec_for(cfg, b, seed, scheme, split_seed, len(one.frame)) for b, seed in pairs]
+            specs = [spec_for(cfg, b, p, seed, scheme, split_seed, len(one.frame)) for b, p, seed in picked]
             run_split(specs, one, where, force, tracker)
     if not main:
         return ""
@@ -158,12 +160,14 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
 def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bool, tracker=None) -> None:
     """Train the runs of one split that have no complete record (all of them with force)."""
     from lungfast.data import prepare
+    from lungfast.probe.run import train_probe
     from lungfast.ship import trust
     from lungfast.train import loop
 
+    trainers = {"fine_tune": loop.train_one, "linear": train_probe, "knn": train_probe, "fewshot": train_probe}
     todo = []
     for spec in specs:
-        if record.is_complete(where.run(spec.backbone, spec.seed)) and not force:
+        if record.is_complete(where.run(spec.backbone, spec.seed, spec.protocol)) and not force:
             log.info("%s: complete record found, skipped (--force reruns)", spec.label)
         else:
             todo.append(spec)
@@ -171,8 +175,10 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
         frame = one.frame.assign(load_path=distributed.once(prepare.prepare, one.frame, todo[0].img_size))
         one = dataclasses.replace(one, frame=frame)
     for spec in todo:
-        final = where.run(spec.backbone, spec.seed)
+        final = where.run(spec.backbone, spec.seed, spec.protocol)
         if not distributed.is_main():  # other ranks train alongside rank 0 and write nothing that lasts
+            if spec.protocol != "fine_tune":  # frozen-embedding protocols run on rank 0 alone
+                continue
             with tempfile.TemporaryDirectory() as scratch:
                 loop.train_one(spec, one, RunDir(scratch))
             continue
@@ -184,8 +190,8 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
             log.info("%s: training (%s, %d px, %s split %d)", spec.label, b.source, spec.img_size, spec.scheme,
                      spec.split_seed)
             with atomic.staged_folder(final.path, final.staging.path, fresh=force):
-                rec = loop.train_one(spec, one, final.staging, tracker)
+                rec = trainers[spec.protocol](spec, one, final.staging, tracker)
                 # vouch before the rename: a kill between the two must not leave an untrusted complete record
                 trust.remember(final.learner, rec.learner_sha256)
-        log.info("%s: test_accuracy=%.4f valid_accuracy=%.4f (%.0fs)", spec.label, rec.test_accuracy,
+        log.info("%s: test_accuracy=%.4f valid_accuracy=%.4f (%.1fs)", spec.label, rec.test_accuracy,
                  rec.valid_accuracy, rec.train_seconds)

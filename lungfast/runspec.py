@@ -15,6 +15,10 @@ def schedule_for(pretrained: bool) -> str:
     return "fine_tune" if pretrained else "fit_one_cycle"
 
 
+def entry_of(backbone: str, protocol: str) -> str:
+    return backbone if protocol == "fine_tune" else f"{backbone}/{protocol}"
+
+
 @dataclass(frozen=True)
 class RunSpec:
     experiment: str  # the experiment's name
@@ -29,12 +33,17 @@ class RunSpec:
     pretrained: bool  # effective: false for from-scratch entries whatever the experiment asked
     weights_file: str | None  # effective local weights file, None for the hub or from scratch
     n_images: int  # images in the split (train + valid + test), so a resume never crosses data sets
-    protocol: str = "fine_tune"  # how the backbone is compared; fine-tuning is the one protocol today
+    protocol: str = "fine_tune"  # fine_tune, or on frozen embeddings: linear, knn, fewshot
+
+    @property
+    def entry(self) -> str:
+        """The leaderboard row it belongs to: the backbone, plus the protocol unless it is fine-tuning."""
+        return entry_of(self.backbone, self.protocol)
 
     @property
     def label(self) -> str:
         """How logs name the run."""
-        return f"{self.backbone}/seed{self.seed}"
+        return f"{self.entry}/seed{self.seed}"
 
     @property
     def schedule(self) -> str:

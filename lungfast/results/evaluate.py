@@ -19,7 +19,11 @@ BENIGN = "lung_n"
 def predictions(learn, tdl, paths: list[str]) -> pd.DataFrame:
     """path (the original file), actual, predicted, loss, probability (of the prediction), one column per class."""
     probs, targs, losses = learn.get_preds(dl=tdl, with_loss=True)
-    vocab = list(learn.dls.vocab)
+    return as_table(probs, targs, losses, list(learn.dls.vocab), paths)
+
+
+def as_table(probs: torch.Tensor, targs: torch.Tensor, losses: torch.Tensor, vocab: list[str],
+             paths: list[str]) -> pd.DataFrame:
     pred = probs.argmax(dim=1)
     df = pd.DataFrame({"path": list(paths), "actual": [vocab[t] for t in targs],
                        "predicted": [vocab[p] for p in pred], "loss": losses.numpy(),
@@ -64,7 +68,9 @@ def write_figures(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) ->
 
     history = pd.read_csv(stage.history)
     ax = history[["train_loss", "valid_loss"]].astype(float).plot(marker="o", title=f"{title}: loss")
-    ax.set_xlabel("epoch")
+    if "setting" in history:  # a probe: one row per setting tried (C, k, shots), not per epoch
+        ax.set_xticks(range(len(history)), history.setting.astype(str))
+    ax.set_xlabel("setting" if "setting" in history else "epoch")
     atomic.save_figure(ax.figure, stage.figure("loss.png"))
 
     atomic.save_figure(saliency.figure(learn, preds), stage.figure("saliency.png"))
@@ -72,7 +78,11 @@ def write_figures(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) ->
 
 def evaluate(learn, tdl, paths: list[str], stage: RunDir, title: str) -> dict:
     """Write the test predictions, the review list and the figures into `stage`; return the test metrics."""
-    preds = predictions(learn, tdl, paths)
+    return record_test(learn, tdl, predictions(learn, tdl, paths), stage, title)
+
+
+def record_test(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) -> dict:
+    """The test part's files and metrics from its predictions (`as_table`), however they were computed."""
     atomic.write_csv(stage.test_predictions, preds)
     review = preds.sort_values("loss", ascending=False)[["path", "actual", "predicted", "loss", "probability"]]
     atomic.write_csv(stage.top_losses, review)  # the review list for finding mislabelled tiles

@@ -6,9 +6,10 @@
       split.csv, split.key.json, runs/       one split: the experiment folder is its SplitDir
       <scheme>-split<seed>/                  several splits: one SplitDir each, with its own
         split.csv, split.key.json, runs/     split files and runs
-          runs/<backbone>/seed<k>/           RunDir: a complete run record
+          runs/<backbone>/seed<k>/           RunDir: a complete run record (fine-tuning)
+          runs/<backbone>/<protocol>-seed<k>/  the same for linear, knn, fewshot
           runs/<backbone>/.seed<k>.partial/  its staging folder while it trains (resume/ inside)
-          runs/<backbone>/.seed<k>.lock      held by the process training it
+          .locks/<backbone>.seed<k>.lock     held by the process training that run
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ class RunDir:
 
     @property
     def lock(self) -> Path:
-        """Held by the process training this run, so two plain `lungfast run`s never write one run."""
-        return self.path.with_name(f".{self.path.name}.lock")
+        """Held by the process training this run, so two plain `lungfast run`s never write one run. Kept out
+        of runs/ (a lock file must outlive its holders: deleting it would let a third process lock a new one)."""
+        return self.split_dir.path / ".locks" / f"{self.path.parent.name}.{self.path.name}.lock"
 
     @property
     def split_dir(self) -> "SplitDir":
@@ -72,12 +74,14 @@ class SplitDir:
     split_csv = property(lambda self: self.path / "split.csv")
     split_key = property(lambda self: self.path / "split.key.json")
 
-    def run(self, backbone: str, seed: int) -> RunDir:
-        return RunDir(self.path / "runs" / backbone / f"seed{seed}")
+    def run(self, backbone: str, seed: int, protocol: str = "fine_tune") -> RunDir:
+        """runs/<backbone>/seed<k> for fine-tuning, runs/<backbone>/<protocol>-seed<k> for the others."""
+        name = f"seed{seed}" if protocol == "fine_tune" else f"{protocol}-seed{seed}"
+        return RunDir(self.path / "runs" / backbone / name)
 
     def runs(self) -> list[RunDir]:
         """Every run folder with a manifest (complete or damaged: the record reader decides)."""
-        return [RunDir(p.parent) for p in sorted(self.path.glob(f"runs/*/seed*/{MANIFEST}"))]
+        return _runs(self.path.glob(f"runs/*/*/{MANIFEST}"))
 
     @property
     def name(self) -> str:
@@ -116,5 +120,9 @@ class ExperimentDir:
 
     def run_dirs(self) -> list[RunDir]:
         """Every run folder with a manifest, of the plain split and of split folders."""
-        found = [*self.path.glob(f"runs/*/seed*/{MANIFEST}"), *self.path.glob(f"*/runs/*/seed*/{MANIFEST}")]
-        return [RunDir(p.parent) for p in sorted(found)]
+        return _runs([*self.path.glob(f"runs/*/*/{MANIFEST}"), *self.path.glob(f"*/runs/*/*/{MANIFEST}")])
+
+
+def _runs(manifests) -> list[RunDir]:
+    """Run folders of these manifests; hidden ones are staging folders of runs in progress."""
+    return [RunDir(p.parent) for p in sorted(manifests) if not p.parent.name.startswith(".")]

@@ -15,7 +15,7 @@ SHOWN = ["n", "valid_accuracy", "macro_f1", "cancer_sensitivity", "benign_specif
 
 
 def _fmt(table: pd.DataFrame) -> pd.DataFrame:
-    shown = table[["rank", "backbone"]].copy()
+    shown = table[["rank", "backbone", "protocol"]].copy()
     shown["test_accuracy"] = [f"{m:.4f} ± {s:.4f}" if s == s else f"{m:.4f}"
                               for m, s in zip(table.test_accuracy, table.test_accuracy_std)]
     shown["95% CI"] = [f"{lo:.4f}–{hi:.4f}" if lo == lo else "n=1" for lo, hi in zip(table.ci95_low, table.ci95_high)]
@@ -26,6 +26,11 @@ def _fmt(table: pd.DataFrame) -> pd.DataFrame:
 
 def to_markdown(s: Summary) -> str:
     text = _fmt(s.table).to_markdown(index=False, floatfmt=".4f") + "\n"
+    text += f"\nn counts runs (training seeds x split seeds) on the {s.scheme} scheme; the interval is a t interval over them.\n"
+    published = probe_table(s.runs)
+    if published is not None:
+        text += "\nFrozen features, test accuracy mean ± std over split seeds (LC25000-clean's columns):\n\n"
+        text += published.to_markdown(index=False) + "\n"
     if s.inflation is not None:
         text += "\nRandom-split inflation (same data, same settings):\n\n"
         text += s.inflation.to_markdown(index=False, floatfmt=".4f") + "\n"
@@ -50,3 +55,22 @@ def write(s: Summary) -> str:
 def update_readme(path: Path, s: Summary, note: str) -> None:
     """Refresh the README's `<!-- leaderboard:NAME -->` block from the records."""
     readme.replace_block(path, f"leaderboard:{s.exp.name}", f"{note}\n\n{to_markdown(s)}")
+
+
+def probe_table(runs: pd.DataFrame) -> pd.DataFrame | None:
+    """1-NN and linear-probe accuracy per backbone and scheme, as LC25000-clean publishes them."""
+    cols = {}
+    knn = runs[runs.protocol == "knn"]
+    if len(knn):
+        cols["1-NN"] = knn.assign(value=[p.get("knn1_test_accuracy") for p in knn.probe])
+    if (runs.protocol == "linear").any():
+        cols["linear"] = runs[runs.protocol == "linear"].assign(value=lambda d: d.test_accuracy)
+    if not cols:
+        return None
+    rows = {}
+    for name, df in cols.items():
+        for (backbone, scheme), g in df.groupby(["backbone", "scheme"]):
+            v = g.groupby("split_seed").value.mean()  # linear and 1-NN do not depend on the training seed
+            text = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+            rows.setdefault(backbone, {"backbone": backbone})[f"{name} {scheme}"] = f"{text} (n={len(v)})"
+    return pd.DataFrame(list(rows.values())).fillna("–")

@@ -30,7 +30,7 @@ class RunRecord:
     source: str  # the registry entry's source and architecture, as they were when the run trained
     arch: str
     schedule: str  # fine_tune or fit_one_cycle
-    lr_used: float  # the configured lr, or lr_find's suggestion
+    lr_used: float | None  # the configured lr, or lr_find's suggestion; None for frozen-embedding protocols
     lr_found: float | None
     epochs_run: int  # epochs trained by this run (a resumed run counts the ones before the kill)
     learner_sha256: str  # of learner.pkl, so lungfast can vouch for it
@@ -64,6 +64,8 @@ class RunRecord:
     threads: int
     device: dict
     versions: dict
+    embed_img_per_s: float | None = None  # frozen-embedding protocols: embedding throughput (of the cache fill)
+    probe: dict = field(default_factory=dict)  # frozen-embedding protocols: chosen setting, sweep, k-NN, few-shot
     extra: dict = field(default_factory=dict)  # keys this version does not know (from a newer one), kept
 
     def to_json(self) -> dict:
@@ -79,12 +81,14 @@ class RunRecord:
         d = _upgrade(dict(d))
         spec_names = {f.name for f in dataclasses.fields(RunSpec)}
         own = {f.name for f in dataclasses.fields(cls)} - {"spec", "extra"}
-        missing = sorted((own | {f.name for f in dataclasses.fields(RunSpec) if f.default is dataclasses.MISSING})
+        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING} - {"spec"}
+        missing = sorted((required | {f.name for f in dataclasses.fields(RunSpec) if f.default is dataclasses.MISSING})
                          - set(d))
         if missing:
             raise ValueError(f"missing field(s) {', '.join(missing)}")
         extra = {k: v for k, v in d.items() if k not in own | spec_names}
-        return cls(spec=RunSpec.from_dict(d), extra=extra, **{k: d[k] for k in own})
+        return cls(spec=RunSpec.from_dict(d), extra=extra, **{k: d[k] for k in own if k in d})
 
 
 def _upgrade(d: dict) -> dict:

@@ -48,14 +48,15 @@ def _flatten(df: pd.DataFrame) -> pd.DataFrame:
 def build(s: Summary) -> str:
     exp, table = s.exp, s.table
     parts = [f"<h1>lungfast: {html.escape(exp.name)}</h1>", "<h2>Leaderboard</h2>",
-             f"<p>Test part, {html.escape(s.scheme)} scheme; mean over seeds and splits, 95% t interval.</p>",
+             f"<p>Test part, {html.escape(s.scheme)} scheme; mean over runs (training seeds x split seeds), "
+             f"95% t interval.</p>",
              _table(table, "leaderboard")]
     if s.comparison:
         parts.append(f"<p id='comparison'>{html.escape(stats.describe(s.comparison))}</p>")
     if s.inflation is not None:
         parts += ["<h2>Random-split inflation</h2>", _table(s.inflation, "inflation")]
     parts += ["<h2>Splits (images and tile groups per class and part)</h2>", _table(split_summary(exp), "splits")]
-    for backbone in table.backbone:
+    for backbone in s.entries:
         best = s.best_run(backbone)
         acc = s.runs.test_accuracy[s.runs.run_dir == str(best.path)].iloc[0]
         parts.append(f"<h2>{html.escape(backbone)}</h2><p>shown: {html.escape(str(best.path.relative_to(exp.path)))} "

@@ -2,7 +2,7 @@
 
 The target layer is the learner's body, model[0]: fastai builds every vision learner as body + head, and
 the body's output is the last feature map (resnet's layer4, efficientnet's conv_head), the layer Grad-CAM
-is meant for. So timm, torchvision and fastai's xresnet models all work without a per-architecture table.
+is meant for. ViT bodies (the foundation models) use their last block's tokens, reshaped to the patch grid. So timm, torchvision and fastai's xresnet models all work without a per-architecture table.
 (The last Conv2d inside the body is not: in xresnet it feeds a zero-initialised BatchNorm and gave
 all-zero maps.)
 """
@@ -15,8 +15,21 @@ import torch
 from torch import nn
 
 
-def target_layer(model: nn.Sequential) -> nn.Module:
-    return model[0]
+def target_layer(model: nn.Sequential):
+    """(layer, reshape_transform) for Grad-CAM: the body for convnets; for a timm ViT body (pathology
+    foundation models) the last block's first norm, its patch tokens laid back out on their grid."""
+    body = model[0]
+    vit = getattr(getattr(body, "body", body), "model", None)  # fastai's TimmBody, or a probe's TokenBody
+    if vit is None or not hasattr(vit, "blocks") or not hasattr(vit, "num_prefix_tokens"):
+        return body, None
+    skip = vit.num_prefix_tokens
+
+    def tokens_to_grid(t: torch.Tensor) -> torch.Tensor:
+        t = t[:, skip:]
+        side = int(round(t.shape[1] ** 0.5))
+        return t.reshape(t.shape[0], side, side, t.shape[2]).permute(0, 3, 1, 2)
+
+    return vit.blocks[-1].norm1, tokens_to_grid
 
 
 def _batch(learn, paths: list[str]) -> torch.Tensor:
@@ -31,7 +44,8 @@ def cam_maps(learn, paths: list[str], classes: list[int]) -> tuple[np.ndarray, n
 
     x = _batch(learn, paths)
     model = learn.model.eval()
-    with torch.enable_grad(), GradCAM(model=model, target_layers=[target_layer(model)]) as cam:
+    layer, reshape = target_layer(model)
+    with torch.enable_grad(), GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(c) for c in classes])
     norm = next(t for t in learn.dls.after_batch.fs if type(t).__name__ == "Normalize")
     rgb = (x.detach().cpu() * norm.std.cpu() + norm.mean.cpu()).clamp(0, 1).permute(0, 2, 3, 1).numpy()

@@ -34,10 +34,11 @@ def per_image_correct(runs: pd.DataFrame) -> pd.Series:
     return pd.concat(frames).groupby(["split_seed", "path"]).correct.mean()
 
 
-def paired_comparison(first: str, second: str, runs: pd.DataFrame, seed: int = 0) -> dict:
-    """#1 vs #2 on the same test images: accuracy difference, its 95% bootstrap CI, permutation p-value."""
-    a = per_image_correct(runs[runs.backbone == first])
-    b = per_image_correct(runs[runs.backbone == second])
+def paired_comparison(first: str, second: str, runs: pd.DataFrame, seed: int = 0, key: str = "backbone") -> dict:
+    """#1 vs #2 (values of runs[key]) on the same test images: accuracy difference, its 95% bootstrap CI,
+    permutation p-value."""
+    a = per_image_correct(runs[runs[key] == first])
+    b = per_image_correct(runs[runs[key] == second])
     a, b = a.align(b, join="inner")
     diff = float(a.mean() - b.mean())
     out = {"first": first, "second": second, "n_images": int(len(a)), "difference": diff,

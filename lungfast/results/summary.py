@@ -2,8 +2,9 @@
 inflation table, the paired comparison of #1 and #2, and the winning run.
 
 The markdown leaderboard, the HTML report, the README block and `export` all read this one object.
-Rows are backbones on the honest scheme (grouped when the experiment has it), averaged over seeds and
-splits with spread and a 95% interval; damaged records are named in a warning and left out.
+Rows are entries, a backbone under one protocol (fine-tuning, or linear/knn/fewshot on frozen embeddings),
+on the honest scheme (grouped when the experiment has it), averaged over runs (training seeds x split seeds)
+with spread and a 95% interval; damaged records are named in a warning and left out.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import pandas as pd
 from lungfast.errors import LungfastError
 from lungfast.results import record, stats
 from lungfast.results.layout import ExperimentDir, RunDir
+from lungfast.runspec import entry_of
 
-COLUMNS = ["rank", "backbone", "test_accuracy", "test_accuracy_std", "ci95_low", "ci95_high", "n", "n_seeds",
+COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "test_accuracy_std", "ci95_low", "ci95_high", "n", "n_seeds",
            "n_splits", "valid_accuracy", "test_loss", "macro_f1", "balanced_accuracy", "roc_auc_ovr",
            "cancer_sensitivity", "benign_specificity", "params_m", "seconds_per_epoch", "train_img_per_s",
            "pretrained", "scheme", "img_size"]
@@ -38,38 +40,45 @@ class Summary:
     def ranked_runs(self) -> pd.DataFrame:
         return self.runs[self.runs.scheme == self.scheme]
 
-    def best_run(self, backbone: str) -> RunDir:
-        """The backbone's run with the best test accuracy (then lowest test loss) on the ranked scheme."""
-        mine = self.ranked_runs[self.ranked_runs.backbone == backbone]
+    def best_run(self, entry: str) -> RunDir:
+        """The entry's (backbone, or backbone/protocol) run with the best test accuracy, then lowest test loss,
+        on the ranked scheme."""
+        mine = self.ranked_runs[self.ranked_runs.entry == entry]
         return RunDir(mine.sort_values(["test_accuracy", "test_loss"], ascending=[False, True]).run_dir.iloc[0])
 
     @property
+    def entries(self) -> list[str]:
+        """The table's rows as entries, best first."""
+        return [entry_of(b, p) for b, p in zip(self.table.backbone, self.table.protocol)]
+
+    @property
     def winner(self) -> RunDir:
-        return self.best_run(self.table.backbone.iloc[0])
+        return self.best_run(self.entries[0])
 
 
 def load_runs(exp: ExperimentDir) -> pd.DataFrame:
     found = record.read_all(exp.run_dirs())
     if not found:
         raise LungfastError(f"{exp.path}: no complete run records under runs/; run an experiment first")
-    return pd.DataFrame([rec.row(run_dir) for run_dir, rec in found]).assign(params_m=lambda d: d.params / 1e6)
+    runs = pd.DataFrame([rec.row(run_dir) for run_dir, rec in found]).assign(params_m=lambda d: d.params / 1e6)
+    return runs.assign(entry=[entry_of(b, p) for b, p in zip(runs.backbone, runs.protocol)])
 
 
 def primary_scheme(runs: pd.DataFrame) -> str:
     return "grouped" if (runs.scheme == "grouped").any() else str(runs.scheme.iloc[0])
 
 
-def _row(backbone: str, g: pd.DataFrame) -> dict:
+def _row(g: pd.DataFrame) -> dict:
     acc = g.test_accuracy.astype(float)
     low, high = (min(max(v, 0.0), 1.0) for v in stats.t_interval(acc))  # an accuracy lies in [0, 1]
-    return {"backbone": backbone, "test_accuracy": acc.mean(), "test_accuracy_std": acc.std(ddof=1) if len(g) > 1
+    return {"backbone": g.backbone.iloc[0], "protocol": g.protocol.iloc[0], "test_accuracy": acc.mean(), "test_accuracy_std": acc.std(ddof=1) if len(g) > 1
             else math.nan, "ci95_low": low, "ci95_high": high, "n": len(g), "n_seeds": g.seed.nunique(),
             "n_splits": g.split_seed.nunique(), **{c: pd.to_numeric(g[c]).mean() for c in MEANS},
             "pretrained": bool(g.pretrained.iloc[0]), "scheme": g.scheme.iloc[0], "img_size": int(g.img_size.iloc[0])}
 
 
 def leaderboard(ranked: pd.DataFrame) -> pd.DataFrame:
-    table = pd.DataFrame([_row(b, g) for b, g in ranked.groupby("backbone")])
+    table = pd.DataFrame([_row(g) for _, g in ranked.groupby("entry")])
     table = table.sort_values(["test_accuracy", "test_loss"], ascending=[False, True]).reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
     return table[COLUMNS]
@@ -79,7 +88,7 @@ def inflation(runs: pd.DataFrame) -> pd.DataFrame | None:
     """Grouped vs random test accuracy per backbone, when both were run."""
     if set(runs.scheme) < {"grouped", "random"}:
         return None
-    acc = runs.pivot_table(index="backbone", columns="scheme", values="test_accuracy", aggfunc="mean")
+    acc = runs.pivot_table(index=["backbone", "protocol"], columns="scheme", values="test_accuracy", aggfunc="mean")
     acc = acc.dropna().rename(columns={"grouped": "grouped_test_accuracy", "random": "random_test_accuracy"})
     acc["inflation"] = acc.random_test_accuracy - acc.grouped_test_accuracy
     acc.columns.name = None
@@ -91,6 +100,6 @@ def summarize(exp: ExperimentDir) -> Summary:
     scheme = primary_scheme(runs)
     ranked = runs[runs.scheme == scheme]
     table = leaderboard(ranked)
-    comparison = (stats.paired_comparison(table.backbone[0], table.backbone[1], ranked) if len(table) >= 2
-                  else None)
+    first, second = ([entry_of(b, p) for b, p in zip(table.backbone, table.protocol)] + [None, None])[:2]
+    comparison = stats.paired_comparison(first, second, ranked, key="entry") if second else None
     return Summary(exp, runs, scheme, table, inflation(runs), comparison)

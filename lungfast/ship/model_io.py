@@ -18,6 +18,7 @@ from lungfast.data import loaders, split
 from lungfast.results import atomic
 from lungfast.results.layout import RunDir
 from lungfast.ship import trust
+from lungfast.probe import heads
 from lungfast.train import backbones, learner
 from lungfast.errors import LungfastError
 
@@ -32,6 +33,7 @@ def export_safetensors(learn, rec, run: RunDir, out: Path) -> None:
 
     b = backbones.get(rec.spec.backbone)
     meta = {"format": "lungfast-safetensors-1", "backbone": b.name, "vocab": list(learn.dls.vocab),
+            "protocol": rec.spec.protocol,
             "img_size": rec.spec.img_size, "stats": [list(s) for s in b.stats], "source_run": str(run.path.resolve()),
             "versions": {"fastai": fastai.__version__, "timm": timm.__version__, "torch": torch.__version__}}
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
@@ -76,9 +78,15 @@ def load_safetensors(path: Path):
         backbone, vocab, img_size, stats = meta["backbone"], list(meta["vocab"]), int(meta["img_size"]), meta["stats"]
     except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
         raise LungfastError(f"{meta_file}: damaged description ({type(e).__name__}: {str(e)[:80]}); {again}") from None
-    model = learner.create_model(backbones.get(backbone), n_out=len(vocab), pretrained=False)
+    b, protocol = backbones.get(backbone), meta.get("protocol", "fine_tune")
     try:
-        model.load_state_dict(load_file(str(path)))
+        state = load_file(str(path))
+        model = learner.create_model(b, n_out=len(vocab), pretrained=False)
+        if protocol != "fine_tune":  # a probe: the frozen body, then the head carrying its fitted classifier
+            head = heads.from_state(protocol, {k[2:]: v for k, v in state.items() if k.startswith("1.")}, len(vocab),
+                                    b.embedding, b.prefix_tokens)
+            model = torch.nn.Sequential(heads.frozen_body(b, model[0]), head)
+        model.load_state_dict(state)
     except Exception as e:  # SafetensorError (damaged file), RuntimeError (tensors of another architecture)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
         raise LungfastError(f"{path}: its weights do not load into {backbone} as {meta_file.name} describes it "

@@ -26,10 +26,22 @@ class Backbone:
     has_weights: bool  # ImageNet weights exist; false = always trained from scratch
     offline_weights: Callable[[], str] | None = None  # function giving a local weights file (offline install)
     test_only: bool = False  # tiny entry for tests and the demo, not for real comparisons
+    hub: str | None = None  # timm's Hugging Face hub name of the weights ("hf-hub:org/repo"), from the model card
+    gated: bool = False  # the hub repo needs its terms accepted and an HF_TOKEN
+    timm_kwargs: Callable[[], dict] | None = None  # constructor arguments the model card prescribes
+    norm: tuple | None = None  # (mean, std) from the model card, when timm's config does not hold them
+    embedding: str = "pooled"  # frozen features: "pooled" (the model's own pooling) or "cls+patch_mean"
+    prefix_tokens: int = 1  # class + register tokens before the patch tokens (for "cls+patch_mean")
+    note: str = ""  # shown by `lungfast backbones`
+
+    def kwargs(self) -> dict:
+        return self.timm_kwargs() if self.timm_kwargs else {}
 
     @functools.cached_property
     def stats(self) -> tuple[list[float], list[float]]:
-        """Normalization mean/std the weights were trained with (timm keeps them in its config)."""
+        """Normalization mean/std the weights were trained with (model card, else timm's config)."""
+        if self.norm:
+            return list(self.norm[0]), list(self.norm[1])
         if self.source == "timm":
             import timm
 
@@ -37,6 +49,24 @@ class Backbone:
             if cfg is not None:
                 return list(cfg.mean), list(cfg.std)
         return IMAGENET_STATS
+
+
+def _uni2_kwargs() -> dict:
+    import timm
+    import torch
+
+    return {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5, "embed_dim": 1536,
+            "mlp_ratio": 2.66667 * 2, "no_embed_class": True, "mlp_layer": timm.layers.SwiGLUPacked,
+            "act_layer": torch.nn.SiLU, "reg_tokens": 8, "dynamic_img_size": True}
+
+
+def _virchow2_kwargs() -> dict:
+    import timm
+    import torch
+
+    # global_pool "token": a pooled output for fine-tuning; probes read the tokens (probe.heads.TokenBody)
+    return {"img_size": 224, "init_values": 1e-5, "mlp_ratio": 5.3375, "reg_tokens": 4, "global_pool": "token",
+            "mlp_layer": timm.layers.SwiGLUPacked, "act_layer": torch.nn.SiLU, "dynamic_img_size": True}
 
 
 REGISTRY: dict[str, Backbone] = {b.name: b for b in [
@@ -51,6 +81,27 @@ REGISTRY: dict[str, Backbone] = {b.name: b for b in [
     Backbone("xresnet34", "fastai", "xresnet34", False),
     Backbone("xresnet18", "fastai", "xresnet18", False),
     Backbone("tiny", "timm", "test_resnet", False, test_only=True),
+    # Pathology foundation models, as their model cards load them with timm. GPU advised beyond probes.
+    # Phikon (Owkin, iBOT ViT-B/16, open): owkin/phikon ships transformers weights; this is their timm
+    # conversion. Embedding: the class token. ImageNet normalisation.
+    Backbone("phikon", "timm", "vit_base_patch16_224", True, hub="hf-hub:1aurent/vit_base_patch16_224.owkin_pancancer",
+             norm=IMAGENET_STATS),
+    # UNI (Mahmood Lab, ViT-L/16, gated): create_model("hf-hub:MahmoodLab/uni", init_values=1e-5,
+    # dynamic_img_size=True). Embedding: the class token. ImageNet normalisation.
+    Backbone("uni", "timm", "vit_large_patch16_224", True, hub="hf-hub:MahmoodLab/uni", gated=True, norm=IMAGENET_STATS,
+             timm_kwargs=lambda: {"init_values": 1e-5, "dynamic_img_size": True}, note="GPU for fine_tune"),
+    # UNI2-h (Mahmood Lab, ViT-H/14 with 8 registers, gated): the card's timm_kwargs. Class token.
+    Backbone("uni2_h", "timm", "vit_giant_patch14_224", True, hub="hf-hub:MahmoodLab/UNI2-h", gated=True, norm=IMAGENET_STATS,
+             timm_kwargs=_uni2_kwargs, note="GPU for fine_tune"),
+    # Virchow2 (Paige, ViT-H/14 with 4 registers, gated): mlp_layer=SwiGLUPacked, act_layer=SiLU; the card's
+    # embedding is the class token concatenated with the mean patch token (tokens 1-4 are registers).
+    Backbone("virchow2", "timm", "vit_huge_patch14_224", True, hub="hf-hub:paige-ai/Virchow2", gated=True, norm=IMAGENET_STATS,
+             timm_kwargs=_virchow2_kwargs, embedding="cls+patch_mean", prefix_tokens=5, note="GPU for fine_tune"),
+    # H-optimus-0 (Bioptimus, ViT-g/14 with 4 registers, open): init_values=1e-5, dynamic_img_size=False,
+    # the card's own normalisation. Embedding: the class token.
+    Backbone("h_optimus_0", "timm", "vit_giant_patch14_reg4_dinov2", True, hub="hf-hub:bioptimus/H-optimus-0",
+             timm_kwargs=lambda: {"img_size": 224, "init_values": 1e-5, "dynamic_img_size": False},
+             norm=((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517)), note="GPU for fine_tune"),
 ]}
 
 
@@ -66,8 +117,19 @@ def check_names(names: list[str]) -> list[Backbone]:
 
 
 def param_count(backbone: Backbone, n_out: int = 3) -> int:
-    """Parameters of the backbone with lungfast's head, built without weights (no download)."""
+    """Parameters of the backbone with lungfast's head, counted on the meta device: no weights, no download,
+    no memory, even for a billion parameters."""
+    import torch
+
     from lungfast.train.learner import create_model
 
-    model = create_model(backbone, n_out=n_out, pretrained=False)
+    with torch.device("meta"):
+        model = create_model(backbone, n_out=n_out, pretrained=False)
     return sum(p.numel() for p in model.parameters())
+
+
+def weights_kind(b: Backbone) -> str:
+    """Where pretrained weights come from: offline (installed), hub, gated (hub + HF_TOKEN), or scratch."""
+    if not b.has_weights:
+        return "scratch"
+    return "offline" if b.offline_weights else "gated" if b.gated else "hub"

@@ -7,6 +7,8 @@ backbones would keep the first model's stats.
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from fastai.vision.all import Learner, accuracy, create_timm_model, create_vision_model, model_meta, vision_learner
 from fastai.vision.models import xresnet
@@ -33,17 +35,19 @@ class TorchvisionFromFile:
         return hash((self.fn, self.path))
 
 
-def _timm(b: Backbone, weights_file: str | None):
+def _timm(b: Backbone, weights_file: str | None, pretrained: bool):
     kwargs = {"pretrained_cfg_overlay": {"file": weights_file}} if weights_file else {}
-    return b.arch, kwargs
+    # hub entries download from their model card's repo; a local file or random init uses the bare architecture
+    name = b.hub if (b.hub and pretrained and not weights_file) else b.arch
+    return name, {**b.kwargs(), **kwargs}
 
 
-def _torchvision(b: Backbone, weights_file: str | None):
+def _torchvision(b: Backbone, weights_file: str | None, pretrained: bool):
     fn = getattr(torchvision.models, b.arch)
     return (TorchvisionFromFile(fn, weights_file) if weights_file else fn), {}
 
 
-def _fastai(b: Backbone, weights_file: str | None):
+def _fastai(b: Backbone, weights_file: str | None, pretrained: bool):
     if weights_file:
         raise LungfastError(f"{b.name}: fastai's {b.arch} has no pretrained weights to load from a file")
     return getattr(xresnet, b.arch), {}
@@ -62,17 +66,26 @@ def resolve_weights(b: Backbone, pretrained: bool, weights: dict[str, str]) -> t
 
 
 def create_model(b: Backbone, n_out: int, pretrained: bool = False, weights_file: str | None = None):
-    arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file)
-    if isinstance(arch, str):
-        return create_timm_model(arch, n_out, pretrained=pretrained, **kwargs)[0]
-    return create_vision_model(arch, n_out, pretrained=pretrained)
+    """The registry entry as fastai builds it for a learner: body (model[0]) + head (model[1])."""
+    arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file, pretrained)
+    with weights_errors(b, weights_file):
+        if isinstance(arch, str):
+            return create_timm_model(arch, n_out, pretrained=pretrained, **kwargs)[0]
+        return create_vision_model(arch, n_out, pretrained=pretrained)
 
 
 def build(dls, b: Backbone, pretrained: bool, weights_file: str | None, path=".") -> Learner:
-    arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file)
-    try:
+    arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file, pretrained)
+    with weights_errors(b, weights_file):
         return vision_learner(dls, arch, normalize=False, pretrained=pretrained, metrics=accuracy,
                               path=path, **kwargs)
+
+
+@contextlib.contextmanager
+def weights_errors(b: Backbone, weights_file: str | None):
+    """Weights that cannot be had, or do not fit, as one line saying what fixes it."""
+    try:
+        yield
     except (RuntimeError, KeyError, ValueError) as e:
         if not weights_file:
             raise
@@ -80,8 +93,13 @@ def build(dls, b: Backbone, pretrained: bool, weights_file: str | None, path="."
         raise LungfastError(f"{b.name}: weights file {weights_file} does not fit {b.source} {b.arch} ({first}); "
                             f"name weights saved from that architecture") from None
     except OSError as e:  # no network and no file: urllib's URLError and the HF hub's errors are OSErrors
-        where = f"local file {weights_file}" if weights_file else "the internet"
+        where = f"local file {weights_file}" if weights_file else (b.hub or "the internet")
+        hub = ""
+        if b.hub and not weights_file:
+            hub = "go online (unset HF_HUB_OFFLINE)" + (
+                f", accept the terms on huggingface.co/{b.hub.split(':', 1)[1]} and set HF_TOKEN" if b.gated else "")
+            hub += "; or "
         raise LungfastError(
             f"{b.name}: pretrained weights could not be loaded from {where} ({type(e).__name__}). "
-            f"Fix: name a weights file (--set weights.{b.name}=FILE, or weights.{b.name} in the experiment), "
+            f"Fix: {hub}name a weights file (--set weights.{b.name}=FILE, or weights.{b.name} in the experiment), "
             f"or set pretrained = false to train from random init") from None

@@ -27,10 +27,48 @@ def test_normalization_stats_follow_the_weights():
     assert backbones.get("resnet50").stats == backbones.IMAGENET_STATS
 
 
-@pytest.mark.parametrize("name", sorted(backbones.REGISTRY))
-def test_every_entry_builds_without_weights(name):
+@pytest.mark.parametrize("name", sorted(n for n, b in backbones.REGISTRY.items() if not b.hub))
+def test_every_convnet_entry_builds_without_weights_and_trains_at_64px(name):
     model = learner.create_model(backbones.get(name), n_out=3, pretrained=False)
     assert model(torch.randn(2, 3, 64, 64)).shape == (2, 3)
+
+
+@pytest.mark.parametrize("name", sorted(backbones.REGISTRY))
+def test_every_entry_builds_on_the_meta_device_with_lungfasts_head(name):
+    """Shapes only, no memory: a billion-parameter foundation model is checked in milliseconds, offline."""
+    with torch.device("meta"):
+        model = learner.create_model(backbones.get(name), n_out=3, pretrained=False)
+        assert model(torch.randn(2, 3, 224, 224)).shape == (2, 3)
+    assert backbones.param_count(backbones.get(name)) == sum(p.numel() for p in model.parameters())
+
+
+FOUNDATION = {  # model card figures: parameters (millions, rounded), normalisation, embedding
+    "phikon": (86, backbones.IMAGENET_STATS, "pooled"),
+    "uni": (303, backbones.IMAGENET_STATS, "pooled"),
+    "uni2_h": (681, backbones.IMAGENET_STATS, "pooled"),
+    "virchow2": (631, backbones.IMAGENET_STATS, "cls+patch_mean"),
+    "h_optimus_0": (1134, ([0.707223, 0.578729, 0.703617], [0.211883, 0.230117, 0.177517]), "pooled"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FOUNDATION))
+def test_foundation_models_follow_their_model_cards(name):
+    b = backbones.get(name)
+    params_m, stats, embedding = FOUNDATION[name]
+    assert b.hub.startswith("hf-hub:") and b.stats == (list(stats[0]), list(stats[1])) and b.embedding == embedding
+    assert abs(backbones.param_count(b, n_out=0 or 3) / 1e6 - params_m) / params_m < 0.01  # head adds a little
+    assert backbones.weights_kind(b) == ("gated" if name in {"uni", "uni2_h", "virchow2"} else "hub")
+
+
+@pytest.mark.parametrize("name", ["phikon", "uni"])
+def test_offline_hub_weights_are_one_line_naming_the_fixes(name):
+    b = backbones.get(name)
+    with pytest.raises(LungfastError) as e:
+        with torch.device("meta"):
+            learner.create_model(b, 3, pretrained=True)
+    message = str(e.value)
+    assert "\n" not in message and b.hub in message and f"--set weights.{name}=FILE" in message
+    assert "go online" in message and ("HF_TOKEN" in message) == b.gated
 
 
 def test_efficientnet_lite0_gets_real_imagenet_weights_offline(tmp_path, monkeypatch):

@@ -1,0 +1,134 @@
+"""Embeddings computed once and cached: per (backbone, weights, image size, source file), beside the
+prepared images (`<cache>/embeddings/<model key>/`), reused by every protocol, split, seed and experiment.
+
+A source file's key is its path, byte size and mtime (as for prepared images), so a changed file is
+embedded again; the model key holds the backbone, its architecture, where its weights came from and the
+image size, so other weights never mix in. Vectors are written in parts of at most `PART` images (atomic),
+so memory stays bounded on the full data set and a killed computation keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lungfast.cache import cache_dir
+from lungfast.data import loaders
+from lungfast.results import atomic
+
+log = logging.getLogger("lungfast")
+PART = 1024  # images per cache part file
+VERSION = 1  # bump when the embedding of an image would change for the same model key
+
+
+def source_key(path: str) -> str:
+    st = os.stat(path)
+    return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+
+
+def model_key(backbone, pretrained: bool, weights_file: str | None, img_size: int) -> str:
+    weights = "random(seed 0)" if not pretrained else weights_file or backbone.hub or "timm default"
+    if weights_file:
+        st = os.stat(weights_file)
+        weights = f"{os.path.abspath(weights_file)}|{st.st_size}|{st.st_mtime_ns}"
+    parts = {"backbone": backbone.name, "arch": backbone.arch, "embedding": backbone.embedding, "weights": weights,
+             "img_size": img_size, "version": VERSION}
+    return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
+
+
+class Store:
+    """The cached vectors of one model key."""
+
+    def __init__(self, key: str):
+        self.root = cache_dir("embeddings", key)
+
+    def load(self) -> dict[str, np.ndarray]:
+        found = {}
+        for part in sorted(self.root.glob("part-*.npz")):
+            with np.load(part) as z:
+                found.update(zip(z["keys"].tolist(), z["vectors"]))
+        return found
+
+    def add(self, keys: list[str], vectors: np.ndarray) -> None:
+        with atomic.atomic_path(self.root / f"part-{uuid.uuid4().hex}.npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, keys=np.array(keys), vectors=vectors.astype(np.float32))
+
+    def note_speed(self, img_per_s: float) -> None:
+        atomic.write_json(self.root / "speed.json", {"embed_img_per_s": img_per_s})
+
+    def speed(self) -> float | None:
+        f = self.root / "speed.json"
+        return json.loads(f.read_text())["embed_img_per_s"] if f.is_file() else None
+
+
+def compute(model: torch.nn.Module, paths: list[str], vocab: list[str], img_size: int, stats, device: str,
+            batch_size: int = 64):
+    """Yield (start index, vectors) per batch: `model` maps a normalised batch to embeddings."""
+    dls = loaders.inference_dls(vocab, img_size, stats, batch_size)
+    dl = dls.test_dl(paths, device=device)
+    model.to(device).eval()
+    start = 0
+    with torch.inference_mode():
+        for (x,) in dl:
+            v = model(x.as_subclass(torch.Tensor)).float().cpu().numpy()
+            yield start, v
+            start += len(v)
+
+
+def embed(frame: pd.DataFrame, model: torch.nn.Module, key: str, vocab: list[str], img_size: int, stats,
+          device: str = "cpu") -> tuple[np.ndarray, float | None]:
+    """Embeddings of frame's images (rows aligned; read from `load_path` when prepared), computing only the
+    missing ones; and the images per second of the computation (or of the one that filled the cache)."""
+    store = Store(key)
+    sources = frame.path.tolist()
+    reads = (frame.load_path if "load_path" in frame else frame.path).tolist()
+    keys = [source_key(p) for p in sources]
+    have = store.load()
+    todo = [i for i, k in enumerate(keys) if k not in have]
+    if todo:
+        log.info("embedding %d of %d images (%d cached) into %s", len(todo), len(keys), len(keys) - len(todo),
+                 store.root)
+        t0, done, pending = time.perf_counter(), 0, ([], [])
+        bar = _bar(len(todo))
+        for start, v in compute(model, [reads[i] for i in todo], vocab, img_size, stats, device):
+            batch = [keys[i] for i in todo[start:start + len(v)]]
+            have.update(zip(batch, v))
+            pending[0].extend(batch)
+            pending[1].append(v)
+            done += len(v)
+            bar(done)
+            if len(pending[0]) >= PART or done == len(todo):
+                store.add(pending[0], np.concatenate(pending[1]))
+                pending = ([], [])
+        speed = len(todo) / (time.perf_counter() - t0)
+        store.note_speed(speed)
+    else:
+        speed = store.speed()
+    return np.stack([have[k] for k in keys]), speed
+
+
+def _bar(total: int):
+    """A fastprogress bar in a terminal; in logs and CI a line per tenth."""
+    if sys.stderr.isatty():
+        from fastprogress.fastprogress import progress_bar
+
+        bar = progress_bar(range(total))
+        return lambda n: bar.update(n)
+    step, shown = max(total // 10, 1), [0]
+
+    def line(n):
+        if n - shown[0] >= step or n == total:
+            shown[0] = n
+            log.info("embedded %d/%d", n, total)
+    return line

@@ -1,0 +1,109 @@
+"""Heads that carry a fitted classifier, so a probe ships as an ordinary fastai Learner: the frozen body
+(model[0]) followed by `ProbeHead` (model[1]) = pooling to the embedding + the classifier, giving logits.
+
+Each classifier is an nn.Module whose tensors live in its state dict, so the safetensors export rebuilds it
+from shapes alone (`from_state`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Embedding(nn.Module):
+    """Body output -> one vector per image: a CNN's feature map is averaged; a ViT's pooled output is kept;
+    "cls+patch_mean" (Virchow2's card) concatenates the class token with the mean patch token."""
+
+    def __init__(self, kind: str = "pooled", prefix_tokens: int = 1):
+        super().__init__()
+        self.kind, self.prefix_tokens = kind, prefix_tokens
+
+    def forward(self, x):
+        if self.kind == "cls+patch_mean" and x.ndim == 3:
+            return torch.cat([x[:, 0], x[:, self.prefix_tokens:].mean(1)], dim=-1)
+        if x.ndim == 4:
+            return x.mean((2, 3))
+        return x[:, 0] if x.ndim == 3 else x
+
+
+class TokenBody(nn.Module):
+    """A ViT body that returns its tokens (timm's forward_features) instead of the pooled output, for
+    embeddings built from tokens ("cls+patch_mean")."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x):
+        return self.body.model.forward_features(x)
+
+
+def frozen_body(backbone, fastai_body: nn.Module) -> nn.Module:
+    """The body a probe runs on: fastai's body (model[0]), reading tokens when the embedding needs them."""
+    body = TokenBody(fastai_body) if backbone.embedding == "cls+patch_mean" else fastai_body
+    return body.eval().requires_grad_(False)
+
+
+class Linear(nn.Linear):
+    """Logistic regression (scikit-learn) with its standardisation folded into the weights."""
+
+    @classmethod
+    def from_state(cls, state: dict, n_classes: int) -> "Linear":
+        return cls(state["weight"].shape[1], state["weight"].shape[0])
+
+
+class KNN(nn.Module):
+    """Cosine k-nearest neighbours: the share of the k most similar training embeddings in each class
+    (as log-probabilities, so fastai's softmax gives that share back)."""
+
+    def __init__(self, bank: torch.Tensor, labels: torch.Tensor, n_classes: int, k: int):
+        super().__init__()
+        self.register_buffer("bank", F.normalize(bank.float(), dim=1))
+        self.register_buffer("labels", labels.long())
+        self.register_buffer("k", torch.tensor(k))
+        self.n_classes = n_classes
+
+    @classmethod
+    def from_state(cls, state: dict, n_classes: int) -> "KNN":
+        return cls(state["bank"], state["labels"], n_classes, int(state["k"]))
+
+    def forward(self, x):
+        sims = F.normalize(x.float(), dim=1) @ self.bank.T
+        top = sims.topk(int(self.k), dim=1)
+        votes = F.one_hot(self.labels[top.indices], self.n_classes).float().mean(1)
+        # a little of each neighbour's similarity keeps the map differentiable for Grad-CAM; shares are unchanged
+        votes = votes + 0.0 * top.values.sum(1, keepdim=True)
+        return torch.log(votes.clamp_min(1e-6))
+
+
+class Centroids(nn.Module):
+    """SimpleShot: centre by the training mean, L2-normalise, nearest class centroid (logits: -distance^2)."""
+
+    def __init__(self, mean: torch.Tensor, centroids: torch.Tensor):
+        super().__init__()
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("centroids", centroids.float())
+
+    @classmethod
+    def from_state(cls, state: dict, n_classes: int) -> "Centroids":
+        return cls(state["mean"], state["centroids"])
+
+    def forward(self, x):
+        z = F.normalize(x.float() - self.mean, dim=1)
+        return -torch.cdist(z, self.centroids) ** 2
+
+
+CLASSIFIERS = {"linear": Linear, "knn": KNN, "fewshot": Centroids}
+
+
+class ProbeHead(nn.Sequential):
+    def __init__(self, embedding: Embedding, classifier: nn.Module):
+        super().__init__(embedding, classifier)
+
+
+def from_state(protocol: str, state: dict, n_classes: int, kind: str, prefix_tokens: int) -> ProbeHead:
+    """An empty head of the right shapes for a saved head state dict (the keys of model[1])."""
+    mine = {k[2:]: v for k, v in state.items() if k.startswith("1.")}  # [0] is the Embedding, [1] the classifier
+    return ProbeHead(Embedding(kind, prefix_tokens), CLASSIFIERS[protocol].from_state(mine, n_classes))

@@ -1,0 +1,115 @@
+"""The frozen-embedding protocols, fitted on the train part, chosen on the valid part, scored on the test part.
+
+- linear: logistic regression (scikit-learn) on standardised embeddings, its inverse regularisation C chosen
+  on the valid part from `C_GRID` (Patho-Bench sweeps the cost the same way).
+- knn: cosine k-NN; the run predicts with k = 20 (probabilities are the neighbours' shares) and records the
+  1-NN test accuracy too, LC25000-clean's protocol.
+- fewshot: SimpleShot (centred, L2-normalised embeddings, class centroids). The run's classifier uses every
+  training image; `SHOTS` x `EPISODES` episodes drawn from the train part give the few-shot accuracies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch.nn import functional as F
+
+from lungfast.probe import heads
+from lungfast.results import stats
+
+C_GRID = (0.01, 0.1, 1.0, 10.0)
+K_MAIN, K_ONE = 20, 1
+SHOTS, EPISODES = (1, 4, 16), 100
+
+
+@dataclass
+class Fit:
+    classifier: torch.nn.Module  # embeddings -> logits
+    history: list[dict]  # one row per setting tried: setting, train_loss, valid_loss, accuracy
+    chosen: str  # the setting the run uses
+    extra: dict = field(default_factory=dict)  # protocol-specific results, kept in the record's `probe`
+
+
+def logits(clf: torch.nn.Module, x: np.ndarray) -> torch.Tensor:
+    with torch.inference_mode():
+        return clf(torch.as_tensor(x, dtype=torch.float32))
+
+
+def scores(clf, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(cross-entropy loss, accuracy) of a classifier on embeddings."""
+    z = logits(clf, x)
+    target = torch.as_tensor(y)
+    return float(F.cross_entropy(z, target)), float((z.argmax(1) == target).float().mean())
+
+
+def _row(setting, clf, parts) -> dict:
+    (xt, yt), (xv, yv) = parts["train"], parts["valid"]
+    train_loss, _ = scores(clf, xt, yt)
+    valid_loss, acc = scores(clf, xv, yv)
+    return {"setting": setting, "train_loss": train_loss, "valid_loss": valid_loss, "accuracy": acc}
+
+
+def _best(rows: list[dict]) -> int:
+    return max(range(len(rows)), key=lambda i: (rows[i]["accuracy"], -rows[i]["valid_loss"]))
+
+
+def linear(parts: dict, n_classes: int, seed: int) -> Fit:
+    (xt, yt) = parts["train"]
+    scaler = StandardScaler().fit(xt)
+    fitted, rows = [], []
+    for c in C_GRID:
+        lr = LogisticRegression(C=c, max_iter=300, random_state=seed).fit(scaler.transform(xt), yt)
+        w, b = lr.coef_ / scaler.scale_, lr.intercept_ - (lr.coef_ * scaler.mean_ / scaler.scale_).sum(1)
+        if n_classes == 2:  # scikit-learn keeps one row for two classes: logits [0, z]
+            w, b = np.vstack([np.zeros_like(w), w]), np.concatenate([[0.0], b])
+        clf = heads.Linear(xt.shape[1], n_classes)
+        with torch.no_grad():
+            clf.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
+            clf.bias.copy_(torch.as_tensor(b, dtype=torch.float32))
+        fitted.append(clf)
+        rows.append(_row(f"C={c:g}", clf, parts))
+    i = _best(rows)
+    return Fit(fitted[i], rows, rows[i]["setting"], {"C": C_GRID[i]})
+
+
+def knn(parts: dict, n_classes: int, seed: int) -> Fit:
+    (xt, yt) = parts["train"]
+    bank, labels = torch.as_tensor(xt, dtype=torch.float32), torch.as_tensor(yt)
+    fits = {k: heads.KNN(bank, labels, n_classes, min(k, len(xt))) for k in (K_ONE, K_MAIN)}
+    rows = [_row(f"k={k}", clf, parts) for k, clf in fits.items()]
+    xs, ys = parts["test"]
+    return Fit(fits[K_MAIN], rows, f"k={K_MAIN}", {"knn1_test_accuracy": scores(fits[K_ONE], xs, ys)[1]})
+
+
+def _centroids(x: np.ndarray, y: np.ndarray, mean: np.ndarray, n_classes: int) -> heads.Centroids:
+    z = F.normalize(torch.as_tensor(x - mean, dtype=torch.float32), dim=1)
+    c = torch.stack([F.normalize(z[torch.as_tensor(y) == k].mean(0), dim=0) for k in range(n_classes)])
+    return heads.Centroids(torch.as_tensor(mean), c)
+
+
+def fewshot(parts: dict, n_classes: int, seed: int) -> Fit:
+    (xt, yt), (xs, ys) = parts["train"], parts["test"]
+    mean = xt.mean(0)
+    rng = np.random.default_rng(seed)
+    by_class = [np.flatnonzero(yt == k) for k in range(n_classes)]
+    episodes = {}
+    for shots in SHOTS:
+        if min(len(ix) for ix in by_class) < shots:
+            continue  # too few training images of some class for this many shots
+        accs = []
+        for _ in range(EPISODES):
+            pick = np.concatenate([rng.choice(ix, shots, replace=False) for ix in by_class])
+            accs.append(scores(_centroids(xt[pick], yt[pick], mean, n_classes), xs, ys)[1])
+        low, high = stats.t_interval(pd.Series(accs))
+        episodes[str(shots)] = {"mean": float(np.mean(accs)), "std": float(np.std(accs, ddof=1)),
+                                "ci95_low": low, "ci95_high": high, "values": accs}
+    clf = _centroids(xt, yt, mean, n_classes)
+    return Fit(clf, [_row("all shots", clf, parts)], "all shots", {"episodes": EPISODES, "shots": episodes})
+
+
+PROTOCOLS = {"linear": linear, "knn": knn, "fewshot": fewshot}

@@ -1,0 +1,85 @@
+"""The frozen-embedding protocols and the heads that carry them, on synthetic embeddings."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch.nn import functional as F
+
+from lungfast.probe import heads, protocols
+
+
+def blobs(n_per_class=30, dim=8, spread=1.0):
+    """Three parts drawn around the same three class centres."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(0, 3, (3, dim))
+    out = {}
+    for part in ("train", "valid", "test"):
+        x = np.concatenate([c + rng.normal(0, spread, (n_per_class, dim)) for c in centres]).astype(np.float32)
+        out[part] = (x, np.repeat(np.arange(3), n_per_class))
+    return out
+
+
+@pytest.fixture
+def parts():
+    return blobs()
+
+
+def test_linear_probe_equals_scikit_learn_and_chooses_c_on_valid(parts):
+    fit = protocols.linear(parts, 3, seed=0)
+    assert [r["setting"] for r in fit.history] == [f"C={c:g}" for c in protocols.C_GRID]
+    best = max(fit.history, key=lambda r: (r["accuracy"], -r["valid_loss"]))
+    assert fit.chosen == best["setting"] and fit.extra["C"] == float(fit.chosen[2:])
+    xt, yt = parts["train"]
+    scaler = StandardScaler().fit(xt)
+    reference = LogisticRegression(C=fit.extra["C"], max_iter=300, random_state=0).fit(scaler.transform(xt), yt)
+    xs = parts["test"][0]
+    ours = F.softmax(protocols.logits(fit.classifier, xs), 1).numpy()
+    assert np.abs(ours - reference.predict_proba(scaler.transform(xs))).max() < 1e-4  # standardisation folded in
+    assert protocols.scores(fit.classifier, *parts["test"])[1] > 0.9
+
+
+def test_knn_shares_and_one_nn_accuracy(parts):
+    fit = protocols.knn(parts, 3, seed=0)
+    xs, ys = parts["test"]
+    probs = F.softmax(protocols.logits(fit.classifier, xs), 1).numpy()
+    assert np.allclose(probs.sum(1), 1, atol=1e-4) and np.allclose(probs * 20, np.round(probs * 20), atol=1e-3)
+    xt, yt = parts["train"]
+    sims = (xs / np.linalg.norm(xs, axis=1, keepdims=True)) @ (xt / np.linalg.norm(xt, axis=1, keepdims=True)).T
+    one_nn = yt[sims.argmax(1)]
+    assert fit.extra["knn1_test_accuracy"] == pytest.approx(float((one_nn == ys).mean()))
+    assert [r["setting"] for r in fit.history] == ["k=1", "k=20"] and fit.chosen == "k=20"
+
+
+def test_fewshot_episodes_and_centroid_classifier(parts):
+    fit = protocols.fewshot(parts, 3, seed=0)
+    shots = fit.extra["shots"]
+    assert set(shots) == {"1", "4", "16"} and all(len(s["values"]) == protocols.EPISODES for s in shots.values())
+    assert shots["16"]["mean"] >= shots["1"]["mean"] - 0.05  # more shots, no worse (well-separated blobs)
+    assert all(s["ci95_low"] <= s["mean"] <= s["ci95_high"] for s in shots.values())
+    assert protocols.scores(fit.classifier, *parts["test"])[1] > 0.9
+    again = protocols.fewshot(parts, 3, seed=0)
+    assert again.extra == fit.extra  # same seed, same episodes
+
+
+def test_too_few_images_for_16_shots_are_skipped_not_faked():
+    small = blobs(n_per_class=5)
+    assert set(protocols.fewshot(small, 3, seed=0).extra["shots"]) == {"1", "4"}
+
+
+@pytest.mark.parametrize("protocol", ["linear", "knn", "fewshot"])
+def test_heads_rebuild_from_their_state_dict(parts, protocol):
+    fit = protocols.PROTOCOLS[protocol](parts, 3, seed=0)
+    head = heads.ProbeHead(heads.Embedding(), fit.classifier)
+    rebuilt = heads.from_state(protocol, head.state_dict(), 3, "pooled", 1)  # the state of the learner's model[1]
+    rebuilt.load_state_dict(head.state_dict())
+    x = torch.as_tensor(parts["test"][0])
+    assert torch.allclose(rebuilt(x), head(x))
+
+
+def test_embedding_pools_feature_maps_and_tokens():
+    assert heads.Embedding()(torch.ones(2, 5, 3, 3)).shape == (2, 5)
+    tokens = torch.arange(2 * 7 * 4, dtype=torch.float32).reshape(2, 7, 4)
+    v = heads.Embedding("cls+patch_mean", prefix_tokens=3)(tokens)
+    assert v.shape == (2, 8) and torch.equal(v[:, :4], tokens[:, 0]) and torch.allclose(v[:, 4:], tokens[:, 3:].mean(1))
