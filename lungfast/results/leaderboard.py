@@ -31,6 +31,10 @@ def to_markdown(s: Summary) -> str:
     if published is not None:
         text += "\nFrozen features, test accuracy mean ± std over split seeds (LC25000-clean's columns):\n\n"
         text += published.to_markdown(index=False) + "\n"
+    shots = fewshot_table(s.runs)
+    if shots is not None:
+        text += "\nFew-shot (SimpleShot), test accuracy: mean over split seeds of the mean over 100 episodes:\n\n"
+        text += shots.to_markdown(index=False) + "\n"
     if s.inflation is not None:
         text += "\nRandom-split inflation (same data, same settings):\n\n"
         text += s.inflation.to_markdown(index=False, floatfmt=".4f") + "\n"
@@ -74,3 +78,16 @@ def probe_table(runs: pd.DataFrame) -> pd.DataFrame | None:
             text = f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
             rows.setdefault(backbone, {"backbone": backbone})[f"{name} {scheme}"] = f"{text} (n={len(v)})"
     return pd.DataFrame(list(rows.values())).fillna("–")
+
+
+def fewshot_table(runs: pd.DataFrame) -> pd.DataFrame | None:
+    few = runs[runs.protocol == "fewshot"]
+    if not len(few):
+        return None
+    rows = []
+    for (backbone, scheme), g in few.groupby(["backbone", "scheme"]):
+        row = {"backbone": backbone, "scheme": scheme, "n": g.split_seed.nunique()}
+        for k in sorted({k for p in g.probe for k in p.get("shots", {})}, key=int):
+            row[f"{k}-shot"] = f"{pd.Series([p['shots'][k]['mean'] for p in g.probe if k in p['shots']]).mean():.3f}"
+        rows.append(row)
+    return pd.DataFrame(rows)
