@@ -169,6 +169,28 @@ def test_demo_runs_end_to_end(tmp_path):
     assert len(lb) == 2 and (tmp_path / "demo" / "demo" / "lung.pkl").stat().st_size > 100_000
 
 
+def test_calibration_and_group_bootstrap_intervals_are_recorded(e2e):
+    from fastai.learner import load_learner
+
+    _, _, out, _ = e2e
+    run = out / "runs" / "xresnet18" / "seed0"
+    m = json.loads((run / "metrics.json").read_text())
+    cal = m["calibration"]
+    assert cal["temperature"] > 0 and cal["bins"] == 15
+    assert m["ece"] == cal["before"]["ece"] and m["ece_calibrated"] == cal["after"]["ece"]
+    assert cal["after"]["nll"] <= cal["before"]["nll"] + 0.05  # fitted on valid, so not guaranteed on test
+    low, high = m["test_ci95"]["test_accuracy"]
+    assert 0 <= low <= m["test_accuracy"] <= high <= 1
+    assert Image.open(run / "reliability.png").size[0] > 300
+    # the exported learner gives the calibrated probabilities the record reports
+    learn = load_learner(run / "learner.pkl")
+    recorded = pd.read_csv(run / "test_predictions.csv")
+    from lungfast.data import prepare
+
+    probs = learn.get_preds(dl=learn.dls.test_dl(prepare.prepare(recorded.assign(label=recorded.actual), 48).tolist()))[0]
+    assert (probs.numpy() - recorded[list(learn.dls.vocab)].to_numpy()).__abs__().max() < 1e-4
+
+
 def test_test_metrics_are_consistent_with_the_confusion_matrix(e2e):
     _, _, out, _ = e2e
     m = json.loads((out / "runs" / "xresnet18" / "seed0" / "metrics.json").read_text())
@@ -241,7 +263,8 @@ def test_report_opens_in_headless_chromium_with_every_image(e2e, tmp_path):
     finally:
         driver.quit()
     assert sorted(rows) == ["tiny", "xresnet18"]
-    assert len(images) == 8 and all(ok and width > 100 for _, ok, width in images), images
+    assert len(images) == 10 and all(ok and width > 100 for _, ok, width in images), images  # 5 figures x 2
+    assert sum("Reliability" in alt for alt, _, _ in images) == 2
     assert "torch" in env and "fastai" in env and splits == 3
 
 

@@ -99,8 +99,17 @@ CLASSIFIERS = {"linear": Linear, "knn": KNN, "fewshot": Centroids}
 
 
 class ProbeHead(nn.Sequential):
+    """Embedding, then classifier, then the logits divided by the calibration temperature (1 until set)."""
+
     def __init__(self, embedding: Embedding, classifier: nn.Module):
         super().__init__(embedding, classifier)
+        self.register_buffer("temperature", torch.tensor(1.0))
+
+    def set_temperature(self, t: float) -> None:
+        self.temperature.fill_(t)
+
+    def forward(self, x):
+        return super().forward(x) / self.temperature
 
 
 def from_state(protocol: str, state: dict, n_classes: int, kind: str, prefix_tokens: int) -> ProbeHead:

@@ -65,13 +65,18 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> rec
     learn = Learner(dls, nn.Sequential(body, heads.ProbeHead(pool, fit.classifier)), loss_func=CrossEntropyLossFlat(),
                     metrics=accuracy, path=stage.path, splitter=all_params)
     learn.remove_cb(ProgressCallback)  # as fine-tune learners are exported: callers add a bar where they want one
-    test = split.part("test")
-    z = protocols.logits(fit.classifier, parts["test"][0])
+    head = learn.model[1]
+    head_logits = lambda x: head[1](torch.as_tensor(x, dtype=torch.float32)) / head.temperature  # noqa: E731
+    with torch.inference_mode():
+        temperature = evaluate.calibrate(learn, head_logits(parts["valid"][0]), torch.as_tensor(parts["valid"][1]))
+        z = head_logits(parts["test"][0])  # calibrated from here on, as the exported learner
+    test, title = split.part("test"), f"{spec.backbone} {spec.protocol} seed {spec.seed}"
     targs = torch.as_tensor(parts["test"][1])
     preds = evaluate.as_table(F.softmax(z, 1), targs, F.cross_entropy(z, targs, reduction="none"), vocab,
                               test.path.tolist())
-    metrics = evaluate.record_test(learn, loaders.test_dl(dls, split.frame), preds, stage,
-                                   f"{spec.backbone} {spec.protocol} seed {spec.seed}")
+    metrics = {**evaluate.record_test(learn, loaders.test_dl(dls, split.frame), preds, stage, title),
+               **evaluate.calibration_record(preds, vocab, temperature, stage, title),
+               **evaluate.test_intervals(preds, vocab, test.group_id)}
     learn.export(stage.learner.name)
     chosen = next(r for r in fit.history if r["setting"] == fit.chosen)
     rec = record.RunRecord(

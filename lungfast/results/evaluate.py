@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from sklearn import metrics as skm
 
-from lungfast.results import atomic, saliency
+from lungfast.results import atomic, calibration, saliency, stats
 from lungfast.results.layout import RunDir
 
 BENIGN = "lung_n"
@@ -79,6 +79,46 @@ def write_figures(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) ->
 def evaluate(learn, tdl, paths: list[str], stage: RunDir, title: str) -> dict:
     """Write the test predictions, the review list and the figures into `stage`; return the test metrics."""
     return record_test(learn, tdl, predictions(learn, tdl, paths), stage, title)
+
+
+def calibrate(learn, valid_logits: torch.Tensor, valid_y: torch.Tensor) -> float:
+    """Fit the temperature on the valid part and fold it into the learner's model; return it."""
+    t = calibration.fit_temperature(valid_logits, valid_y)
+    calibration.fold(learn.model, t)
+    return t
+
+
+def calibration_record(preds: pd.DataFrame, vocab: list[str], temperature: float, stage: RunDir, title: str) -> dict:
+    """Test-part calibration before and after the temperature (`preds` hold the calibrated probabilities),
+    and the reliability diagram."""
+    y = preds.actual.map({c: i for i, c in enumerate(vocab)}).to_numpy()
+    after = preds[vocab].to_numpy(dtype=float)
+    before = torch.softmax(torch.log(torch.as_tensor(after).clamp_min(1e-12)) * temperature, 1).numpy()
+    atomic.save_figure(calibration.reliability_figure(before, after, y, temperature, title), stage.figure("reliability.png"))
+    b, a = calibration.scores(before, y), calibration.scores(after, y)
+    return {"calibration": {"temperature": temperature, "before": b, "after": a, "bins": calibration.BINS},
+            "ece": b["ece"], "ece_calibrated": a["ece"]}
+
+
+CI_FIGURES = ["test_accuracy", "balanced_accuracy", "cancer_sensitivity", "benign_specificity", "ece_calibrated"]
+
+
+def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series) -> dict:
+    """95% intervals of the test figures from a bootstrap over the test part's tile groups."""
+    y = preds.actual.to_numpy()
+    yhat = preds.predicted.to_numpy()
+    probs = preds[vocab].to_numpy(dtype=float)
+    yi = pd.Series(y).map({c: i for i, c in enumerate(vocab)}).to_numpy()
+
+    def figures(ix):
+        t, p = y[ix], yhat[ix]
+        cancer, called = t != BENIGN, p != BENIGN
+        return [float((t == p).mean()), float(skm.balanced_accuracy_score(t, p)),
+                float(called[cancer].mean()) if cancer.any() else np.nan,
+                float((~called)[~cancer].mean()) if (~cancer).any() else np.nan,
+                calibration.ece(probs[ix], yi[ix])]
+
+    return {"test_ci95": dict(zip(CI_FIGURES, stats.group_bootstrap(figures, groups)))}
 
 
 def record_test(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) -> dict:

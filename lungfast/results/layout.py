@@ -20,6 +20,7 @@ from pathlib import Path
 # the figures of a run record, with the captions the report gives them
 FIGURES = {"confusion_matrix.png": "Confusion matrix (test)", "loss.png": "Loss curves",
            "top_losses.png": "Top losses (test)", "saliency.png": "Grad-CAM saliency (test)"}
+NEWER_FIGURES = {"reliability.png": "Reliability before and after temperature scaling (test)"}  # not in 0.1 records
 TABLES = ("history.csv", "test_predictions.csv", "top_losses.csv")
 MANIFEST = "metrics.json"  # the run record proper; written last, so its presence marks a finished run
 LEARNER = "learner.pkl"
@@ -43,7 +44,7 @@ class RunDir:
     resume = property(lambda self: self.path / "resume")  # checkpoint of a run in progress
 
     def figure(self, name: str) -> Path:
-        assert name in FIGURES, name
+        assert name in FIGURES or name in NEWER_FIGURES, name
         return self.path / name
 
     def has_every_file(self) -> bool:

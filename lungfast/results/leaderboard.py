@@ -10,8 +10,9 @@ import pandas as pd
 from lungfast.results import atomic, readme, stats
 from lungfast.results.summary import Summary
 
-SHOWN = ["n", "valid_accuracy", "macro_f1", "cancer_sensitivity", "benign_specificity", "test_loss", "params_m",
-         "seconds_per_epoch", "train_img_per_s", "pretrained", "scheme", "img_size"]
+SHOWN = ["ci_kind", "n", "valid_accuracy", "macro_f1", "cancer_sensitivity", "benign_specificity", "ece",
+         "ece_calibrated", "test_loss", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained", "scheme",
+         "img_size"]
 
 
 def _fmt(table: pd.DataFrame) -> pd.DataFrame:
@@ -26,7 +27,10 @@ def _fmt(table: pd.DataFrame) -> pd.DataFrame:
 
 def to_markdown(s: Summary) -> str:
     text = _fmt(s.table).to_markdown(index=False, floatfmt=".4f") + "\n"
-    text += f"\nn counts runs (training seeds x split seeds) on the {s.scheme} scheme; the interval is a t interval over them.\n"
+    text += (f"\nn counts runs (training seeds x split seeds) on the {s.scheme} scheme; ci_kind says what the 95% "
+             f"interval covers: runs (t interval over them), test tiles (bootstrap over the test part's tile "
+             f"groups), or both combined. ece: before temperature scaling; ece_calibrated: after (what export "
+             f"ships).\n")
     published = probe_table(s.runs)
     if published is not None:
         text += "\nFrozen features, test accuracy mean ± std over split seeds (LC25000-clean's columns):\n\n"

@@ -64,6 +64,10 @@ class RunRecord:
     threads: int
     device: dict
     versions: dict
+    ece: float | None = None  # test part, top-label expected calibration error, before temperature scaling
+    ece_calibrated: float | None = None  # after it (what the exported learner gives)
+    calibration: dict = field(default_factory=dict)  # temperature; ECE, MCE, NLL, Brier before and after
+    test_ci95: dict = field(default_factory=dict)  # figure -> [low, high], bootstrap over the test part's tile groups
     embed_img_per_s: float | None = None  # frozen-embedding protocols: embedding throughput (of the cache fill)
     probe: dict = field(default_factory=dict)  # frozen-embedding protocols: chosen setting, sweep, k-NN, few-shot
     extra: dict = field(default_factory=dict)  # keys this version does not know (from a newer one), kept

@@ -11,7 +11,7 @@ import pandas as pd
 
 from lungfast.data import split
 from lungfast.results import atomic, stats
-from lungfast.results.layout import FIGURES, ExperimentDir
+from lungfast.results.layout import FIGURES, NEWER_FIGURES, ExperimentDir
 from lungfast.results.summary import Summary
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;
@@ -61,7 +61,7 @@ def build(s: Summary) -> str:
         acc = s.runs.test_accuracy[s.runs.run_dir == str(best.path)].iloc[0]
         parts.append(f"<h2>{html.escape(backbone)}</h2><p>shown: {html.escape(str(best.path.relative_to(exp.path)))} "
                      f"(test accuracy {acc:.4f})</p><div class='figs'>")
-        parts += [_img(best.figure(f), cap) for f, cap in FIGURES.items()]
+        parts += [_img(best.figure(f), cap) for f, cap in {**FIGURES, **NEWER_FIGURES}.items() if best.figure(f).is_file()]
         parts.append("</div>")
     first = s.runs.iloc[0]
     env = {**first.versions, "python": platform.python_version(), **{f"device.{k}": v for k, v in first.device.items()},

@@ -60,3 +60,20 @@ def describe(c: dict) -> str:
     return (f"Paired test, #1 {c['first']} vs #2 {c['second']} on the same {c['n_images']} test images: "
             f"accuracy difference {c['difference']:+.4f} (95% bootstrap CI {c['ci95_low']:+.4f} to "
             f"{c['ci95_high']:+.4f}), paired permutation p = {c['p_value']:.4f}: {c['verdict']} (at 0.05).")
+
+
+def group_bootstrap(statistic, groups: pd.Series, n_resamples: int = 500, seed: int = 0) -> list[tuple[float, float]]:
+    """95% percentile intervals of `statistic(row_mask_indices) -> list of figures` over test rows, resampling
+    whole tile groups (SciPy's bootstrap over group ids): copies of one tile are not independent evidence."""
+    codes, uniques = pd.factorize(groups)
+    rows_of = [np.flatnonzero(codes == g) for g in range(len(uniques))]
+
+    def on_groups(picked):
+        return np.asarray(statistic(np.concatenate([rows_of[int(g)] for g in picked])), dtype=float)
+
+    if len(uniques) < 2:
+        return [(math.nan, math.nan)] * len(on_groups(np.arange(len(uniques))))
+    res = stats.bootstrap((np.arange(len(uniques)),), on_groups, vectorized=False, n_resamples=n_resamples,
+                          method="percentile", rng=np.random.default_rng(seed))
+    low, high = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
+    return [(float(a), float(b)) for a, b in zip(low, high)]

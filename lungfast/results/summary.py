@@ -19,12 +19,13 @@ from lungfast.results import record, stats
 from lungfast.results.layout import ExperimentDir, RunDir
 from lungfast.runspec import entry_of
 
-COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "test_accuracy_std", "ci95_low", "ci95_high", "n", "n_seeds",
+COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "test_accuracy_std", "ci95_low", "ci95_high", "ci_kind", "n",
+           "n_seeds",
            "n_splits", "valid_accuracy", "test_loss", "macro_f1", "balanced_accuracy", "roc_auc_ovr",
-           "cancer_sensitivity", "benign_specificity", "params_m", "seconds_per_epoch", "train_img_per_s",
-           "pretrained", "scheme", "img_size"]
+           "cancer_sensitivity", "benign_specificity", "ece", "ece_calibrated", "params_m", "seconds_per_epoch",
+           "train_img_per_s", "pretrained", "scheme", "img_size"]
 MEANS = ["valid_accuracy", "test_loss", "macro_f1", "balanced_accuracy", "roc_auc_ovr", "cancer_sensitivity",
-         "benign_specificity", "params_m", "seconds_per_epoch", "train_img_per_s"]
+         "benign_specificity", "ece", "ece_calibrated", "params_m", "seconds_per_epoch", "train_img_per_s"]
 
 
 @dataclass(frozen=True)
@@ -68,11 +69,31 @@ def primary_scheme(runs: pd.DataFrame) -> str:
     return "grouped" if (runs.scheme == "grouped").any() else str(runs.scheme.iloc[0])
 
 
+def interval(g: pd.DataFrame) -> tuple[float, float, str]:
+    """95% interval of the mean test accuracy, and what it covers. Over several splits the runs' spread
+    already holds test-sampling spread (each split has its own test part): a t interval over runs. On one
+    split, the seed spread (t interval half-width) and the test-tile sampling spread (the runs' group-bootstrap
+    half-width, mean) are combined in quadrature."""
+    acc = g.test_accuracy.astype(float)
+    low, high = stats.t_interval(acc)
+    if g.split_seed.nunique() > 1:
+        return low, high, "runs (t)"
+    boot = [(ci["test_accuracy"][1] - ci["test_accuracy"][0]) / 2 for ci in g.get("test_ci95", [])
+            if isinstance(ci, dict) and ci.get("test_accuracy") and ci["test_accuracy"][0] == ci["test_accuracy"][0]]
+    if not boot:
+        return low, high, "runs (t)"
+    seeds = (high - low) / 2 if low == low else 0.0
+    half = math.hypot(seeds, sum(boot) / len(boot))
+    return acc.mean() - half, acc.mean() + half, "seeds + test tiles" if len(g) > 1 else "test tiles (group bootstrap)"
+
+
 def _row(g: pd.DataFrame) -> dict:
     acc = g.test_accuracy.astype(float)
-    low, high = (min(max(v, 0.0), 1.0) for v in stats.t_interval(acc))  # an accuracy lies in [0, 1]
-    return {"backbone": g.backbone.iloc[0], "protocol": g.protocol.iloc[0], "test_accuracy": acc.mean(), "test_accuracy_std": acc.std(ddof=1) if len(g) > 1
-            else math.nan, "ci95_low": low, "ci95_high": high, "n": len(g), "n_seeds": g.seed.nunique(),
+    low, high, kind = interval(g)
+    low, high = (min(max(v, 0.0), 1.0) for v in (low, high))  # an accuracy lies in [0, 1]
+    return {"backbone": g.backbone.iloc[0], "protocol": g.protocol.iloc[0], "test_accuracy": acc.mean(),
+            "test_accuracy_std": acc.std(ddof=1) if len(g) > 1 else math.nan, "ci95_low": low, "ci95_high": high,
+            "ci_kind": kind, "n": len(g), "n_seeds": g.seed.nunique(),
             "n_splits": g.split_seed.nunique(), **{c: pd.to_numeric(g[c]).mean() for c in MEANS},
             "pretrained": bool(g.pretrained.iloc[0]), "scheme": g.scheme.iloc[0], "img_size": int(g.img_size.iloc[0])}
 

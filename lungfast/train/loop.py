@@ -109,8 +109,15 @@ def _record(spec, split: Split, stage: RunDir, learn, plan, lr, lr_found, world_
             epochs: list[dict]) -> record.RunRecord:
     """Evaluate on the valid and test parts, export the learner, and write the manifest (last)."""
     valid_loss, valid_acc = learn.validate()
-    test = evaluate.evaluate(learn, loaders.test_dl(learn.dls, split.frame), split.part("test").path.tolist(),
-                             stage, f"{spec.backbone} seed {spec.seed}")
+    probs, targets = learn.get_preds(dl=learn.dls.valid)
+    temperature = evaluate.calibrate(learn, torch.log(probs.clamp_min(1e-12)), targets)  # from here on calibrated
+    tdl, test_part = loaders.test_dl(learn.dls, split.frame), split.part("test")
+    title = f"{spec.backbone} seed {spec.seed}"
+    preds = evaluate.predictions(learn, tdl, test_part.path.tolist())
+    vocab = list(learn.dls.vocab)
+    test = {**evaluate.record_test(learn, tdl, preds, stage, title),
+            **evaluate.calibration_record(preds, vocab, temperature, stage, title),
+            **evaluate.test_intervals(preds, vocab, test_part.group_id)}
     learn.export(stage.learner.name)  # fastai writes it under learn.path, the staging folder
     shutil.rmtree(stage.resume, ignore_errors=True)  # the record is complete: no checkpoint to keep
     b = backbones.get(spec.backbone)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 from lungfast.errors import LungfastError
-from lungfast.results.layout import FIGURES, RunDir
+from lungfast.results.layout import FIGURES, NEWER_FIGURES, RunDir
 
 
 def mlflow_module():
@@ -49,7 +49,7 @@ class Tracker:
         flat = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         flat.update({f"{c}_{k}": v for c, d in rec.per_class.items() for k, v in d.items()})
         self.mlflow.log_metrics({f"final_{k}": float(v) for k, v in flat.items()})
-        for f in [*(run_dir.figure(n) for n in FIGURES), run_dir.history, run_dir.top_losses]:
+        for f in [*(run_dir.figure(n) for n in {**FIGURES, **NEWER_FIGURES}), run_dir.history, run_dir.top_losses]:
             if f.is_file():
                 self.mlflow.log_artifact(str(f))
         self.mlflow.end_run()

@@ -1,0 +1,61 @@
+"""Temperature scaling and calibration figures, and the group bootstrap behind every record's intervals."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import log_loss
+
+from lungfast.probe import heads
+from lungfast.results import calibration, stats
+from lungfast.train import backbones, learner
+
+
+def overconfident(n=2000, t=2.5, seed=0):
+    """Labels drawn from softmax(z / t): the logits z are t times too sharp."""
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, 3, generator=g) * 3
+    y = torch.multinomial(torch.softmax(z / t, 1), 1, generator=g).squeeze(1)
+    return z, y
+
+
+def test_the_fitted_temperature_undoes_overconfidence():
+    z, y = overconfident()
+    t = calibration.fit_temperature(z, y)
+    assert t == pytest.approx(2.5, rel=0.15)
+    before = calibration.scores(torch.softmax(z, 1).numpy(), y.numpy())
+    after = calibration.scores(torch.softmax(z / t, 1).numpy(), y.numpy())
+    assert after["ece"] < before["ece"] / 2 and after["nll"] < before["nll"] and after["brier"] < before["brier"]
+    assert before["nll"] == pytest.approx(log_loss(y.numpy(), torch.softmax(z, 1).numpy()), rel=1e-5)
+    assert 0 <= after["ece"] <= after["mce"] <= 1
+
+
+def test_a_perfectly_calibrated_one_hot_has_zero_ece():
+    y = np.array([0, 1, 2, 1])
+    assert calibration.ece(np.eye(3)[y], y) == 0
+
+
+def test_folding_divides_the_logits_of_a_fastai_model_and_of_a_probe_head():
+    torch.manual_seed(0)
+    model = learner.create_model(backbones.get("tiny"), 3).eval()
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        calibration.fold(model, 2.0)
+        assert torch.allclose(model(x), before / 2.0, atol=1e-5)
+    probe = torch.nn.Sequential(torch.nn.Identity(), heads.ProbeHead(heads.Embedding(), heads.Linear(5, 3)))
+    v = torch.randn(4, 5)
+    with torch.no_grad():
+        before = probe(v)
+        calibration.fold(probe, 4.0)
+        assert torch.allclose(probe(v), before / 4.0, atol=1e-6) and float(probe[1].temperature) == 4.0
+
+
+def test_group_bootstrap_resamples_groups_not_tiles():
+    rng = np.random.default_rng(0)
+    groups = pd.Series(np.repeat(np.arange(40), 20))  # 40 tiles, 20 copies each
+    right = np.repeat(rng.random(40) < 0.8, 20)  # a group is all right or all wrong: copies are not new evidence
+    (low, high), = stats.group_bootstrap(lambda ix: [right[ix].mean()], groups)
+    (tile_low, tile_high), = stats.group_bootstrap(lambda ix: [right[ix].mean()], pd.Series(np.arange(800)))
+    assert low < right.mean() < high and (high - low) > 3 * (tile_high - tile_low)  # honest: much wider
+    assert stats.group_bootstrap(lambda ix: [right[ix].mean()], groups) == [(low, high)]  # seeded
