@@ -59,7 +59,8 @@ class EpochHistory(TrainedEpochCallback):
 
     def after_trained_epoch(self):
         values = dict(zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]))
-        self.rows.append({"epoch": len(self.rows), **{k: float(v) for k, v in values.items()},
+        values = {k: float("nan") if v is None else float(v) for k, v in values.items()}  # None: no valid part
+        self.rows.append({"epoch": len(self.rows), **values,
                           "seconds": time.perf_counter() - self.t0, "train_images": self.n_seen})
         atomic.write_csv(self.path, pd.DataFrame(self.rows))
 

@@ -82,3 +82,13 @@ def test_checkpoint_progress_and_restore_only_for_the_same_run(tmp_path):
     fresh.create_opt()
     Checkpoint.restore(fresh, tmp_path / "resume")
     assert fresh.model.a.item() == learn.model.a.item() and fresh.model.b.item() == learn.model.b.item()
+
+
+def test_history_without_a_valid_part_keeps_its_columns(tmp_path):
+    from fastai.data.core import DataLoaders
+
+    learn = synth_learner()
+    learn.dls = DataLoaders(learn.dls.train, [])  # no valid part: fastai's recorder gives None for its figures
+    learn.fit(1, cbs=[EpochHistory(tmp_path / "history.csv")])
+    h = history_of(tmp_path / "history.csv")
+    assert list(h.columns[:3]) == ["epoch", "train_loss", "valid_loss"] and h.valid_loss.isna().all()
