@@ -98,3 +98,16 @@ def test_scratch_entries_and_pretrained_false_ignore_weights():
     assert learner.resolve_weights(backbones.get("xresnet34"), True, {}) == (False, None)
     assert learner.resolve_weights(backbones.get("resnet50"), False, {"resnet50": "w.pth"}) == (False, None)
     assert learner.resolve_weights(backbones.get("resnet50"), True, {"resnet50": "w.pth"}) == (True, "w.pth")
+
+
+@pytest.mark.slow
+def test_a_foundation_model_loads_from_a_local_weights_file(tmp_path):
+    """Offline, `--set weights.phikon=FILE` (a timm-keyed state dict) replaces the hub download."""
+    import timm
+
+    b = backbones.get("phikon")
+    reference = timm.create_model(b.arch, pretrained=False, num_classes=0, **b.kwargs())
+    torch.save(reference.state_dict(), tmp_path / "phikon.pth")
+    pretrained, path = learner.resolve_weights(b, True, {"phikon": str(tmp_path / "phikon.pth")})
+    model = learner.create_model(b, 3, pretrained=pretrained, weights_file=path)
+    assert torch.equal(model[0].model.blocks[-1].mlp.fc2.weight, reference.blocks[-1].mlp.fc2.weight)
