@@ -39,9 +39,11 @@ def experiment(path, data, **over):
 def test_two_plain_runs_at_once_leave_every_record_whole(data, tmp_path):
     exp = experiment(tmp_path / "e.toml", data)
     cmd = [sys.executable, "-m", "lungfast.cli", "run", str(exp)]
-    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
-    outs = [p.communicate(timeout=600) for p in procs]
+    logs = [(open(tmp_path / f"out{i}", "w"), open(tmp_path / f"err{i}", "w")) for i in range(2)]
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, stdout=o, stderr=e) for o, e in logs]  # files: no pipe fills up
+    for p in procs:
+        p.wait(timeout=600)
+    outs = [((tmp_path / f"out{i}").read_text(), (tmp_path / f"err{i}").read_text()) for i in range(2)]
     assert [p.returncode for p in procs] == [0, 0], [e[-2000:] for _, e in outs]
     out = tmp_path / "r" / "h"
     for seed in (0, 1):

@@ -5,6 +5,7 @@ The clinical pair treats lung_aca + lung_scc as cancer and lung_n as benign.
 
 from __future__ import annotations
 
+import warnings
 import numpy as np
 import pandas as pd
 import torch
@@ -112,13 +113,15 @@ def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series) -> 
 
     def figures(ix):
         t, p = y[ix], yhat[ix]
+        warnings.simplefilter("ignore")  # a resample may lack a class: sklearn warns once per resample
         cancer, called = t != BENIGN, p != BENIGN
         return [float((t == p).mean()), float(skm.balanced_accuracy_score(t, p)),
                 float(called[cancer].mean()) if cancer.any() else np.nan,
                 float((~called)[~cancer].mean()) if (~cancer).any() else np.nan,
                 calibration.ece(probs[ix], yi[ix])]
 
-    return {"test_ci95": dict(zip(CI_FIGURES, stats.group_bootstrap(figures, groups)))}
+    with warnings.catch_warnings():
+        return {"test_ci95": dict(zip(CI_FIGURES, stats.group_bootstrap(figures, groups)))}
 
 
 def record_test(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) -> dict:
