@@ -28,13 +28,16 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
 
 def ece(probs: np.ndarray, y: np.ndarray, norm: str = "l1") -> float:
     """Expected (norm "l1") or maximum ("max") calibration error of the top label."""
-    p, t = torch.as_tensor(probs, dtype=torch.float32), torch.as_tensor(y).long()
+    # copies: pandas 3 hands out read-only arrays, which torch refuses to wrap without a warning
+    p, t = torch.tensor(np.asarray(probs, dtype=np.float32)), torch.tensor(np.asarray(y)).long()
     return float(multiclass_calibration_error(p, t, num_classes=probs.shape[1], n_bins=BINS, norm=norm))
 
 
 def scores(probs: np.ndarray, y: np.ndarray) -> dict:
     """ECE, MCE, NLL and Brier score of class probabilities (rows sum to 1) against integer labels."""
     labels = list(range(probs.shape[1]))
+    probs = np.asarray(probs, dtype=np.float64)
+    probs = probs / probs.sum(1, keepdims=True)  # float32 softmax rows can miss 1 by more than sklearn allows
     return {"ece": ece(probs, y), "mce": ece(probs, y, "max"),
             "nll": float(log_loss(y, probs, labels=labels)),
             "brier": float(brier_score_loss(y, probs, labels=labels))}

@@ -93,7 +93,7 @@ def calibration_record(preds: pd.DataFrame, vocab: list[str], temperature: float
     """Test-part calibration before and after the temperature (`preds` hold the calibrated probabilities),
     and the reliability diagram."""
     y = preds.actual.map({c: i for i, c in enumerate(vocab)}).to_numpy()
-    after = preds[vocab].to_numpy(dtype=float)
+    after = preds[vocab].to_numpy(dtype=float, copy=True)
     before = torch.softmax(torch.log(torch.as_tensor(after).clamp_min(1e-12)) * temperature, 1).numpy()
     atomic.save_figure(calibration.reliability_figure(before, after, y, temperature, title), stage.figure("reliability.png"))
     b, a = calibration.scores(before, y), calibration.scores(after, y)
