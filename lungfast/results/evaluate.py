@@ -77,11 +77,6 @@ def write_figures(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) ->
     atomic.save_figure(saliency.figure(learn, preds), stage.figure("saliency.png"))
 
 
-def evaluate(learn, tdl, paths: list[str], stage: RunDir, title: str) -> dict:
-    """Write the test predictions, the review list and the figures into `stage`; return the test metrics."""
-    return record_test(learn, tdl, predictions(learn, tdl, paths), stage, title)
-
-
 def calibrate(learn, valid_logits: torch.Tensor, valid_y: torch.Tensor) -> float:
     """Fit the temperature on the valid part and fold it into the learner's model; return it."""
     t = calibration.fit_temperature(valid_logits, valid_y)
