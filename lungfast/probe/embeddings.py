@@ -46,6 +46,16 @@ def model_key(backbone, pretrained: bool, weights_file: str | None, img_size: in
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
+_PARTS: dict[Path, dict] = {}  # part files never change once written (unique names): read each once per process
+
+
+def _read_part(part: Path) -> dict:
+    if part not in _PARTS:
+        with np.load(part) as z:
+            _PARTS[part] = dict(zip(z["keys"].tolist(), z["vectors"]))
+    return _PARTS[part]
+
+
 class Store:
     """The cached vectors of one model key."""
 
@@ -55,8 +65,7 @@ class Store:
     def load(self) -> dict[str, np.ndarray]:
         found = {}
         for part in sorted(self.root.glob("part-*.npz")):
-            with np.load(part) as z:
-                found.update(zip(z["keys"].tolist(), z["vectors"]))
+            found.update(_read_part(part))
         return found
 
     def add(self, keys: list[str], vectors: np.ndarray) -> None:

@@ -73,7 +73,8 @@ class KNN(nn.Module):
         sims = F.normalize(x.float(), dim=1) @ self.bank.T
         top = sims.topk(int(self.k), dim=1)
         votes = F.one_hot(self.labels[top.indices], self.n_classes).float().mean(1)
-        # a little of each neighbour's similarity keeps the map differentiable for Grad-CAM; shares are unchanged
+        # votes carry no gradient; the zero-weighted similarities tie the output to the features so Grad-CAM's
+        # backward pass can run (a kNN probe's maps come out flat; shares are unchanged)
         votes = votes + 0.0 * top.values.sum(1, keepdim=True)
         return torch.log(votes.clamp_min(1e-6))
 
