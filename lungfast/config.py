@@ -26,6 +26,7 @@ log = logging.getLogger("lungfast")
 RENAMED = {"split": "scheme"}  # old key -> new key
 SCHEMES = ("grouped", "random")
 PROTOCOLS = ("fine_tune", "linear", "knn", "fewshot")  # how a backbone is compared (see lungfast.probe)
+AUGMENTS = ("stain",)  # training-time augmentations beyond flips and rotation (see train.augment)
 MIN_IMG_SIZE = 32  # every registry backbone downsamples 32x: smaller tiles vanish before the head
 
 
@@ -49,6 +50,8 @@ class ExperimentConfig:
     weights: dict[str, str] = field(default_factory=dict)  # backbone -> local weights file (offline use)
     protocols: list[str] = field(default_factory=lambda: ["fine_tune"])  # fine_tune, and frozen: linear, knn, fewshot
     max_per_class: int | None = None  # subsample each class to this many images, spread over groups
+    augment: list[str] = field(default_factory=list)  # ["stain"]: H&E stain augmentation of training batches
+    robustness_n: int = 300  # test tiles re-scored under each input shift (one fixed draw, by class); 0: no sweep
     results_dir: str = "results"  # where experiment folders are written
 
     @property
@@ -161,6 +164,10 @@ def _validate(exp: ExperimentConfig, source: str) -> None:
         bad(f"seeds and split seeds must be from 0 to 2**32 - 1, got {[s for s in seeds if not 0 <= s < 2**32][0]}")
     if exp.max_per_class is not None and exp.max_per_class < 3:
         bad(f"max_per_class must be at least 3 (one image per part), got {exp.max_per_class}")
+    if any(a not in AUGMENTS for a in exp.augment) or len(set(exp.augment)) != len(exp.augment):
+        bad(f"augment must be distinct names from {', '.join(AUGMENTS)}, got {exp.augment}")
+    if exp.robustness_n < 0:
+        bad(f"robustness_n must be 0 (no sweep) or a number of test tiles, got {exp.robustness_n}")
     if not exp.protocols or any(p not in PROTOCOLS for p in exp.protocols) or len(set(exp.protocols)) != len(exp.protocols):
         bad(f"protocols must be distinct names from {', '.join(PROTOCOLS)}, got {exp.protocols}")
     if not exp.backbones:

@@ -116,7 +116,9 @@ def spec_for(cfg: ExperimentConfig, backbone: str, protocol: str, seed: int, sch
     pretrained, weights_file = resolve_weights(backbones.get(backbone), cfg.pretrained, cfg.weights)
     return RunSpec(experiment=cfg.name, backbone=backbone, seed=seed, scheme=scheme, split_seed=split_seed,
                    img_size=cfg.img_size, batch_size=cfg.batch_size, epochs=cfg.epochs_for(backbone), lr=cfg.lr,
-                   pretrained=pretrained, weights_file=weights_file, n_images=n_images, protocol=protocol)
+                   pretrained=pretrained, weights_file=weights_file, n_images=n_images, protocol=protocol,
+                   # frozen bodies see no training augmentation
+                   augment=tuple(cfg.augment) if protocol == "fine_tune" else (), robustness_n=cfg.robustness_n)
 
 
 def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:
@@ -167,7 +169,7 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
     trainers = {"fine_tune": loop.train_one, "linear": train_probe, "knn": train_probe, "fewshot": train_probe}
     todo = []
     for spec in specs:
-        if record.is_complete(where.run(spec.backbone, spec.seed, spec.protocol)) and not force:
+        if record.is_complete(where.run(spec.backbone, spec.seed, spec.protocol, spec.augment)) and not force:
             log.info("%s: complete record found, skipped (--force reruns)", spec.label)
         else:
             todo.append(spec)
@@ -175,7 +177,7 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
         frame = one.frame.assign(load_path=distributed.once(prepare.prepare, one.frame, todo[0].img_size))
         one = dataclasses.replace(one, frame=frame)
     for spec in todo:
-        final = where.run(spec.backbone, spec.seed, spec.protocol)
+        final = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment)
         if not distributed.is_main():  # other ranks train alongside rank 0 and write nothing that lasts
             if spec.protocol != "fine_tune":  # frozen-embedding protocols run on rank 0 alone
                 continue

@@ -15,8 +15,10 @@ def schedule_for(pretrained: bool) -> str:
     return "fine_tune" if pretrained else "fit_one_cycle"
 
 
-def entry_of(backbone: str, protocol: str) -> str:
-    return backbone if protocol == "fine_tune" else f"{backbone}/{protocol}"
+def entry_of(backbone: str, protocol: str, augment=()) -> str:
+    """The leaderboard row: backbone, `+stain` when trained with stain augmentation, `/protocol` when frozen."""
+    name = "+".join([backbone, *augment])
+    return name if protocol == "fine_tune" else f"{name}/{protocol}"
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,13 @@ class RunSpec:
     weights_file: str | None  # effective local weights file, None for the hub or from scratch
     n_images: int  # images in the split (train + valid + test), so a resume never crosses data sets
     protocol: str = "fine_tune"  # fine_tune, or on frozen embeddings: linear, knn, fewshot
+    augment: tuple[str, ...] = ()  # training-time augmentations beyond flips and rotation: ("stain",) or ()
+    robustness_n: int = 0  # test tiles the robustness sweep re-scores (0: none): what a run measures is part of it
 
     @property
     def entry(self) -> str:
         """The leaderboard row it belongs to: the backbone, plus the protocol unless it is fine-tuning."""
-        return entry_of(self.backbone, self.protocol)
+        return entry_of(self.backbone, self.protocol, self.augment)
 
     @property
     def label(self) -> str:
@@ -56,4 +60,7 @@ class RunSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        d = {k: v for k, v in d.items() if k in names}
+        if "augment" in d:  # JSON has lists; the spec is frozen and hashable
+            d["augment"] = tuple(d["augment"])
+        return cls(**d)

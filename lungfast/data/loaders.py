@@ -60,4 +60,9 @@ def _load_paths(rows: pd.DataFrame) -> list[str]:
 def test_dl(dls, split_df: pd.DataFrame):
     """The held-out test part, labelled, through the same item and batch transforms (no augmentation).
     Its items keep the order of the test rows in split_df."""
-    return dls.test_dl(_load_paths(split_df[split_df.part == "test"]), with_labels=True)
+    return rows_dl(dls, split_df[split_df.part == "test"])
+
+
+def rows_dl(dls, rows: pd.DataFrame):
+    """Labelled rows (read from `load_path` when prepared; the class is the file's folder), in row order."""
+    return dls.test_dl(_load_paths(rows), with_labels=True)

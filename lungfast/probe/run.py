@@ -67,16 +67,24 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> rec
     learn.remove_cb(ProgressCallback)  # as fine-tune learners are exported: callers add a bar where they want one
     head = learn.model[1]
     head_logits = lambda x: head[1](torch.as_tensor(x, dtype=torch.float32)) / head.temperature  # noqa: E731
+    valid_y = torch.as_tensor(parts["valid"][1])
     with torch.inference_mode():
-        temperature = evaluate.calibrate(learn, head_logits(parts["valid"][0]), torch.as_tensor(parts["valid"][1]))
+        temperature = evaluate.calibrate(learn, head_logits(parts["valid"][0]), valid_y)
         z = head_logits(parts["test"][0])  # calibrated from here on, as the exported learner
+        valid_probs = F.softmax(head_logits(parts["valid"][0]), 1)
+
+    def score(rows):  # the robustness sweep's way to predict: cached embeddings of the shifted tiles, this head
+        v, _ = embeddings.embed(rows, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan.device)
+        with torch.inference_mode():
+            return _table(head_logits(v), rows.label.map({c: i for i, c in enumerate(vocab)}).to_numpy(), vocab,
+                          rows.path.tolist())
+
     test, title = split.part("test"), f"{spec.backbone} {spec.protocol} seed {spec.seed}"
-    targs = torch.as_tensor(parts["test"][1])
-    preds = evaluate.as_table(F.softmax(z, 1), targs, F.cross_entropy(z, targs, reduction="none"), vocab,
-                              test.path.tolist())
+    preds = _table(z, parts["test"][1], vocab, test.path.tolist())
     metrics = {**evaluate.record_test(learn, loaders.test_dl(dls, split.frame), preds, stage, title),
                **evaluate.calibration_record(preds, vocab, temperature, stage, title),
-               **evaluate.test_intervals(preds, vocab, test.group_id)}
+               **evaluate.test_intervals(preds, vocab, test.group_id),
+               **evaluate.clinical_record(spec, score, preds, vocab, valid_probs, valid_y, test, stage, title)}
     learn.export(stage.learner.name)
     chosen = next(r for r in fit.history if r["setting"] == fit.chosen)
     rec = record.RunRecord(
@@ -93,6 +101,12 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> rec
     if tracker:
         tracker.finish(rec, stage)
     return rec
+
+
+def _table(logits: torch.Tensor, y, vocab: list[str], paths: list[str]):
+    """The predictions table (evaluate.as_table) of calibrated logits."""
+    y = torch.as_tensor(y)
+    return evaluate.as_table(F.softmax(logits, 1), y, F.cross_entropy(logits, y, reduction="none"), vocab, paths)
 
 
 def all_params(model: nn.Module) -> list:

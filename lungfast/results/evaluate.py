@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 from sklearn import metrics as skm
 
-from lungfast.results import atomic, calibration, saliency, stats
+from lungfast.results import atomic, calibration, referral, robustness, saliency, stats
 from lungfast.results.layout import RunDir
 
 BENIGN = "lung_n"
@@ -128,4 +128,18 @@ def record_test(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) -> d
     out = test_metrics(preds, list(learn.dls.vocab))
     out["test_accuracy"] = float(np.mean(preds.actual == preds.predicted))
     out["test_loss"] = float(preds.loss.mean())
+    return out
+
+
+def clinical_record(spec, score, preds: pd.DataFrame, vocab: list[str], valid_probs: torch.Tensor,
+                    valid_y: torch.Tensor, test_part: pd.DataFrame, stage: RunDir, title: str) -> dict:
+    """When to refer (threshold on the valid part's calibrated confidence) and the robustness sweep of
+    `spec.robustness_n` test tiles; `score(rows)` predicts rows the run's own way."""
+    from lungfast.data import shifts
+
+    conf, right = valid_probs.max(1)
+    out = referral.record(conf.numpy(), (right == valid_y).numpy(), preds, stage, title)
+    if spec.robustness_n:
+        rows = shifts.sample(test_part, spec.robustness_n)
+        out.update(robustness.sweep(score, preds, rows, vocab, stage, title))
     return out

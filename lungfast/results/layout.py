@@ -20,7 +20,9 @@ from pathlib import Path
 # the figures of a run record, with the captions the report gives them
 FIGURES = {"confusion_matrix.png": "Confusion matrix (test)", "loss.png": "Loss curves",
            "top_losses.png": "Top losses (test)", "saliency.png": "Grad-CAM saliency (test)"}
-NEWER_FIGURES = {"reliability.png": "Reliability before and after temperature scaling (test)"}  # not in 0.1 records
+NEWER_FIGURES = {"reliability.png": "Reliability before and after temperature scaling (test)",  # not in 0.1 records
+                 "risk_coverage.png": "Risk-coverage: accuracy of the tiles kept, most confident first",
+                 "robustness.png": "Accuracy under stain, blur, JPEG and magnification shifts (test)"}
 TABLES = ("history.csv", "test_predictions.csv", "top_losses.csv")
 MANIFEST = "metrics.json"  # the run record proper; written last, so its presence marks a finished run
 LEARNER = "learner.pkl"
@@ -41,6 +43,8 @@ class RunDir:
     test_predictions = property(lambda self: self.path / "test_predictions.csv")
     top_losses = property(lambda self: self.path / "top_losses.csv")
     learner = property(lambda self: self.path / LEARNER)
+    robustness = property(lambda self: self.path / "robustness.csv")  # shift, severity, accuracy, ece, n
+    robustness_predictions = property(lambda self: self.path / "robustness_predictions.csv")  # per tile and shift
     resume = property(lambda self: self.path / "resume")  # checkpoint of a run in progress
 
     def figure(self, name: str) -> Path:
@@ -75,10 +79,11 @@ class SplitDir:
     split_csv = property(lambda self: self.path / "split.csv")
     split_key = property(lambda self: self.path / "split.key.json")
 
-    def run(self, backbone: str, seed: int, protocol: str = "fine_tune") -> RunDir:
-        """runs/<backbone>/seed<k> for fine-tuning, runs/<backbone>/<protocol>-seed<k> for the others."""
+    def run(self, backbone: str, seed: int, protocol: str = "fine_tune", augment=()) -> RunDir:
+        """runs/<backbone>/seed<k> for fine-tuning, runs/<backbone>/<protocol>-seed<k> for the others;
+        runs/<backbone>+stain/... when trained with stain augmentation."""
         name = f"seed{seed}" if protocol == "fine_tune" else f"{protocol}-seed{seed}"
-        return RunDir(self.path / "runs" / backbone / name)
+        return RunDir(self.path / "runs" / "+".join([backbone, *augment]) / name)
 
     def runs(self) -> list[RunDir]:
         """Every run folder with a manifest (complete or damaged: the record reader decides)."""

@@ -11,7 +11,7 @@ from lungfast.results import atomic, readme, stats
 from lungfast.results.summary import Summary
 
 SHOWN = ["ci_kind", "n", "valid_accuracy", "macro_f1", "cancer_sensitivity", "benign_specificity", "ece",
-         "ece_calibrated", "test_loss", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained", "scheme",
+         "ece_calibrated", "coverage_at_99", "shifted_accuracy", "worst_shift", "test_loss", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained", "scheme",
          "img_size"]
 
 
@@ -22,6 +22,9 @@ def _fmt(table: pd.DataFrame) -> pd.DataFrame:
     shown["95% CI"] = [f"{lo:.4f}–{hi:.4f}" if lo == lo else "n=1" for lo, hi in zip(table.ci95_low, table.ci95_high)]
     for c in SHOWN:
         shown[c] = table[c]
+    shown["worst_shift"] = [f"{name} {acc:.4f}" if name else "–" for name, acc in
+                            zip(table.worst_shift, table.worst_shift_accuracy)]
+    shown.insert(1, "backbone", shown.pop("backbone").str.cat(table.augment.map(lambda a: f"+{a}" if a else "")))
     return shown
 
 
@@ -30,7 +33,10 @@ def to_markdown(s: Summary) -> str:
     text += (f"\nn counts runs (training seeds x split seeds) on the {s.scheme} scheme; ci_kind says what the 95% "
              f"interval covers: runs (t interval over them), test tiles (bootstrap over the test part's tile "
              f"groups), or both combined. ece: before temperature scaling; ece_calibrated: after (what export "
-             f"ships).\n")
+             f"ships). coverage_at_99: share of test tiles kept by the confidence threshold that reaches 99% "
+             f"accuracy on the valid part (the rest are referred). shifted_accuracy: mean test accuracy under "
+             f"stain, stain re-targeting, blur, JPEG and magnification shifts at the middle severity; worst_shift: "
+             f"the lowest of them.\n")
     published = probe_table(s.runs)
     if published is not None:
         text += "\nFrozen features, test accuracy mean ± std over split seeds (LC25000-clean's columns):\n\n"

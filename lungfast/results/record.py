@@ -68,6 +68,12 @@ class RunRecord:
     ece_calibrated: float | None = None  # after it (what the exported learner gives)
     calibration: dict = field(default_factory=dict)  # temperature; ECE, MCE, NLL, Brier before and after
     test_ci95: dict = field(default_factory=dict)  # figure -> [low, high], bootstrap over the test part's tile groups
+    referral: dict = field(default_factory=dict)  # threshold for 99% accuracy (valid part), coverage and accuracy (test)
+    coverage_at_99: float | None = None  # share of test tiles kept at that threshold
+    robustness: dict = field(default_factory=dict)  # sweep: sample size, settings, accuracy per shift at mid severity
+    shifted_accuracy: float | None = None  # mean test accuracy over the shifts at the middle severity
+    worst_shift: str | None = None  # the shift with the lowest accuracy at the middle severity
+    worst_shift_accuracy: float | None = None
     embed_img_per_s: float | None = None  # frozen-embedding protocols: embedding throughput (of the cache fill)
     probe: dict = field(default_factory=dict)  # frozen-embedding protocols: chosen setting, sweep, k-NN, few-shot
     extra: dict = field(default_factory=dict)  # keys this version does not know (from a newer one), kept

@@ -22,10 +22,12 @@ from lungfast.runspec import entry_of
 COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "test_accuracy_std", "ci95_low", "ci95_high", "ci_kind", "n",
            "n_seeds",
            "n_splits", "valid_accuracy", "test_loss", "macro_f1", "balanced_accuracy", "roc_auc_ovr",
-           "cancer_sensitivity", "benign_specificity", "ece", "ece_calibrated", "params_m", "seconds_per_epoch",
-           "train_img_per_s", "pretrained", "scheme", "img_size"]
+           "cancer_sensitivity", "benign_specificity", "ece", "ece_calibrated", "coverage_at_99", "shifted_accuracy",
+           "worst_shift", "worst_shift_accuracy", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained",
+           "augment", "scheme", "img_size", "entry"]
 MEANS = ["valid_accuracy", "test_loss", "macro_f1", "balanced_accuracy", "roc_auc_ovr", "cancer_sensitivity",
-         "benign_specificity", "ece", "ece_calibrated", "params_m", "seconds_per_epoch", "train_img_per_s"]
+         "benign_specificity", "ece", "ece_calibrated", "coverage_at_99", "shifted_accuracy", "params_m",
+         "seconds_per_epoch", "train_img_per_s"]
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,7 @@ class Summary:
     @property
     def entries(self) -> list[str]:
         """The table's rows as entries, best first."""
-        return [entry_of(b, p) for b, p in zip(self.table.backbone, self.table.protocol)]
+        return self.table.entry.tolist()
 
     @property
     def winner(self) -> RunDir:
@@ -62,7 +64,17 @@ def load_runs(exp: ExperimentDir) -> pd.DataFrame:
     if not found:
         raise LungfastError(f"{exp.path}: no complete run records under runs/; run an experiment first")
     runs = pd.DataFrame([rec.row(run_dir) for run_dir, rec in found]).assign(params_m=lambda d: d.params / 1e6)
-    return runs.assign(entry=[entry_of(b, p) for b, p in zip(runs.backbone, runs.protocol)])
+    runs["augment"] = ["+".join(a) for a in runs.augment]
+    for column in ("shifted_accuracy", "coverage_at_99"):  # absent from records before the robustness sweep
+        runs[column] = pd.to_numeric(runs[column]) if column in runs else math.nan
+    return runs.assign(entry=[entry_of(b, p, rec.spec.augment) for (b, p), (_, rec) in
+                              zip(zip(runs.backbone, runs.protocol), found)])
+
+
+def worst_shift(g: pd.DataFrame) -> tuple[str | None, float]:
+    """The shift with the lowest mean accuracy at the middle severity over an entry's runs."""
+    middle = pd.DataFrame([r.get("middle", {}) for r in g.get("robustness", []) if isinstance(r, dict)]).mean()
+    return (str(middle.idxmin()), float(middle.min())) if len(middle.dropna()) else (None, math.nan)
 
 
 def primary_scheme(runs: pd.DataFrame) -> str:
@@ -95,7 +107,9 @@ def _row(g: pd.DataFrame) -> dict:
             "test_accuracy_std": acc.std(ddof=1) if len(g) > 1 else math.nan, "ci95_low": low, "ci95_high": high,
             "ci_kind": kind, "n": len(g), "n_seeds": g.seed.nunique(),
             "n_splits": g.split_seed.nunique(), **{c: pd.to_numeric(g[c]).mean() for c in MEANS},
-            "pretrained": bool(g.pretrained.iloc[0]), "scheme": g.scheme.iloc[0], "img_size": int(g.img_size.iloc[0])}
+            "worst_shift": worst_shift(g)[0], "worst_shift_accuracy": worst_shift(g)[1],
+            "pretrained": bool(g.pretrained.iloc[0]), "augment": g.augment.iloc[0], "scheme": g.scheme.iloc[0],
+            "img_size": int(g.img_size.iloc[0]), "entry": g.entry.iloc[0]}
 
 
 def leaderboard(ranked: pd.DataFrame) -> pd.DataFrame:
@@ -109,7 +123,8 @@ def inflation(runs: pd.DataFrame) -> pd.DataFrame | None:
     """Grouped vs random test accuracy per backbone, when both were run."""
     if set(runs.scheme) < {"grouped", "random"}:
         return None
-    acc = runs.pivot_table(index=["backbone", "protocol"], columns="scheme", values="test_accuracy", aggfunc="mean")
+    acc = runs.pivot_table(index=["backbone", "protocol", "augment"], columns="scheme", values="test_accuracy",
+                           aggfunc="mean")
     acc = acc.dropna().rename(columns={"grouped": "grouped_test_accuracy", "random": "random_test_accuracy"})
     acc["inflation"] = acc.random_test_accuracy - acc.grouped_test_accuracy
     acc.columns.name = None
@@ -121,6 +136,6 @@ def summarize(exp: ExperimentDir) -> Summary:
     scheme = primary_scheme(runs)
     ranked = runs[runs.scheme == scheme]
     table = leaderboard(ranked)
-    first, second = ([entry_of(b, p) for b, p in zip(table.backbone, table.protocol)] + [None, None])[:2]
+    first, second = (table.entry.tolist() + [None, None])[:2]
     comparison = stats.paired_comparison(first, second, ranked, key="entry") if second else None
     return Summary(exp, runs, scheme, table, inflation(runs), comparison)

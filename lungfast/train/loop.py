@@ -27,7 +27,7 @@ from lungfast.results import evaluate, record  # noqa: E402
 from lungfast.results.layout import RunDir  # noqa: E402
 from lungfast.runspec import RunSpec  # noqa: E402
 from lungfast.ship import trust  # noqa: E402
-from lungfast.train import backbones, device, distributed, learner  # noqa: E402
+from lungfast.train import augment, backbones, device, distributed, learner  # noqa: E402
 from lungfast.train.callbacks import Checkpoint, EpochHistory, EpochLog, RankLog  # noqa: E402
 from lungfast.train.tracking import Tracker  # noqa: E402
 
@@ -62,6 +62,8 @@ def callbacks(spec: RunSpec, stage: RunDir, done: int, lr_found: float | None, l
     else:
         distributed.patch_gloo_broadcast()
         cbs.append(RankLog())
+    b = backbones.get(spec.backbone)
+    cbs += [augment.CALLBACKS[name](b.stats, spec.seed) for name in spec.augment]
     return cbs + tracker.start(spec, lr)
 
 
@@ -115,9 +117,15 @@ def _record(spec, split: Split, stage: RunDir, learn, plan, lr, lr_found, world_
     title = f"{spec.backbone} seed {spec.seed}"
     preds = evaluate.predictions(learn, tdl, test_part.path.tolist())
     vocab = list(learn.dls.vocab)
+    valid_probs = torch.softmax(torch.log(probs.clamp_min(1e-12)) / temperature, 1)  # as the calibrated model
+
+    def score(rows):  # the robustness sweep's way to predict: this learner, through its own pipeline
+        return evaluate.predictions(learn, loaders.rows_dl(learn.dls, rows), rows.path.tolist())
+
     test = {**evaluate.record_test(learn, tdl, preds, stage, title),
             **evaluate.calibration_record(preds, vocab, temperature, stage, title),
-            **evaluate.test_intervals(preds, vocab, test_part.group_id)}
+            **evaluate.test_intervals(preds, vocab, test_part.group_id),
+            **evaluate.clinical_record(spec, score, preds, vocab, valid_probs, targets, test_part, stage, title)}
     learn.export(stage.learner.name)  # fastai writes it under learn.path, the staging folder
     shutil.rmtree(stage.resume, ignore_errors=True)  # the record is complete: no checkpoint to keep
     b = backbones.get(spec.backbone)

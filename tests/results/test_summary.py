@@ -67,7 +67,7 @@ def test_leaderboard_files_and_readme_block_come_from_the_summary(exp, tmp_path)
     leaderboard.update_readme(page, s, "Command: x")
     new = page.read_text()
     assert new.startswith("intro\n<!-- leaderboard:e -->\nCommand: x\n\n| ") and new.endswith("<!-- /leaderboard:e -->\nrest\n")
-    assert "old" not in new
+    assert "\nold\n" not in new
 
 
 def test_readme_without_the_block_is_one_clear_error(tmp_path):
