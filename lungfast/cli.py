@@ -108,7 +108,8 @@ def cmd_predict(args):
     from lungfast.ship import model_io, predict
 
     learn = model_io.load(args.model, args.trust)
-    table = predict.predict(learn, predict.collect(args.paths), tta=args.tta)
+    table = predict.predict(learn, predict.collect(args.paths), tta=args.tta,
+                            refer_below=model_io.refer_below(args.model))
     if args.out:
         atomic.write_csv(args.out, table)
         print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)

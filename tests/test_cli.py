@@ -191,6 +191,26 @@ def test_calibration_and_group_bootstrap_intervals_are_recorded(e2e):
     assert (probs.numpy() - recorded[list(learn.dls.vocab)].to_numpy()).__abs__().max() < 1e-4
 
 
+def test_robustness_sweep_and_referral_are_recorded(e2e):
+    _, _, out, _ = e2e
+    run = out / "runs" / "tiny" / "seed0"
+    m = json.loads((run / "metrics.json").read_text())
+    sweep = pd.read_csv(run / "robustness.csv")
+    assert len(sweep) == 16 and set(sweep["shift"]) == {"none", "stain", "stain_retarget", "blur", "jpeg", "magnification"}
+    assert (sweep.n == m["n_test"]).all()  # the test part is smaller than robustness_n: all of it
+    clean = pd.read_csv(run / "test_predictions.csv")
+    assert sweep.accuracy.iloc[0] == pytest.approx((clean.actual == clean.predicted).mean())
+    middle = sweep[sweep.severity == 2].set_index("shift").accuracy
+    assert m["shifted_accuracy"] == pytest.approx(middle.mean()) and m["worst_shift"] == middle.idxmin()
+    ref = m["referral"]
+    assert ref["target_accuracy"] == 0.99 and m["coverage_at_99"] == ref["test_coverage"]
+    if ref["threshold"] is not None:  # the recorded coverage is the share of test tiles at or above it
+        assert ref["test_coverage"] == pytest.approx((clean.probability >= ref["threshold"]).mean())
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert {"coverage_at_99", "shifted_accuracy", "worst_shift"} <= set(board.columns)
+    assert board.shifted_accuracy.between(0, 1).all()
+
+
 def test_test_metrics_are_consistent_with_the_confusion_matrix(e2e):
     _, _, out, _ = e2e
     m = json.loads((out / "runs" / "xresnet18" / "seed0" / "metrics.json").read_text())
@@ -260,12 +280,38 @@ def test_report_opens_in_headless_chromium_with_every_image(e2e, tmp_path):
         images = driver.execute_script("return [...document.images].map(i => [i.alt, i.complete, i.naturalWidth])")
         env = driver.execute_script("return document.querySelector('#environment').textContent")
         splits = driver.execute_script("return document.querySelectorAll('#splits tbody tr').length")
+        chart = driver.execute_script("const i = document.getElementById('comparison-chart');"
+                                      "return i && [i.naturalWidth, i.naturalHeight]")
+        hidden = driver.execute_script("const d = document.querySelector('details');"
+                                       "return [d.querySelector('summary').textContent, d.open]")
+        key_columns = driver.execute_script("return [...document.querySelectorAll('#leaderboard thead th')]"
+                                            ".map(h => h.textContent)")
     finally:
         driver.quit()
     assert sorted(rows) == ["tiny", "xresnet18"]
-    assert len(images) == 10 and all(ok and width > 100 for _, ok, width in images), images  # 5 figures x 2
-    assert sum("Reliability" in alt for alt, _, _ in images) == 2
+    # per run 8 figures (confusion, loss, top losses, saliency, reliability, risk-coverage, robustness) x 2,
+    # the comparison chart, one chart per shift
+    assert len(images) == 7 * 2 + 1 + 5 and all(ok and width > 100 for _, ok, width in images), images
+    for caption in ("Reliability", "Risk-coverage", "Accuracy under stain", "whiskers", "jpeg: accuracy vs severity"):
+        assert sum(caption in alt for alt, _, _ in images) >= 1, caption
+    assert chart and chart[0] > 300 and chart[1] > 100  # the comparison chart, drawn
+    assert hidden == ["All columns", False] and key_columns[-1] == "worst_shift"  # the wide table behind a toggle
     assert "torch" in env and "fastai" in env and splits == 3
+
+
+def test_stain_augmented_runs_are_their_own_entry(lc_subset, tmp_path):
+    exp = write_experiment(tmp_path / "e.toml", name="aug", data_dir=str(lc_subset / "lung_image_sets"),
+                           backbones=["tiny"], img_size=32, batch_size=16, epochs=1, pretrained=False,
+                           results_dir=str(tmp_path / "results"), max_per_class=30, augment=["stain"],
+                           robustness_n=0)
+    result = run_cli("run", exp, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run = tmp_path / "results" / "aug" / "runs" / "tiny+stain" / "seed0"
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["augment"] == ["stain"] and m["robustness_n"] == 0 and m["shifted_accuracy"] is None
+    assert not (run / "robustness.csv").exists()
+    assert pd.read_csv(tmp_path / "results" / "aug" / "leaderboard.csv").entry.tolist() == ["tiny+stain"]
+    assert "| tiny+stain " in (tmp_path / "results" / "aug" / "leaderboard.md").read_text()
 
 
 def test_seeds_splits_and_inflation_side_by_side(tmp_path):

@@ -47,6 +47,9 @@ def test_old_key_split_still_loads_with_a_note(tmp_path, caplog):
     ({"lr": "fast"}, "lr must be a number or \"find\""),
     ({"seeds": [0, 0]}, "distinct"),
     ({"backbones": []}, "backbones is empty"),
+    ({"augment": ["stian"]}, "augment must be distinct names from stain, got ['stian']"),
+    ({"augment": ["stain", "stain"]}, "augment must be distinct"),
+    ({"robustness_n": -1}, "robustness_n must be 0 (no sweep) or a number of test tiles"),
 ])
 def test_bad_config_is_one_clear_error(tmp_path, extra, message):
     f = write_experiment(tmp_path / "e.toml", **{**BASE, **extra})

@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lungfast import progress
 from lungfast.cache import cache_dir
 from lungfast.data import loaders
 from lungfast.results import atomic
@@ -109,7 +109,7 @@ def embed(frame: pd.DataFrame, model: torch.nn.Module, key: str, vocab: list[str
         log.info("embedding %d of %d images (%d cached) into %s", len(todo), len(keys), len(keys) - len(todo),
                  store.root)
         t0, done, pending = time.perf_counter(), 0, ([], [])
-        bar = _bar(len(todo))
+        bar = progress.bar(len(todo), "embedded")
         for start, v in compute(model, [reads[i] for i in todo], vocab, img_size, stats, device):
             batch = [keys[i] for i in todo[start:start + len(v)]]
             have.update(zip(batch, v))
@@ -125,19 +125,3 @@ def embed(frame: pd.DataFrame, model: torch.nn.Module, key: str, vocab: list[str
     else:
         speed = store.speed()
     return np.stack([have[k] for k in keys]), speed
-
-
-def _bar(total: int):
-    """A fastprogress bar in a terminal; in logs and CI a line per tenth."""
-    if sys.stderr.isatty():
-        from fastprogress.fastprogress import progress_bar
-
-        bar = progress_bar(range(total))
-        return lambda n: bar.update(n)
-    step, shown = max(total // 10, 1), [0]
-
-    def line(n):
-        if n - shown[0] >= step or n == total:
-            shown[0] = n
-            log.info("embedded %d/%d", n, total)
-    return line

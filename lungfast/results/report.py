@@ -10,23 +10,47 @@ from pathlib import Path
 import pandas as pd
 
 from lungfast.data import split
-from lungfast.results import atomic, stats
+from lungfast.results import atomic, charts, stats
 from lungfast.results.layout import FIGURES, NEWER_FIGURES, ExperimentDir
 from lungfast.results.summary import Summary
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;
 margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#eee}
-.figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{margin:0}.figs img{max-width:420px;border:1px solid #ddd}"""
+.figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{margin:0}.figs img{max-width:420px;border:1px solid #ddd}
+.side{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}details{margin:1em 0}
+details table{font-size:90%}summary{cursor:pointer}"""
+KEY_COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "ci95_low", "ci95_high", "n", "ece_calibrated",
+               "coverage_at_99", "shifted_accuracy", "worst_shift"]  # the rest sit behind a toggle
 
 
 def _img(path: Path, caption: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return (f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+    return _png(path.read_bytes(), caption)
+
+
+def _png(data: bytes, caption: str, css_id: str | None = None) -> str:
+    ident = f' id="{css_id}"' if css_id else ""
+    return (f'<figure><img{ident} alt="{html.escape(caption)}" src="data:image/png;base64,'
+            f'{base64.b64encode(data).decode()}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+
+def _fig(fig, caption: str, css_id: str | None = None) -> str:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return _png(buf.getvalue(), caption, css_id)
 
 
 def _table(df: pd.DataFrame, css_id: str) -> str:
     return df.to_html(index=False, table_id=css_id, float_format=lambda v: f"{v:.4f}", na_rep="–", border=0)
+
+
+def key_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The columns a reader needs first; `backbone` names the augmentation too (x+stain)."""
+    return table[[c for c in KEY_COLUMNS if c in table]].assign(backbone=table.entry.str.split("/").str[0])
 
 
 def split_summary(exp: ExperimentDir) -> pd.DataFrame:
@@ -49,10 +73,16 @@ def build(s: Summary) -> str:
     exp, table = s.exp, s.table
     parts = [f"<h1>lungfast: {html.escape(exp.name)}</h1>", "<h2>Leaderboard</h2>",
              f"<p>Test part, {html.escape(s.scheme)} scheme; mean over runs (training seeds x split seeds), "
-             f"95% t interval.</p>",
-             _table(table, "leaderboard")]
+             f"95% interval (ci_kind says what it covers: seeds, splits, test tiles).</p>",
+             "<div class='side'>", _table(key_table(table), "leaderboard"),
+             _fig(charts.comparison(s), "Test accuracy with 95% interval whiskers", "comparison-chart"), "</div>",
+             "<details><summary>All columns</summary>", _table(table, "leaderboard-all"), "</details>"]
     if s.comparison:
         parts.append(f"<p id='comparison'>{html.escape(stats.describe(s.comparison))}</p>")
+    shifts = charts.per_shift(s)
+    if shifts:
+        parts += ["<h2>Robustness: accuracy under each input shift</h2><div class='figs' id='shifts'>",
+                  *[_fig(fig, f"{name}: accuracy vs severity") for name, fig in shifts.items()], "</div>"]
     if s.inflation is not None:
         parts += ["<h2>Random-split inflation</h2>", _table(s.inflation, "inflation")]
     parts += ["<h2>Splits (images and tile groups per class and part)</h2>", _table(split_summary(exp), "splits")]

@@ -39,12 +39,27 @@ def check_upload(path: str | None) -> str | None:
     return f"That image could not be decoded ({reason.replace(str(path), 'the upload')})." if reason else None
 
 
+def advice(confidence: float, threshold: float | None) -> str:
+    """What the confidence means for the reader, against the model's 99%-accuracy threshold."""
+    if threshold is None:
+        return f"Confidence {confidence:.3f}. No referral threshold is recorded for this model (export it again)."
+    if threshold == float("inf"):
+        return (f"Confidence {confidence:.3f}. This model never reached 99% accuracy on its valid part at any "
+                f"confidence: **refer to a pathologist**.")
+    if confidence < threshold:
+        return (f"Confidence {confidence:.3f} is below {threshold:.3f}, the level at which this model was 99% "
+                f"accurate on its valid part: **refer to a pathologist**.")
+    return (f"Confidence {confidence:.3f} is at or above {threshold:.3f}: at this level the model was 99% "
+            f"accurate on its valid part. Research use only.")
+
+
 def build(model_path: str, trusted: bool = False):
     import gradio as gr
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
     learn = model_io.load(model_path, trusted)
     vocab = list(learn.dls.vocab)
+    threshold = model_io.refer_below(model_path)
 
     def predict(image):
         problem = check_upload(image)
@@ -55,7 +70,7 @@ def build(model_path: str, trusted: bool = False):
         top = int(probs.argmax())
         maps, rgb = saliency.cam_maps(learn, [image], [top])
         overlay = show_cam_on_image(rgb[0].astype(np.float32), maps[0], use_rgb=True)
-        return {c: float(p) for c, p in zip(vocab, probs)}, overlay
+        return {c: float(p) for c, p in zip(vocab, probs)}, overlay, advice(float(probs[top]), threshold)
 
     with gr.Blocks(title="lungfast") as demo:
         gr.Markdown(f"# lungfast\nModel `{Path(model_path).name}`: {', '.join(vocab)}. Research use only; "
@@ -64,9 +79,10 @@ def build(model_path: str, trusted: bool = False):
             image = gr.File(type="filepath", label="H&E lung tile (JPEG, PNG, TIFF)")
             with gr.Column():
                 label = gr.Label(num_top_classes=len(vocab), label="Class probabilities")
+                verdict = gr.Markdown(label="Referral")
                 cam = gr.Image(label="Grad-CAM of the predicted class")
         button = gr.Button("Predict")
-        button.click(predict, inputs=image, outputs=[label, cam], api_name="predict")
+        button.click(predict, inputs=image, outputs=[label, cam, verdict], api_name="predict")
         found = model_io.examples(model_path)
         if found:
             gr.Examples(found, inputs=image, label="Test-part tiles from the run")

@@ -30,5 +30,5 @@ def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = F
     digest = trust.remember(out)
     atomic.write_json(model_io.sidecar(out), {"format": "fastai-pickle", "backbone": rec.spec.backbone,
                                               "source_run": str(run.path.resolve()), "sha256": digest,
-                                              "vocab": rec.vocab})
+                                              "vocab": rec.vocab, "refer_below": rec.referral.get("threshold")})
     return run.path

@@ -15,8 +15,8 @@ import timm
 import torch
 
 from lungfast.data import loaders, split
-from lungfast.results import atomic
-from lungfast.results.layout import RunDir
+from lungfast.results import atomic, record
+from lungfast.results.layout import MANIFEST, RunDir
 from lungfast.ship import trust
 from lungfast.probe import heads
 from lungfast.train import backbones, learner
@@ -33,7 +33,7 @@ def export_safetensors(learn, rec, run: RunDir, out: Path) -> None:
 
     b = backbones.get(rec.spec.backbone)
     meta = {"format": "lungfast-safetensors-1", "backbone": b.name, "vocab": list(learn.dls.vocab),
-            "protocol": rec.spec.protocol,
+            "protocol": rec.spec.protocol, "refer_below": rec.referral.get("threshold"),
             "img_size": rec.spec.img_size, "stats": [list(s) for s in b.stats], "source_run": str(run.path.resolve()),
             "versions": {"fastai": fastai.__version__, "timm": timm.__version__, "torch": torch.__version__}}
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
@@ -105,6 +105,24 @@ def load(path: str | Path, trusted: bool = False):
     learn = load_safetensors(path) if path.suffix == ".safetensors" else load_pickle(path, trusted)
     learn.model.eval()
     return learn
+
+
+def refer_below(path: str | Path) -> float | None:
+    """The calibrated confidence below which the model was under 99% accurate on its valid part (tiles below
+    it go to a pathologist): from the export's description, or the run record of a run's own learner.
+    inf: no confidence reached 99% (refer every tile); None: not recorded (models older than the referral)."""
+    path = Path(path)
+    try:
+        if sidecar(path).is_file():
+            found = json.loads(sidecar(path).read_text())
+        elif (path.parent / MANIFEST).is_file():
+            found = {"refer_below": record.read(RunDir(path.parent)).referral.get("threshold", "unknown")}
+        else:
+            return None
+    except (ValueError, LungfastError):  # a damaged description only costs the referral advice
+        return None
+    t = found.get("refer_below", "unknown")
+    return None if t == "unknown" else float("inf") if t is None else float(t)
 
 
 def examples(path: str | Path, per_class: int = 1) -> list[str]:

@@ -29,7 +29,10 @@ def collect(inputs: list[str]) -> list[Path]:
     return found
 
 
-def predict(learn, paths: list[Path], tta: bool = False, progress: bool = True) -> pd.DataFrame:
+def predict(learn, paths: list[Path], tta: bool = False, progress: bool = True,
+            refer_below: float | None = None) -> pd.DataFrame:
+    """Class probabilities per file; with `refer_below` (the model's 99%-accuracy threshold), a `refer`
+    column: true where the top probability is below it (a pathologist should look)."""
     from fastai.callback.progress import ProgressCallback
 
     vocab = list(learn.dls.vocab)
@@ -46,4 +49,6 @@ def predict(learn, paths: list[Path], tta: bool = False, progress: bool = True) 
         ok = rows.error == ""
         rows.loc[ok, vocab] = probs.numpy()
         rows.loc[ok, "predicted"] = [vocab[i] for i in probs.argmax(dim=1)]
+    if refer_below is not None:
+        rows.insert(len(rows.columns) - 1, "refer", rows[vocab].max(axis=1).lt(refer_below) & (rows.error == ""))
     return rows

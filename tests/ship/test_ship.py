@@ -48,7 +48,7 @@ def predict_csv(result) -> pd.DataFrame:
 def test_predict_folder_recursively_with_one_bad_file(shipped):
     work, _ = shipped
     table = predict_csv(run_cli("predict", work / "lung.pkl", work / "tiles", cwd=work))
-    assert list(table.columns) == ["path", "predicted", *CLASSES, "error"]
+    assert list(table.columns) == ["path", "predicted", *CLASSES, "refer", "error"]
     assert len(table) == 7
     bad = table[table.path.str.endswith("notes.jpeg")].iloc[0]
     assert bad.predicted == "" and "UnidentifiedImageError" in bad.error
@@ -57,6 +57,9 @@ def test_predict_folder_recursively_with_one_bad_file(shipped):
     probs = good[CLASSES].astype(float)
     assert (probs.sum(axis=1) - 1).abs().max() < 1e-4
     assert (good.predicted == probs.idxmax(axis=1)).all()
+    threshold = json.loads((work / "lung.pkl.json").read_text())["refer_below"]
+    expected = probs.max(axis=1) < (float("inf") if threshold is None else threshold)  # None: 99% never reached
+    assert (good.refer.astype(str) == expected.map(str)).all() and str(bad.refer) == "False"
 
 
 def test_predict_tta_and_out_file(shipped):
@@ -146,7 +149,7 @@ def test_gradio_app_predicts_through_the_real_client(shipped):
             time.sleep(1)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         tile = next((work / "tiles" / "nested").iterdir())
-        label, overlay = client.predict(handle_file(str(tile)), api_name="/predict")
+        label, overlay, verdict = client.predict(handle_file(str(tile)), api_name="/predict")
         assert label["label"] in CLASSES
         assert abs(sum(c["confidence"] for c in label["confidences"]) - 1) < 1e-4
         from PIL import Image
@@ -154,7 +157,11 @@ def test_gradio_app_predicts_through_the_real_client(shipped):
         with pytest.raises(Exception, match="not an image lungfast can read") as refused:  # lungfast's words
             client.predict(handle_file(str(work / "tiles" / "notes.jpeg")), api_name="/predict")
         assert "/tmp" not in str(refused.value) and "notes.jpeg" not in str(refused.value)
-        again, _ = client.predict(handle_file(str(tile)), api_name="/predict")  # still serving
+        top = max(c["confidence"] for c in label["confidences"])
+        threshold = json.loads((work / "lung.safetensors.json").read_text())["refer_below"]
+        assert ("refer to a pathologist" in verdict) == (threshold is None or top < threshold), verdict
+        assert f"{top:.3f}" in verdict
+        again, _, _ = client.predict(handle_file(str(tile)), api_name="/predict")  # still serving
         assert again["label"] == label["label"]
     finally:
         proc.terminate()
