@@ -161,7 +161,7 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
 
 def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bool, tracker=None) -> None:
     """Train the runs of one split that have no complete record (all of them with force)."""
-    from lungfast.data import prepare
+    from lungfast.data import prepare, store as tile_store
     from lungfast.probe.run import train_probe
     from lungfast.ship import trust
     from lungfast.train import loop
@@ -173,9 +173,11 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
             log.info("%s: complete record found, skipped (--force reruns)", spec.label)
         else:
             todo.append(spec)
-    if todo:  # decode + resize once for every backbone and seed of this split (and later experiments)
+    if any(s.protocol != "fine_tune" for s in todo):  # embeddings read prepared copies (fine-tuning: the store)
         frame = one.frame.assign(load_path=distributed.once(prepare.prepare, one.frame, todo[0].img_size))
         one = dataclasses.replace(one, frame=frame)
+    if any(s.protocol == "fine_tune" for s in todo):  # the uint8 tile store: built once, by one process
+        distributed.once(tile_store.ensure, one.frame, todo[0].img_size)
     for spec in todo:
         final = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment)
         if not distributed.is_main():  # other ranks train alongside rank 0 and write nothing that lasts

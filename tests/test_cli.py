@@ -185,9 +185,7 @@ def test_calibration_and_group_bootstrap_intervals_are_recorded(e2e):
     # the exported learner gives the calibrated probabilities the record reports
     learn = load_learner(run / "learner.pkl")
     recorded = pd.read_csv(run / "test_predictions.csv")
-    from lungfast.data import prepare
-
-    probs = learn.get_preds(dl=learn.dls.test_dl(prepare.prepare(recorded.assign(label=recorded.actual), 48).tolist()))[0]
+    probs = learn.get_preds(dl=learn.dls.test_dl(recorded.path.tolist()))[0]  # the files, as predict reads them
     assert (probs.numpy() - recorded[list(learn.dls.vocab)].to_numpy()).__abs__().max() < 1e-4
 
 

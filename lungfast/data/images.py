@@ -8,6 +8,9 @@ sub-folders of a class folder belong to that class (as `predict` searches folder
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,6 +20,7 @@ from PIL import Image
 
 from lungfast.errors import LungfastError
 
+log = logging.getLogger("lungfast")
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
 
 
@@ -49,6 +53,42 @@ def class_files(folder: Path) -> list[Path]:
     return sorted(found)
 
 
+def _stamp(path: Path) -> list[int] | None:
+    try:
+        st = path.stat()
+    except OSError:  # broken or looping symlink: checked every time (it is cheap)
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def checked(paths: list[Path], root: Path) -> list[str | None]:
+    """unreadable_reason of every path, decoding only files not seen before with this size and mtime: the
+    verdicts are cached per data folder (`<cache>/scan/`), so an unchanged folder is checked in a second."""
+    from lungfast import progress
+    from lungfast.cache import cache_dir
+    from lungfast.results import atomic
+
+    memo_file = cache_dir("scan") / (hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:20] + ".json")
+    try:
+        memo = json.loads(memo_file.read_text())
+    except (OSError, ValueError):  # none yet, or damaged: check everything again
+        memo = {}
+    stamps = [_stamp(p) for p in paths]
+    todo = [i for i, (p, st) in enumerate(zip(paths, stamps)) if st is None or memo.get(str(p), [None])[:2] != st]
+    pending = set(todo)
+    reasons = [None if i in pending else memo[str(p)][2] for i, p in enumerate(paths)]
+    if todo:
+        log.info("checking %d image(s) for readability (%d known from an earlier scan)", len(todo), len(paths) - len(todo))
+        shown = progress.bar(len(todo), "checked")
+        with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decodes without the GIL
+            for n, (i, reason) in enumerate(zip(todo, pool.map(unreadable_reason, [paths[i] for i in todo])), 1):
+                reasons[i] = reason
+                shown(n)
+        fresh = {str(p): [*st, r] for p, st, r in zip(paths, stamps, reasons) if st is not None}
+        atomic.write_json(memo_file, fresh)
+    return reasons
+
+
 def scan(data_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """(images with columns path,label sorted by label then name; [(skipped path, reason)])."""
     root = Path(data_dir)
@@ -66,8 +106,7 @@ def scan(data_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
         raise LungfastError(f"data_dir {root}: class folder(s) {', '.join(empty)} hold no images "
                             f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder")
     items = [(p, c) for c, fs in files.items() for p in fs]
-    with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decodes without the GIL
-        reasons = list(pool.map(unreadable_reason, [p for p, _ in items]))
+    reasons = checked([p for p, _ in items], root)
     skipped = [(str(p), r) for (p, _), r in zip(items, reasons) if r]
     good = [(str(p.resolve()), c) for (p, c), r in zip(items, reasons) if not r]
     df = pd.DataFrame(good, columns=["path", "label"])

@@ -1,15 +1,28 @@
 """The one DataLoaders factory (train and valid parts): made fresh for every run, with that backbone's normalization stats.
 
-Labels come from the class folder (fastai's `parent_label`), so an exported learner holds only fastai
-functions and `learn.predict(path)` works on any image file. The same DataBlock rebuilds the inference
-pipeline for weights-only (safetensors) models, so both formats see identical pixels.
+Training and validation batches are gathered by index from the uint8 tile store (`data.store`) and
+augmented on the device as batches (fastai's batch transforms: flips, rotation, normalisation), so no PIL
+and no per-item Python sits in the hot path. The result is still a fastai `DataLoaders`: the Learner,
+callbacks, DDP sharding (`DistributedDL` shards the indices), `lr_find`, export and resume work unchanged.
+Its `test_dl` and `new_empty` are those of the file pipeline below: labels come from the class folder
+(fastai's `parent_label`), so an exported learner holds only fastai functions and `learn.predict(path)`
+works on any image file, with the very pixels the store holds (same decode, same squish Resize). The same
+DataBlock rebuilds the inference pipeline for weights-only (safetensors) models.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
+import torch
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
+from fastai.torch_core import TensorCategory, TensorImage
 from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, IndexSplitter, Normalize, Resize,
                                aug_transforms, parent_label)
+from fastcore.basics import chunked
+
+from lungfast.data import store as tile_store
 
 
 def datablock(vocab: list[str], img_size: int, stats, valid_idx: list[int] = ()) -> DataBlock:
@@ -26,13 +39,71 @@ def datablock(vocab: list[str], img_size: int, stats, valid_idx: list[int] = ())
     )
 
 
-def make_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed: int, plan):
-    """Train/valid DataLoaders from split.csv rows (read from `load_path`, the prepared copies, when given).
-    The test part is never seen here."""
+class StoreDL(DataLoader):
+    """Batches of store rows: one gather per batch (uint8, NHWC memory seen as NCHW, i.e. channels-last),
+    moved to the device (pinned, non-blocking on CUDA), then the file pipeline's batch transforms there."""
+
+    def __init__(self, images: np.ndarray, rows: np.ndarray, targets: np.ndarray, after_batch, split_idx: int,
+                 **kwargs):
+        super().__init__(n=len(rows), indexed=True, after_batch=after_batch, **kwargs)
+        self.images, self.rows, self.targets, self.split_idx = images, rows, targets, split_idx
+
+    def before_iter(self):
+        super().before_iter()
+        self.after_batch.split_idx = self.split_idx  # 0: random augmentation on; 1 (valid): off, as TfmdDL does
+
+    def create_batches(self, samps):
+        for chunk in chunked(samps, self.bs, drop_last=self.drop_last):
+            picked = np.asarray(chunk)
+            x = torch.from_numpy(self.images[self.rows[picked]]).permute(0, 3, 1, 2)
+            yield TensorImage(x), TensorCategory(torch.from_numpy(self.targets[picked]))
+
+    def new(self, dataset=None, **kwargs):
+        keep = {k: getattr(self, k) for k in ("bs", "shuffle", "drop_last", "device", "pin_memory")}
+        return type(self)(self.images, self.rows, self.targets, self.after_batch, self.split_idx, **{**keep, **kwargs})
+
+
+class StoreDataLoaders(DataLoaders):
+    """train/valid from the store; test_dl and new_empty (what `learn.export` keeps) from the file pipeline."""
+
+    def __init__(self, train, valid, files: DataLoaders, path=".", device=None):
+        super().__init__(train, valid, path=path, device=device)
+        self.files = files
+
+    vocab = property(lambda self: self.files.vocab)
+    c = property(lambda self: len(self.files.vocab))
+
+    def test_dl(self, test_items, **kwargs):
+        return self.files.test_dl(test_items, **kwargs)
+
+    def new_empty(self):
+        return self.files.new_empty()
+
+
+def file_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed: int, plan) -> DataLoaders:
+    """The file pipeline on the train and valid parts (decoding per item): what exported learners keep, and
+    the DataLoaders of frozen-embedding runs, which never iterate it."""
     fit = split_df[split_df.part.isin(["train", "valid"])].reset_index(drop=True)
-    block = datablock(sorted(split_df.label.unique()), img_size, stats, fit.index[fit.part == "valid"].tolist())
-    return block.dataloaders(_load_paths(fit), bs=batch_size, seed=seed, device=plan.device,
-                             num_workers=plan.num_workers, pin_memory=plan.pin_memory)
+    vocab = sorted(split_df.label.unique())
+    return datablock(vocab, img_size, stats, fit.index[fit.part == "valid"].tolist()).dataloaders(
+        fit.path.tolist(), bs=batch_size, seed=seed, device=plan.device, num_workers=0)
+
+
+def make_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed: int, plan) -> StoreDataLoaders:
+    """Train/valid DataLoaders from split.csv rows, gathered from the tile store of these rows' sources.
+    The test part is never seen here (its tiles are in the store, unread until evaluation reads files)."""
+    fit = split_df[split_df.part.isin(["train", "valid"])].reset_index(drop=True)
+    files = file_dls(split_df, stats, img_size, batch_size, seed, plan)
+    store = tile_store.ensure(split_df, img_size)
+    y = fit.label.map({c: i for i, c in enumerate(files.vocab)}).to_numpy(dtype=np.int64)
+    rows = store.rows(fit.path)
+    loaders = []
+    for part, dl in (("train", files.train), ("valid", files.valid)):
+        mine = (fit.part == part).to_numpy()
+        loaders.append(StoreDL(store.images, rows[mine], y[mine], dl.after_batch, int(part == "valid"), bs=batch_size,
+                               shuffle=part == "train", drop_last=part == "train", device=plan.device,
+                               pin_memory=plan.pin_memory))  # shuffled by fastai's rng, seeded by the run
+    return StoreDataLoaders(*loaders, files=files, device=plan.device)
 
 
 def inference_dls(vocab: list[str], img_size: int, stats, batch_size: int = 64):
@@ -53,16 +124,12 @@ def inference_dls(vocab: list[str], img_size: int, stats, batch_size: int = 64):
     return dls.new_empty()
 
 
-def _load_paths(rows: pd.DataFrame) -> list[str]:
-    return (rows.load_path if "load_path" in rows else rows.path).tolist()
-
-
 def test_dl(dls, split_df: pd.DataFrame):
-    """The held-out test part, labelled, through the same item and batch transforms (no augmentation).
-    Its items keep the order of the test rows in split_df."""
+    """The held-out test part, labelled, read from its files through the inference pipeline (what `predict`
+    does, so the record's test figures are the exported learner's). Its items keep the order of the rows."""
     return rows_dl(dls, split_df[split_df.part == "test"])
 
 
 def rows_dl(dls, rows: pd.DataFrame):
-    """Labelled rows (read from `load_path` when prepared; the class is the file's folder), in row order."""
-    return dls.test_dl(_load_paths(rows), with_labels=True)
+    """Labelled rows (the class is the file's folder), read from their files, in row order."""
+    return dls.test_dl(rows.path.tolist(), with_labels=True)

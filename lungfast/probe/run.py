@@ -61,7 +61,7 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> rec
     atomic.write_csv(stage.history, _history(fit.history))
 
     # the same DataLoaders as a fine-tune run: the exported learner carries the same inference pipeline
-    dls = loaders.make_dls(split.frame, b.stats, spec.img_size, spec.batch_size, spec.seed, plan)
+    dls = loaders.file_dls(split.frame, b.stats, spec.img_size, spec.batch_size, spec.seed, plan)
     learn = Learner(dls, nn.Sequential(body, heads.ProbeHead(pool, fit.classifier)), loss_func=CrossEntropyLossFlat(),
                     metrics=accuracy, path=stage.path, splitter=all_params)
     learn.remove_cb(ProgressCallback)  # as fine-tune learners are exported: callers add a bar where they want one

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from fastai.vision.all import Learner, accuracy, create_timm_model, create_vision_model, model_meta, vision_learner
+from fastai.vision.all import (CrossEntropyLossFlat, Learner, accuracy, create_timm_model, create_vision_model,
+                               model_meta, vision_learner)
 from fastai.vision.models import xresnet
 import torchvision
 
@@ -77,8 +78,9 @@ def create_model(b: Backbone, n_out: int, pretrained: bool = False, weights_file
 def build(dls, b: Backbone, pretrained: bool, weights_file: str | None, path=".") -> Learner:
     arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file, pretrained)
     with weights_errors(b, weights_file):
+        # the loss fastai would infer from a CategoryBlock, named: the store's loaders carry no dataset
         return vision_learner(dls, arch, normalize=False, pretrained=pretrained, metrics=accuracy,
-                              path=path, **kwargs)
+                              loss_func=CrossEntropyLossFlat(), path=path, **kwargs)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,87 @@
+"""The uint8 tile store and its DataLoaders: same pixels as predict, built once, rebuilt on change; the
+readability scan cached the same way."""
+
+import os
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from lungfast.data import images, loaders, store
+from lungfast.train import backbones, device
+
+
+def real_frame(lc25000, n=4):
+    groups = pd.read_csv(lc25000 / "groups.csv").groupby("label").head(n)
+    return pd.DataFrame({"path": [str(lc25000 / "lung_image_sets" / r.label / r.filename) for r in groups.itertuples()],
+                         "label": groups.label.to_numpy(), "group_id": groups.group_id.to_numpy()})
+
+
+def test_store_pixels_are_the_inference_pipelines(lc25000, tmp_path, monkeypatch):
+    monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path))
+    frame = real_frame(lc25000)
+    s = store.ensure(frame, 48)
+    assert s.images.shape == (len(frame), 48, 48, 3) and s.images.dtype == np.uint8
+    dls = loaders.inference_dls(sorted(frame.label.unique()), 48, backbones.IMAGENET_STATS)
+    dl = dls.test_dl(frame.path.tolist())
+    dl.after_batch = type(dl.after_batch)([])  # the items before IntToFloatTensor and Normalize: uint8 pixels
+    (x,) = next(iter(dl))
+    assert torch.equal(x.as_subclass(torch.Tensor), torch.from_numpy(s.images[s.rows(frame.path)]).permute(0, 3, 1, 2))
+
+
+def test_store_is_built_once_and_again_when_a_source_changes(lc25000, tmp_path, monkeypatch):
+    monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path / "cache"))
+    frame = real_frame(lc25000, 2)
+    local = tmp_path / "tiles"
+    paths = []
+    for p, label in zip(frame.path, frame.label):
+        (local / label).mkdir(parents=True, exist_ok=True)
+        paths.append(str(local / label / os.path.basename(p)))
+        Image.open(p).save(paths[-1])
+    frame = frame.assign(path=paths)
+    first = store.ensure(frame, 32)
+    monkeypatch.setattr(store, "decode", lambda *a: (_ for _ in ()).throw(AssertionError("decoded again")))
+    assert store.ensure(frame.iloc[::-1], 32).path == first.path  # same tiles in any order: the same store
+    monkeypatch.undo()
+    monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path / "cache"))
+    Image.new("RGB", (224, 224), (0, 0, 0)).save(paths[0])
+    os.utime(paths[0], ns=(1, 10**18))
+    second = store.ensure(frame, 32)
+    assert second.path != first.path and second.images[second.rows([paths[0]])[0]].max() == 0
+
+
+def test_store_dataloaders_train_from_the_store_and_predict_from_files(lc25000, tmp_path, monkeypatch):
+    monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path))
+    frame = real_frame(lc25000, 8)
+    frame["part"] = ["valid" if i % 4 == 0 else "test" if i % 4 == 1 else "train" for i in range(len(frame))]
+    plan = device.plan_for(device.describe())
+    dls = loaders.make_dls(frame, backbones.IMAGENET_STATS, 32, 4, 0, plan)
+    x, y = dls.train.one_batch()
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32 and len(dls.train) == 3  # 12 train, drop_last
+    valid = [torch.cat([b[0] for b in dls.valid]) for _ in range(2)]
+    assert torch.equal(*valid) and valid[0].shape[0] == 6  # no augmentation, no shuffling: the same every time
+    assert dls.vocab == sorted(frame.label.unique()) and dls.c == 3
+    test = loaders.test_dl(dls, frame)
+    assert test.dataset is not None and len(test.dataset) == 6  # the file pipeline, what predict uses
+    assert type(dls.new_empty()).__name__ == "DataLoaders"  # what learn.export keeps: no store inside
+
+
+def test_an_unchanged_folder_is_not_decoded_twice(tmp_path, monkeypatch):
+    monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path / "cache"))
+    for c in ("a", "b"):
+        (tmp_path / "d" / c).mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (40, 40), (40 * i, 90, 200)).save(tmp_path / "d" / c / f"{i}.png")
+    (tmp_path / "d" / "a" / "bad.png").write_text("not an image")
+    df, skipped = images.scan(tmp_path / "d")
+    assert len(df) == 6 and len(skipped) == 1
+    calls = []
+    real = images.unreadable_reason
+    monkeypatch.setattr(images, "unreadable_reason", lambda p: calls.append(p) or real(p))
+    again, skipped_again = images.scan(tmp_path / "d")
+    assert calls == [] and again.equals(df) and skipped_again == skipped  # every verdict from the cache
+    Image.new("RGB", (40, 40)).save(tmp_path / "d" / "b" / "0.png")
+    os.utime(tmp_path / "d" / "b" / "0.png", ns=(1, 10**18))
+    images.scan(tmp_path / "d")
+    assert [p.name for p in calls] == ["0.png"]  # only the changed file is decoded again
