@@ -12,11 +12,16 @@ import sys
 log = logging.getLogger("lungfast")
 
 
+def interactive() -> bool:
+    """Bars only for a person at a terminal, and not under --quiet."""
+    return sys.stderr.isatty() and sys.stdout.isatty() and log.isEnabledFor(logging.INFO)
+
+
 def bar(total: int, what: str):
     """A callable taking the number done so far."""
     if not log.isEnabledFor(logging.INFO) or total <= 0:
         return lambda n: None
-    if sys.stderr.isatty():
+    if interactive():
         from fastprogress.fastprogress import progress_bar
 
         shown = progress_bar(range(total), comment=what)

@@ -21,6 +21,7 @@ from fastai.callback.progress import ProgressCallback  # noqa: E402
 from fastai.torch_core import set_seed  # noqa: E402
 from fastcore.basics import noop  # noqa: E402
 
+from lungfast import progress  # noqa: E402
 from lungfast.data import loaders  # noqa: E402
 from lungfast.data.split import Split  # noqa: E402
 from lungfast.results import evaluate, record  # noqa: E402
@@ -74,7 +75,8 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
     b, plan = backbones.get(spec.backbone), device.plan_for(device.describe())
     dls = loaders.make_dls(split.frame, b.stats, spec.img_size, spec.batch_size, spec.seed, plan)
     learn = learner.build(dls, b, spec.pretrained, spec.weights_file, path=stage.path)
-    learn.remove_cb(ProgressCallback)  # bars would flood logs; `no_bar()` is only a context manager
+    if not progress.interactive():  # epoch and batch bars for a person at a terminal; in logs, EpochLog's lines
+        learn.remove_cb(ProgressCallback)
     learn.logger = noop  # EpochLog prints instead of fastai's raw lists (a named function: no lambda in the pickle)
     device.apply(learn, plan)
     world_size = distributed.world()[1]
@@ -126,6 +128,7 @@ def _record(spec, split: Split, stage: RunDir, learn, plan, lr, lr_found, world_
             **evaluate.calibration_record(preds, vocab, temperature, stage, title),
             **evaluate.test_intervals(preds, vocab, test_part.group_id),
             **evaluate.clinical_record(spec, score, preds, vocab, valid_probs, targets, test_part, stage, title)}
+    learn.remove_cb(ProgressCallback)  # the same pickle whether or not a terminal watched the training
     learn.export(stage.learner.name)  # fastai writes it under learn.path, the staging folder
     shutil.rmtree(stage.resume, ignore_errors=True)  # the record is complete: no checkpoint to keep
     b = backbones.get(spec.backbone)

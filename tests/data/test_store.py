@@ -85,3 +85,25 @@ def test_an_unchanged_folder_is_not_decoded_twice(tmp_path, monkeypatch):
     os.utime(tmp_path / "d" / "b" / "0.png", ns=(1, 10**18))
     images.scan(tmp_path / "d")
     assert [p.name for p in calls] == ["0.png"]  # only the changed file is decoded again
+
+
+def test_on_a_cpu_training_tiles_are_augmented_while_gathered_and_valid_tiles_never(lc25000, tmp_path, monkeypatch):
+    from fastai.vision.augment import AffineCoordTfm
+
+    monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path))
+    frame = real_frame(lc25000, 8).assign(part="train")
+    frame.loc[frame.index[::4], "part"] = "valid"
+    dls = loaders.make_dls(frame, backbones.IMAGENET_STATS, 32, 8, 0, device.plan_for(device.describe()))
+    train, valid = dls.train, dls.valid
+    assert train.augment is not None and valid.augment is None
+    assert not any(isinstance(t, AffineCoordTfm) for t in train.after_batch.fs)  # not augmented twice
+    assert any(type(t).__name__ == "Normalize" for t in train.after_batch.fs)
+    s = store.ensure(frame, 32)
+    tiles = s.images[train.rows]
+    x, _ = next(iter(train.new(shuffle=False, drop_last=False)))
+    raw = (torch.from_numpy(tiles[:8]).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406])
+           .view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    changed = (x.as_subclass(torch.Tensor) - raw).abs().mean(dim=(1, 2, 3)) > 1e-3
+    assert 0 < changed.sum() <= 8  # some tiles flipped or rotated (p 0.5 and 0.75), each one drawn afresh
+    first = torch.cat([b[0] for b in valid])
+    assert torch.equal(first, torch.cat([b[0] for b in valid]))
