@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 import warnings
@@ -127,98 +124,7 @@ def store_img_per_s_per_core(store, bs: int, seconds: float = 3.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def overhead_ratio(size: int, bs: int, n_batches: int, repeats: int) -> float:
-    """lungfast's fit loop (fastai + its callbacks) over a plain PyTorch loop: same timm model, batches, Adam."""
-    import timm
-    from fastai.callback.progress import ProgressCallback
-    from fastai.data.core import DataLoaders
-    from fastai.learner import Learner
-    from fastcore.basics import noop
-
-    from lungfast.train.callbacks import EpochHistory, EpochLog
-
-    torch.manual_seed(0)
-    xs = [torch.randn(bs, 3, size, size) for _ in range(n_batches)]
-    ys = [torch.randint(0, 3, (bs,)) for _ in range(n_batches)]
-    data_in_memory = list(zip(xs, ys))
-    make = lambda: timm.create_model("resnet18", num_classes=3)  # noqa: E731
-
-    def plain():
-        model = make().train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        t0 = time.perf_counter()
-        for x, y in data_in_memory:
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-        return time.perf_counter() - t0
-
-    def fastai_epoch(tmp):
-        dls = DataLoaders(data_in_memory, [], device="cpu")
-        learn = Learner(dls, make(), loss_func=torch.nn.CrossEntropyLoss(), path=tmp)
-        learn.remove_cb(ProgressCallback)
-        learn.logger = noop
-        history = EpochHistory(Path(tmp, "history.csv"))  # the loop's own per-epoch callbacks
-        learn.fit(1, 1e-3, cbs=[history, EpochLog("bench")])
-        return history.rows[-1]["seconds"]
-
-    with tempfile.TemporaryDirectory() as tmp:
-        ours, base = [], []
-        for _ in range(repeats):  # interleaved, best of each: both see the same machine state
-            base.append(plain())
-            ours.append(fastai_epoch(tmp))
-    return min(ours) / min(base)
-
-
-def embed_over_forward(paths: list[str], size: int, bs: int, repeats: int) -> tuple[float, float]:
-    """lungfast's embedding throughput (loader + frozen body + pooling, into a cold cache) over the bare
-    model's forward throughput on the same images already in memory, same batch size, in this run."""
-    from lungfast.data import loaders
-    from lungfast.probe import embeddings, heads
-    from lungfast.train import backbones, learner
-
-    b = backbones.get("tf_efficientnet_lite0")
-    torch.manual_seed(0)
-    model = torch.nn.Sequential(heads.frozen_body(b, learner.create_model(b, 3, pretrained=False)[0]),
-                                heads.Embedding()).eval()
-    frame = pd.DataFrame({"path": paths, "label": [Path(p).parent.name for p in paths]})
-    vocab = ["lung_aca", "lung_n", "lung_scc"]
-    batches = [x.as_subclass(torch.Tensor).clone() for (x,) in
-               loaders.inference_dls(vocab, size, b.stats, bs).test_dl(paths)]
-
-    def bare():
-        t0 = time.perf_counter()
-        with torch.inference_mode():
-            for x in batches:
-                model(x)
-        return len(paths) / (time.perf_counter() - t0)
-
-    def ours(i):
-        key = f"bench-{os.getpid()}-{i}"  # a fresh key: nothing cached, everything computed
-        _, speed = embeddings.embed(frame, model, key, vocab, size, b.stats)
-        return speed
-
-    pairs = [(bare(), ours(i)) for i in range(repeats)]  # interleaved, best of each
-    return max(o for _, o in pairs), max(f for f, _ in pairs)
-
-
-def peak_rss_gb(size: int, backbone: str) -> float:
-    """Peak RSS of `lungfast run` for one epoch over the whole sample, measured on the child process."""
-    with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "LUNGFAST_CACHE": str(Path(tmp, "cache"))}
-        exp = Path(tmp, "e.toml")
-        exp.write_text(f'name = "rss"\ndata_dir = "{SAMPLE / "lung_image_sets"}"\nbackbones = ["{backbone}"]\n'
-                       f'img_size = {size}\nbatch_size = 64\nepochs = 1\npretrained = false\n'
-                       f'results_dir = "{tmp}/r"\n')
-        t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "lungfast.cli", "-q", "run", str(exp)], capture_output=True,
-                           text=True, env=env)
-        if r.returncode:
-            raise SystemExit(f"peak_rss run failed: {r.stderr[-2000:]}")
-        n = sum(1 for _ in SAMPLE.glob("lung_image_sets/*/*"))
-        say("peak_rss_run_seconds", time.perf_counter() - t0, f"one epoch of {backbone}, all {n} tiles, {size} px")
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2  # KiB on Linux
+from training import embed_over_forward, overhead_ratio, peak_rss_gb  # noqa: E402
 
 
 def main():
@@ -264,7 +170,10 @@ def main():
     say("overhead_ratio", overhead_ratio(64, 32, 20 if quick else 60, 3 if quick else 5),
         "lungfast fit loop / plain PyTorch loop, resnet18 64 px, data in memory")
     # quick: the test-only tiny net (the pipeline's memory, not a big model's); full: mobilenetv2_100
-    say("peak_rss_gb", peak_rss_gb(64, "tiny" if quick else "mobilenetv2_100"))
+    backbone = "tiny" if quick else "mobilenetv2_100"
+    gb, seconds, n_tiles = peak_rss_gb(SAMPLE, 64, backbone)
+    say("peak_rss_run_seconds", seconds, f"one epoch of {backbone}, all {n_tiles} tiles, 64 px, cold caches")
+    say("peak_rss_gb", gb)
     if args.readme:
         update_readme(Path(args.readme), "make bench-quick" if quick else "make bench", time.perf_counter() - started)
 

@@ -7,6 +7,7 @@ into the same spec), the identity fields of the run record, the MLflow params an
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 
 
@@ -54,8 +55,9 @@ class RunSpec:
         return schedule_for(self.pretrained)
 
     def key(self) -> dict:
-        """The identity as plain data: resume key, record fields and tracking params."""
-        return dataclasses.asdict(self)
+        """The identity as plain JSON data (tuples as lists), so a key read back from disk compares equal:
+        resume key, record fields and tracking params."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunSpec":

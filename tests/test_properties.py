@@ -156,3 +156,14 @@ def test_the_real_cli_exits_0_with_a_record_or_2_with_one_line(tmp_path_factory,
     else:
         assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("lungfast: error: ")
         assert not list((work / "r").glob("*/runs/*/seed*")) and not list((work / "r").glob("**/*.tmp"))
+
+
+def test_a_run_key_read_back_from_json_is_the_same_key():
+    import json
+
+    from lungfast.runspec import RunSpec
+
+    spec = RunSpec(experiment="e", backbone="b", seed=0, scheme="grouped", split_seed=1, img_size=32, batch_size=4,
+                   epochs=1, lr=1e-3, pretrained=False, weights_file=None, n_images=9, augment=("stain",))
+    assert json.loads(json.dumps(spec.key())) == spec.key()  # a killed run resumes into the same key
+    assert RunSpec.from_dict(spec.key()) == spec

@@ -74,6 +74,9 @@ def test_every_protocol_run_has_a_complete_record(probed):
     assert set(few["probe"]["shots"]) == {"1", "4", "16"} and len(few["probe"]["shots"]["4"]["values"]) == 100
     embedded = sum(int(n) for n in re.findall(r"embedding (\d+) of \d+ images", r.stderr))
     distinct = pd.concat([pd.read_csv(f) for f in out.glob("*/split.csv")]).path.nunique()
+    swept = pd.concat([pd.read_csv(f) for f in out.glob("*/runs/tiny/*-seed0/robustness_predictions.csv")])
+    assert set(swept["shift"]) == {"none", "stain", "stain_retarget", "blur", "jpeg", "magnification"}
+    distinct += len(swept[swept.severity > 0][["shift", "severity", "path"]].drop_duplicates())  # shifted tiles
     assert 0 < embedded <= distinct  # every image embedded at most once, then read from the cache
 
 
