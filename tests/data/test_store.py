@@ -107,3 +107,19 @@ def test_on_a_cpu_training_tiles_are_augmented_while_gathered_and_valid_tiles_ne
     assert 0 < changed.sum() <= 8  # some tiles flipped or rotated (p 0.5 and 0.75), each one drawn afresh
     first = torch.cat([b[0] for b in valid])
     assert torch.equal(first, torch.cat([b[0] for b in valid]))
+
+
+def test_same_seed_same_augmented_batches_with_two_gather_threads(lc25000, tmp_path, monkeypatch):
+    from fastai.torch_core import set_seed
+
+    monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path))
+    frame = real_frame(lc25000, 12).assign(part="train")
+    frame.loc[frame.index[::6], "part"] = "valid"
+    epochs = []
+    for _ in range(2):
+        set_seed(3, reproducible=True)
+        dls = loaders.make_dls(frame, backbones.IMAGENET_STATS, 32, 4, 3, device.plan_for(device.describe()))
+        assert len(dls.train.augment) == 2
+        epochs.append([torch.cat([x for x, _ in dls.train]) for _ in range(2)])  # two epochs each
+    assert all(torch.equal(a, b) for a, b in zip(*epochs))
+    assert not torch.equal(*epochs[0])  # a new epoch: another shuffle and other draws
