@@ -21,7 +21,10 @@ def overhead_ratio(size: int, bs: int, n_batches: int, repeats: int) -> float:
     import timm
     from fastai.callback.progress import ProgressCallback
     from fastai.data.core import DataLoaders
+    from functools import partial
+
     from fastai.learner import Learner
+    from fastai.optimizer import OptimWrapper
     from fastcore.basics import noop
 
     from lungfast.train.callbacks import EpochHistory, EpochLog
@@ -45,7 +48,9 @@ def overhead_ratio(size: int, bs: int, n_batches: int, repeats: int) -> float:
 
     def fastai_epoch(tmp):
         dls = DataLoaders(data_in_memory, [], device="cpu")
-        learn = Learner(dls, make(), loss_func=torch.nn.CrossEntropyLoss(), path=tmp)
+        # the plain loop's optimizer (torch Adam, via fastai's OptimWrapper): the ratio measures the loop alone
+        learn = Learner(dls, make(), loss_func=torch.nn.CrossEntropyLoss(), path=tmp,
+                        opt_func=partial(OptimWrapper, opt=torch.optim.Adam))
         learn.remove_cb(ProgressCallback)
         learn.logger = noop
         history = EpochHistory(Path(tmp, "history.csv"))  # the loop's own per-epoch callbacks
