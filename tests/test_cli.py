@@ -287,7 +287,7 @@ def test_report_opens_in_headless_chromium_with_every_image(e2e, tmp_path):
     finally:
         driver.quit()
     assert sorted(rows) == ["tiny", "xresnet18"]
-    # per run 8 figures (confusion, loss, top losses, saliency, reliability, risk-coverage, robustness) x 2,
+    # per run 7 figures (confusion, loss, top losses, saliency, reliability, risk-coverage, robustness) x 2,
     # the comparison chart, one chart per shift
     assert len(images) == 7 * 2 + 1 + 5 and all(ok and width > 100 for _, ok, width in images), images
     for caption in ("Reliability", "Risk-coverage", "Accuracy under stain", "whiskers", "jpeg: accuracy vs severity"):
