@@ -65,3 +65,13 @@ def write_experiment(path: Path, **keys) -> Path:
         return str(v)
     path.write_text("".join(f"{k} = {toml(v)}\n" for k, v in keys.items()))
     return path
+
+
+def write_tiles(root: Path, classes, per_class: int, size=(40, 40), suffix: str = ".png") -> None:
+    """Small solid-colour image files in class folders (the colour varies with the index)."""
+    from PIL import Image
+
+    for c in classes:
+        (root / c).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.new("RGB", size, (40 * i, 90, 200)).save(root / c / f"{c}{i}{suffix}")

@@ -64,12 +64,9 @@ def load_runs(exp: ExperimentDir) -> pd.DataFrame:
     if not found:
         raise LungfastError(f"{exp.path}: no complete run records under runs/; run an experiment first")
     runs = pd.DataFrame([rec.row(run_dir) for run_dir, rec in found]).assign(params_m=lambda d: d.params / 1e6)
+    runs = runs.assign(entry=[entry_of(b, p, tuple(a)) for b, p, a in zip(runs.backbone, runs.protocol, runs.augment)])
     runs["augment"] = ["+".join(a) for a in runs.augment]
-    for column in ("shifted_accuracy", "coverage_at_99"):  # absent from records before the robustness sweep
-        runs[column] = pd.to_numeric(runs[column]) if column in runs else math.nan
-    return runs.assign(entry=[entry_of(b, p, rec.spec.augment) for (b, p), (_, rec) in
-                              zip(zip(runs.backbone, runs.protocol), found)])
-
+    return runs
 
 def worst_shift(g: pd.DataFrame) -> tuple[str | None, float]:
     """The shift with the lowest mean accuracy at the middle severity over an entry's runs."""
@@ -107,7 +104,7 @@ def _row(g: pd.DataFrame) -> dict:
             "test_accuracy_std": acc.std(ddof=1) if len(g) > 1 else math.nan, "ci95_low": low, "ci95_high": high,
             "ci_kind": kind, "n": len(g), "n_seeds": g.seed.nunique(),
             "n_splits": g.split_seed.nunique(), **{c: pd.to_numeric(g[c]).mean() for c in MEANS},
-            "worst_shift": worst_shift(g)[0], "worst_shift_accuracy": worst_shift(g)[1],
+            **dict(zip(("worst_shift", "worst_shift_accuracy"), worst_shift(g))),
             "pretrained": bool(g.pretrained.iloc[0]), "augment": g.augment.iloc[0], "scheme": g.scheme.iloc[0],
             "img_size": int(g.img_size.iloc[0]), "entry": g.entry.iloc[0]}
 

@@ -5,15 +5,12 @@ from PIL import Image
 
 from lungfast.data import images, prepare
 
-from conftest import run_cli
+from conftest import run_cli, write_tiles
 
 
 def test_prepared_copies_are_resized_keyed_by_source_and_reused(tmp_path, monkeypatch):
     monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path / "cache"))
-    for c in ("lung_aca", "lung_n"):
-        (tmp_path / "d" / c).mkdir(parents=True)
-        for i in range(3):
-            Image.new("RGB", (300, 200), (40 * i, 90, 200)).save(tmp_path / "d" / c / f"{c}{i}.jpeg")
+    write_tiles(tmp_path / "d", ("lung_aca", "lung_n"), 3, size=(300, 200), suffix=".jpeg")
     df, _ = images.scan(tmp_path / "d")
     first = prepare.prepare(df, 48)
     assert all(Image.open(p).size == (48, 48) for p in first)

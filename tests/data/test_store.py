@@ -11,6 +11,8 @@ from PIL import Image
 from lungfast.data import images, loaders, store
 from lungfast.train import backbones, device
 
+from conftest import write_tiles
+
 
 def real_frame(lc25000, n=4):
     groups = pd.read_csv(lc25000 / "groups.csv").groupby("label").head(n)
@@ -69,10 +71,7 @@ def test_store_dataloaders_train_from_the_store_and_predict_from_files(lc25000, 
 
 def test_an_unchanged_folder_is_not_decoded_twice(tmp_path, monkeypatch):
     monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path / "cache"))
-    for c in ("a", "b"):
-        (tmp_path / "d" / c).mkdir(parents=True)
-        for i in range(3):
-            Image.new("RGB", (40, 40), (40 * i, 90, 200)).save(tmp_path / "d" / c / f"{i}.png")
+    write_tiles(tmp_path / "d", ("a", "b"), 3)
     (tmp_path / "d" / "a" / "bad.png").write_text("not an image")
     df, skipped = images.scan(tmp_path / "d")
     assert len(df) == 6 and len(skipped) == 1
@@ -81,10 +80,10 @@ def test_an_unchanged_folder_is_not_decoded_twice(tmp_path, monkeypatch):
     monkeypatch.setattr(images, "unreadable_reason", lambda p: calls.append(p) or real(p))
     again, skipped_again = images.scan(tmp_path / "d")
     assert calls == [] and again.equals(df) and skipped_again == skipped  # every verdict from the cache
-    Image.new("RGB", (40, 40)).save(tmp_path / "d" / "b" / "0.png")
-    os.utime(tmp_path / "d" / "b" / "0.png", ns=(1, 10**18))
+    Image.new("RGB", (40, 40)).save(tmp_path / "d" / "b" / "b0.png")
+    os.utime(tmp_path / "d" / "b" / "b0.png", ns=(1, 10**18))
     images.scan(tmp_path / "d")
-    assert [p.name for p in calls] == ["0.png"]  # only the changed file is decoded again
+    assert [p.name for p in calls] == ["b0.png"]  # only the changed file is decoded again
 
 
 def test_on_a_cpu_training_tiles_are_augmented_while_gathered_and_valid_tiles_never(lc25000, tmp_path, monkeypatch):
