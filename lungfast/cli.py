@@ -21,6 +21,35 @@ def _quiet_imports():
     warnings.filterwarnings("ignore", message=r"load_learner. uses Python's insecure pickle")
 
 
+INTERRUPTED = {  # what an interrupted command leaves, per command (the truth, not one sentence for all)
+    "run": "complete runs are kept; the interrupted run keeps its last finished epoch in its hidden staging "
+           "folder (runs/<backbone>/.<run>.partial), and the same command resumes from it (--force starts over)",
+    "demo": "complete runs are kept; `make demo` again resumes the interrupted one",
+    "predict": "no CSV was written",
+    "prepare": "images prepared so far are kept and reused next time",
+}
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for a file the user's settings chose: what failed, where, and which setting moves it."""
+    import errno
+
+    from lungfast.cache import cache_dir
+    from lungfast.results.atomic import FULL, free_bytes
+
+    where = Path(e.filename)
+    cache = cache_dir()
+    in_cache = where.resolve().is_relative_to(cache.resolve())
+    setting = (f"set LUNGFAST_CACHE to a folder on another disk (the cache is now {cache})" if in_cache
+               else "choose another results_dir (--set results_dir=DIR) or --out")
+    if e.errno in FULL:
+        return (f"no space left writing {where} ({free_bytes(where) / 1e6:.0f} MB free on that disk); free some "
+                f"space or {setting}, then run the same command again: finished work is kept")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {where}: {e.strerror}; fix its permissions or {setting}"
+    return f"cannot read or write {where}: {e.strerror or e}; check it, or {setting}"
+
+
 def cmd_backbones(args):
     from lungfast.runspec import schedule_for
     from lungfast.train import backbones
@@ -70,7 +99,7 @@ def cmd_prepare(args):
 
     df, skipped = images.scan(args.data_dir)
     for size in args.size:
-        prepare.prepare(df, size, progress=True)
+        prepare.prepare(df, size)
         print(f"prepared {len(df)} images at {size} px in {prepare.cache_root() / str(size)}"
               + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
 
@@ -220,12 +249,10 @@ def main(argv=None) -> int:
     except OSError as e:
         if not e.filename:  # not about a file of the user's: a bug or the machine, show it all
             raise
-        print(f"lungfast: error: cannot write or read {e.filename}: {e.strerror or e}; choose a folder or file "
-              f"you can write (results_dir, --out), or fix its permissions", file=sys.stderr)
+        print(f"lungfast: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("lungfast: interrupted; complete runs are kept, the interrupted one left nothing behind",
-              file=sys.stderr)
+        print(f"lungfast: interrupted; {INTERRUPTED.get(args.command, 'nothing was written')}", file=sys.stderr)
         return 130
     return 0
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import re
 import tomllib
 import types
@@ -117,8 +118,12 @@ def _renamed(raw: dict, source: str) -> dict:
     return raw
 
 
-def from_dict(raw: dict, source: str = "experiment") -> ExperimentConfig:
+def from_dict(raw: dict, source: str = "experiment", origins: dict[str, str] | None = None) -> ExperimentConfig:
+    """`origins` names where a key's value came from when not from `source` (e.g. "--set img_size=x"), so an
+    error blames the right place."""
     raw = _renamed(raw, source)
+    origins = origins or {}
+    where = lambda key: origins.get(key, source)  # noqa: E731
     hints = typing.get_type_hints(ExperimentConfig)
     known = [f.name for f in dataclasses.fields(ExperimentConfig)]
     unknown = sorted(set(raw) - set(known))
@@ -131,53 +136,57 @@ def from_dict(raw: dict, source: str = "experiment") -> ExperimentConfig:
         raise LungfastError(f"{source}: missing required key(s) {', '.join(missing)}")
     for key, value in raw.items():
         if not _type_ok(value, hints[key]):
-            raise LungfastError(f"{source}: key {key!r} must be {_type_name(hints[key])}, got {value!r}")
+            raise LungfastError(f"{where(key)}: key {key!r} must be {_type_name(hints[key])}, got {value!r}")
     exp = ExperimentConfig(**raw)
     exp.ratios = [float(r) for r in exp.ratios]
-    _validate(exp, source)
+    for key in PATH_KEYS:  # `~` is the user's home wherever a path came from, never a folder named "~"
+        if isinstance(getattr(exp, key), str):
+            setattr(exp, key, os.path.expanduser(getattr(exp, key)))
+    exp.weights = {k: os.path.expanduser(v) for k, v in exp.weights.items()}
+    _validate(exp, where)
     return exp
 
 
-def _validate(exp: ExperimentConfig, source: str) -> None:
-    def bad(msg):
-        raise LungfastError(f"{source}: {msg}")
+def _validate(exp: ExperimentConfig, where) -> None:
+    def bad(key, msg):
+        raise LungfastError(f"{where(key)}: {msg}")
 
     schemes = exp.schemes
     if not schemes or any(k not in SCHEMES for k in schemes) or len(set(schemes)) != len(schemes):
-        bad(f"scheme must be \"grouped\", \"random\" or a list of both, got {exp.scheme!r}")
+        bad("scheme", f"scheme must be \"grouped\", \"random\" or a list of both, got {exp.scheme!r}")
     if exp.split_seeds is not None and (not exp.split_seeds or len(set(exp.split_seeds)) != len(exp.split_seeds)):
-        bad(f"split_seeds must be a non-empty list of distinct integers, got {exp.split_seeds}")
+        bad("split_seeds", f"split_seeds must be a non-empty list of distinct integers, got {exp.split_seeds}")
     if len(exp.ratios) != 3 or not all(math.isfinite(r) and r > 0 for r in exp.ratios) or abs(sum(exp.ratios) - 1) > 1e-6:
-        bad(f"ratios must be three positive train/valid/test fractions summing to 1, got {exp.ratios}")
+        bad("ratios", f"ratios must be three positive train/valid/test fractions summing to 1, got {exp.ratios}")
     if isinstance(exp.lr, str) and exp.lr != "find":
-        bad(f"lr must be a number or \"find\", got {exp.lr!r}")
+        bad("lr", f"lr must be a number or \"find\", got {exp.lr!r}")
     if not isinstance(exp.lr, str) and not (math.isfinite(exp.lr) and exp.lr > 0):
-        bad(f"lr must be a positive finite number or \"find\", got {exp.lr}")
+        bad("lr", f"lr must be a positive finite number or \"find\", got {exp.lr}")
     for key, least, most in (("img_size", MIN_IMG_SIZE, 4096), ("batch_size", 1, 65536), ("epochs", 1, 10000)):
         if not least <= getattr(exp, key) <= most:
-            bad(f"{key} must be from {least} to {most}, got {getattr(exp, key)}")
+            bad(key, f"{key} must be from {least} to {most}, got {getattr(exp, key)}")
     for backbone, n in exp.epochs_by_backbone.items():
         if n < 1:
-            bad(f"epochs_by_backbone.{backbone} must be at least 1, got {n}")
+            bad("epochs_by_backbone", f"epochs_by_backbone.{backbone} must be at least 1, got {n}")
     seeds = [*exp.seeds, *exp.split_seed_list]
     if any(not 0 <= s < 2**32 for s in seeds):
-        bad(f"seeds and split seeds must be from 0 to 2**32 - 1, got {[s for s in seeds if not 0 <= s < 2**32][0]}")
+        bad("seeds", f"seeds and split seeds must be from 0 to 2**32 - 1, got {[s for s in seeds if not 0 <= s < 2**32][0]}")
     if exp.max_per_class is not None and exp.max_per_class < 3:
-        bad(f"max_per_class must be at least 3 (one image per part), got {exp.max_per_class}")
+        bad("max_per_class", f"max_per_class must be at least 3 (one image per part), got {exp.max_per_class}")
     if any(a not in AUGMENTS for a in exp.augment) or len(set(exp.augment)) != len(exp.augment):
-        bad(f"augment must be distinct names from {', '.join(AUGMENTS)}, got {exp.augment}")
+        bad("augment", f"augment must be distinct names from {', '.join(AUGMENTS)}, got {exp.augment}")
     if exp.robustness_n < 0:
-        bad(f"robustness_n must be 0 (no sweep) or a number of test tiles, got {exp.robustness_n}")
+        bad("robustness_n", f"robustness_n must be 0 (no sweep) or a number of test tiles, got {exp.robustness_n}")
     if not exp.protocols or any(p not in PROTOCOLS for p in exp.protocols) or len(set(exp.protocols)) != len(exp.protocols):
-        bad(f"protocols must be distinct names from {', '.join(PROTOCOLS)}, got {exp.protocols}")
+        bad("protocols", f"protocols must be distinct names from {', '.join(PROTOCOLS)}, got {exp.protocols}")
     if not exp.backbones:
-        bad("backbones is empty: name at least one (see `lungfast backbones`)")
+        bad("backbones", "backbones is empty: name at least one (see `lungfast backbones`)")
     if not exp.seeds or len(set(exp.seeds)) != len(exp.seeds):
-        bad(f"seeds must be a non-empty list of distinct integers, got {exp.seeds}")
+        bad("seeds", f"seeds must be a non-empty list of distinct integers, got {exp.seeds}")
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", exp.name):
-        bad(f"name must be a plain folder name (letters, digits, _ . + -), got {exp.name!r}")
+        bad("name", f"name must be a plain folder name (letters, digits, _ . + -), got {exp.name!r}")
     if any("\x00" in v for v in _strings(dataclasses.asdict(exp))):
-        bad("a value holds a NUL character; no path or name can")
+        bad(None, "a value holds a NUL character; no path or name can")
 
 
 def _strings(value):
@@ -192,14 +201,34 @@ def _strings(value):
             yield from _strings(v)
 
 
+PATH_KEYS = ("data_dir", "groups_csv", "results_dir")  # and every value of `weights`
+
+
+def _paths_from(raw: dict, base: Path) -> dict:
+    """Relative paths written in an experiment file are taken from the file's folder, so a run does not
+    depend on where it is started; `~` is the user's home. (--set values and defaults: the working directory.)"""
+    def place(value):
+        return str(base / Path(value).expanduser()) if isinstance(value, str) else value
+
+    raw = {k: place(v) if k in PATH_KEYS else v for k, v in raw.items()}
+    if isinstance(raw.get("weights"), dict):
+        raw["weights"] = {k: place(v) for k, v in raw["weights"].items()}
+    return raw
+
+
 def load(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
-    path = Path(path)
+    path = Path(path).expanduser()
     try:
         raw = tomllib.loads(path.read_text())
     except FileNotFoundError:
         raise LungfastError(f"{path}: experiment file not found") from None
+    except IsADirectoryError:
+        raise LungfastError(f"{path}: is a folder; name an experiment file, e.g. experiments/cpu-quick.toml") from None
+    except UnicodeDecodeError:
+        raise LungfastError(f"{path}: not a text file; an experiment is a TOML file (experiments/*.toml)") from None
     except tomllib.TOMLDecodeError as e:
         raise LungfastError(f"{path}: not valid TOML ({e})") from None
+    raw, origins = _paths_from(raw, path.parent), {}
     for text in overrides:
         key, value = _parse_override(text)
         if "." in key:  # --set weights.resnet50=FILE sets one entry of a table
@@ -208,6 +237,8 @@ def load(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
             if not isinstance(raw[table], dict):
                 raise LungfastError(f"--set {text!r}: {table!r} is not a table")
             raw[table][sub] = value
+            key = table
         else:
             raw[key] = value
-    return from_dict(raw, source=str(path))
+        origins[key] = f"--set {text}"
+    return from_dict(raw, source=str(path), origins=origins)

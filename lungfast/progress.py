@@ -1,7 +1,9 @@
-"""Progress you can see: a fastprogress bar in a terminal; in logs and CI (no TTY), a line per tenth.
+"""Progress you can see: a tqdm bar on stderr at a terminal; in logs and CI (no TTY), a line per tenth.
 
 `--quiet` (logging above INFO) hides both; `-v` adds detail lines elsewhere. One helper for every long
-step (store building, embedding, scanning), so they all behave the same.
+step (store building, embedding, scanning, preparing), so they all behave the same. tqdm, not fastprogress:
+fastprogress's console bar draws on stdout (which may carry a CSV) and its API changes between releases
+(1.1.6 dropped `comment=`); fastai's own epoch bars stay fastai's.
 """
 
 from __future__ import annotations
@@ -14,18 +16,29 @@ log = logging.getLogger("lungfast")
 
 def interactive() -> bool:
     """Bars only for a person at a terminal, and not under --quiet."""
-    return sys.stderr.isatty() and sys.stdout.isatty() and log.isEnabledFor(logging.INFO)
+    return sys.stderr.isatty() and log.isEnabledFor(logging.INFO)
+
+
+def fastai_bars() -> bool:
+    """fastai's epoch and batch bars draw on stdout: only when both streams are a terminal (`run > log` logs)."""
+    return interactive() and sys.stdout.isatty()
 
 
 def bar(total: int, what: str):
-    """A callable taking the number done so far."""
+    """A callable taking the number done so far; the bar closes itself when `total` is reached."""
     if not log.isEnabledFor(logging.INFO) or total <= 0:
         return lambda n: None
     if interactive():
-        from fastprogress.fastprogress import progress_bar
+        from tqdm import tqdm
 
-        shown = progress_bar(range(total), comment=what)
-        return lambda n: shown.update(n)
+        shown = tqdm(total=total, desc=what, unit="img", file=sys.stderr, dynamic_ncols=True, leave=True)
+
+        def draw(n):
+            if not shown.disable and n > shown.n:
+                shown.update(n - shown.n)
+            if n >= total:
+                shown.close()
+        return draw
     step, last = max(total // 10, 1), [0]
 
     def line(n):

@@ -1,6 +1,11 @@
 """Find the images of a class-per-folder data set and keep only those that decode.
 
-Odd modes (CMYK, RGBA, grayscale, palette) are fine: fastai's PILImage converts them to RGB on open.
+Every image is turned into the RGB a person sees in a viewer by one function, `to_rgb`, used by the tile
+store, predict, the app, the embeddings and the input shifts (through `data.tile_image.TileImage`, the
+learner's image type):
+16-bit grayscale is scaled from its bit depth (PIL's own convert clips it to an all-white tile), transparency is
+laid over white, EXIF orientation applied, CMYK and palettes converted; modes whose colours are not defined
+without more (32-bit float, LAB, HSV) are refused with one line, never guessed.
 Files that cannot be decoded (empty, truncated, not an image, a dangling or looping symlink) are skipped,
 counted and named once, so one bad tile among 25,000 costs a warning line, not the run. Images in
 sub-folders of a class folder belong to that class (as `predict` searches folders recursively too).
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -22,6 +28,53 @@ from lungfast.errors import LungfastError
 
 log = logging.getLogger("lungfast")
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".tif", ".tiff", ".bmp", ".webp"}
+
+
+class UnsupportedImage(LungfastError):
+    """An image PIL decodes but lungfast cannot turn faithfully into RGB."""
+
+
+_PLAIN = {"1", "L", "P", "RGB", "CMYK", "YCbCr"}  # PIL's convert("RGB") shows these as a viewer does
+_SIXTEEN = {"I;16", "I;16L", "I;16B", "I;16N", "I"}  # 16-bit grayscale (PIL opens 16-bit PNG/TIFF as these)
+
+
+def to_rgb(im: Image.Image, source="image") -> Image.Image:
+    """The 8-bit RGB image a person sees in a viewer, or UnsupportedImage naming what to do."""
+    from PIL import ImageOps
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a damaged EXIF block: keep the pixels as stored
+            im = ImageOps.exif_transpose(im)  # cameras and some exporters store the orientation as a tag
+    except (SyntaxError, ValueError, TypeError, KeyError, OSError):
+        pass
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):  # transparency over a white page, as viewers print it
+        rgba = im.convert("RGBA")
+        page = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(page, rgba).convert("RGB")
+    if im.mode in _SIXTEEN:
+        import numpy as np
+
+        a = np.asarray(im, dtype=np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise UnsupportedImage(f"{source}: 32-bit integer image with values outside 0-65535; save it as "
+                                   f"8-bit RGB (JPEG, PNG or TIFF)")
+        gray = Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8))  # 16-bit range -> 8-bit
+        return gray.convert("RGB")
+    if im.mode in _PLAIN:
+        return im.convert("RGB")
+    kind = "a 32-bit float image" if im.mode == "F" else f"in the {im.mode} colour space"
+    raise UnsupportedImage(f"{source}: {kind} (PIL mode {im.mode}), which lungfast cannot turn into the RGB a viewer "
+                           f"shows without guessing; save it as 8-bit RGB (JPEG, PNG or TIFF)")
+
+
+def load_rgb(path) -> Image.Image:
+    """Decode a file into the RGB a person sees (see `to_rgb`)."""
+    with Image.open(path) as im:
+        im.load()
+        return to_rgb(im, path)
 
 
 def unreadable_reason(path: Path) -> str | None:
@@ -36,10 +89,22 @@ def unreadable_reason(path: Path) -> str | None:
             with Image.open(path) as im:
                 im.draft("RGB", (32, 32))  # JPEG: decode at 1/8 scale; still reads every byte, so truncation shows
                 im.load()
-                im.convert("RGB")
+                to_rgb(im, path.name)
         return None
+    except UnsupportedImage as e:
+        return str(e)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+        return (f"over PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels; crop tiles from it "
+                f"first (lungfast reads tiles, not slides)")
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError...) for broken files
-        return f"{type(e).__name__}: {e}"[:120]
+        return _shorten(f"{type(e).__name__}: {e}")
+
+
+def _shorten(text: str, most: int = 160) -> str:
+    """At most `most` characters, cut at a word boundary with an ellipsis, never mid-word."""
+    if len(text) <= most:
+        return text
+    return text[:most].rsplit(" ", 1)[0].rstrip(" ,;:") + " …"
 
 
 def class_files(folder: Path) -> list[Path]:
@@ -73,10 +138,11 @@ def checked(paths: list[Path], root: Path) -> list[str | None]:
         memo = json.loads(memo_file.read_text())
     except (OSError, ValueError):  # none yet, or damaged: check everything again
         memo = {}
+    names = [os.path.realpath(p) for p in paths]  # however the folder was spelled (./data, /abs/data, a link)
     stamps = [_stamp(p) for p in paths]
-    todo = [i for i, (p, st) in enumerate(zip(paths, stamps)) if st is None or memo.get(str(p), [None])[:2] != st]
+    todo = [i for i, (p, st) in enumerate(zip(names, stamps)) if st is None or memo.get(p, [None])[:2] != st]
     pending = set(todo)
-    reasons = [None if i in pending else memo[str(p)][2] for i, p in enumerate(paths)]
+    reasons = [None if i in pending else memo[p][2] for i, p in enumerate(names)]
     if todo:
         log.info("checking %d image(s) for readability (%d known from an earlier scan)", len(todo), len(paths) - len(todo))
         shown = progress.bar(len(todo), "checked")
@@ -84,7 +150,7 @@ def checked(paths: list[Path], root: Path) -> list[str | None]:
             for n, (i, reason) in enumerate(zip(todo, pool.map(unreadable_reason, [paths[i] for i in todo])), 1):
                 reasons[i] = reason
                 shown(n)
-        fresh = {str(p): [*st, r] for p, st, r in zip(paths, stamps, reasons) if st is not None}
+        fresh = {p: [*st, r] for p, st, r in zip(names, stamps, reasons) if st is not None}
         atomic.write_json(memo_file, fresh)
     return reasons
 

@@ -26,11 +26,12 @@ from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, IndexSplitt
 from fastcore.basics import chunked
 
 from lungfast.data import store as tile_store
+from lungfast.data.tile_image import TileImage
 
 
 def datablock(vocab: list[str], img_size: int, stats, valid_idx: list[int] = ()) -> DataBlock:
     return DataBlock(
-        blocks=(ImageBlock, CategoryBlock(vocab=vocab)),
+        blocks=(ImageBlock(cls=TileImage), CategoryBlock(vocab=vocab)),
         get_y=parent_label,
         splitter=IndexSplitter(list(valid_idx)),
         item_tfms=Resize(img_size, method="squish"),

@@ -23,6 +23,7 @@ import pandas as pd
 from PIL import Image
 
 from lungfast.cache import cache_dir
+from lungfast.data import images
 
 log = logging.getLogger("lungfast")
 
@@ -38,27 +39,34 @@ def prepared_path(source: str, label: str, size: int) -> Path:
 
 
 def prepare_one(job: tuple[str, str, int]) -> str:
+    from lungfast.results import atomic
+
     source, label, size = job
     target = prepared_path(source, label, size)
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(source) as im:
             im.draft("RGB", (size, size))  # JPEG: let the decoder scale down by 1/2, 1/4 or 1/8 first
-            small = im.convert("RGB").resize((size, size), Image.BILINEAR)
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        small.save(tmp, format="JPEG", quality=95)
-        os.replace(tmp, target)
+            small = images.to_rgb(im, source).resize((size, size), Image.BILINEAR)
+        with atomic.atomic_path(target) as tmp:
+            small.save(tmp, format="JPEG", quality=95)
     return str(target)
 
 
-def prepare(df: pd.DataFrame, size: int, progress: bool = False) -> pd.Series:
-    """Prepared copy of each row's image (built in parallel where missing), aligned with df."""
-    from fastcore.parallel import parallel
+def prepare(df: pd.DataFrame, size: int) -> pd.Series:
+    """Prepared copy of each row's image (built in parallel threads where missing), aligned with df."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lungfast import progress
 
     jobs = [(p, label, size) for p, label in zip(df.path, df.label)]
     missing = sum(not prepared_path(*j).exists() for j in jobs)
     if missing:
         log.info("preparing %d of %d images at %d px in %s", missing, len(jobs), size, cache_root() / str(size))
+    shown = progress.bar(len(jobs) if missing else 0, "prepared")
+    out = []
     # threads: PIL releases the GIL while decoding, resizing and encoding
-    out = parallel(prepare_one, jobs, n_workers=os.cpu_count() or 1, threadpool=True, progress=progress and missing > 0)
-    return pd.Series(list(out), index=df.index)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        for path in pool.map(prepare_one, jobs):
+            out.append(path)
+            shown(len(out))
+    return pd.Series(out, index=df.index)

@@ -30,6 +30,7 @@ import pandas as pd
 from PIL import Image
 
 from lungfast.cache import cache_dir
+from lungfast.data import images
 
 log = logging.getLogger("lungfast")
 SEVERITIES = (1, 2, 3)  # 0 is "none"; the leaderboard's shifted_accuracy is taken at the middle one
@@ -90,13 +91,14 @@ def shifted_path(source: str, label: str, shift: str, severity: int) -> Path:
 def _make(job: tuple[str, str, str, int]) -> tuple[str, bool]:
     """Write one shifted tile if missing; (its path, whether the shift applied). A stain shift that cannot
     find two stains in a tile (mostly background) keeps the tile as it is, and is counted."""
+    from lungfast.results import atomic
+
     source, label, shift, severity = job
     target = shifted_path(source, label, shift, severity)
     failed = target.with_suffix(".unchanged")
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(source) as im:
-            image = np.asarray(im.convert("RGB"))
+        image = np.asarray(images.load_rgb(source))
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # numpy on a tile without tissue: it fails below
@@ -104,9 +106,8 @@ def _make(job: tuple[str, str, str, int]) -> tuple[str, bool]:
         except (np.linalg.LinAlgError, ValueError, RuntimeError):
             out, ok = image, False
             failed.touch()
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        Image.fromarray(out).save(tmp, format="PNG")
-        os.replace(tmp, target)
+        with atomic.atomic_path(target) as tmp:
+            Image.fromarray(out).save(tmp, format="PNG")
     return str(target), not failed.exists()
 
 

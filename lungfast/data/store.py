@@ -5,7 +5,7 @@ in the hot path. Why: decoding a 768 px JPEG costs ~3 ms per core, so feeding a 
 cores; gathering 224 px uint8 tiles from a page-cached array costs microseconds (LC25000 lung at 224 px is
 2.3 GB: a memory map, not a decoder problem).
 
-- Pixels: fastai's own `PILImage.create` + `Resize(size, method="squish")`, the inference pipeline's item
+- Pixels: the learner's own `TileImage.create` (`images.to_rgb`) + fastai's `Resize(size, method="squish")`, the inference pipeline's item
   transforms, so a tile is the same pixels in training and in `predict`.
 - Key: the sorted (source path, byte size, mtime) of every tile, plus the size and `VERSION`; a changed
   source gives a new key, so a stale store is never read. Reused by every backbone, seed, split, protocol
@@ -32,7 +32,7 @@ from lungfast import progress
 from lungfast.cache import cache_dir
 
 log = logging.getLogger("lungfast")
-VERSION = 1  # bump when the pixels stored for a tile would change
+VERSION = 2  # bump when the pixels stored for a tile would change
 CHUNK = 256  # tiles per parallel job
 
 
@@ -48,9 +48,11 @@ def key_of(paths: list[str], size: int) -> str:
 
 def decode(path: str, size: int) -> np.ndarray:
     """The tile as the inference pipeline's item transforms give it: size x size x 3 uint8."""
-    from fastai.vision.all import PILImage, Resize
+    from fastai.vision.all import Resize
 
-    return np.asarray(Resize(size, method="squish")(PILImage.create(path), split_idx=1), dtype=np.uint8)
+    from lungfast.data.tile_image import TileImage
+
+    return np.asarray(Resize(size, method="squish")(TileImage.create(path), split_idx=1), dtype=np.uint8)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,13 @@ def ensure(frame: pd.DataFrame, size: int) -> TileStore:
     return TileStore(np.load(array, mmap_mode="r"), pd.read_csv(table), array)
 
 
+def _reserve(path: Path) -> None:
+    """Claim the whole file's blocks now: a memory map written onto a full disk dies of SIGBUS ("Bus error")
+    mid-build, while a full disk here is an OSError (ENOSPC) before any work, and the temp file goes."""
+    with open(path, "r+b") as f:
+        os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+
+
 def _build(frame: pd.DataFrame, size: int, array: Path, table: Path) -> None:
     from lungfast.results import atomic
 
@@ -90,6 +99,7 @@ def _build(frame: pd.DataFrame, size: int, array: Path, table: Path) -> None:
     done, shown = 0, progress.bar(len(rows), "stored")
     with atomic.atomic_path(array) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rows), size, size, 3))
+        _reserve(tmp)
 
         def fill(start: int) -> int:
             for i in range(start, min(start + CHUNK, len(rows))):

@@ -85,7 +85,8 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> rec
                **evaluate.calibration_record(preds, vocab, temperature, stage, title),
                **evaluate.test_intervals(preds, vocab, test.group_id),
                **evaluate.clinical_record(spec, score, preds, vocab, valid_probs, valid_y, test, stage, title)}
-    learn.export(stage.learner.name)
+    with atomic.atomic_path(stage.learner) as tmp:  # absolute: fastai would join a name onto learn.path
+        learn.export(tmp.resolve())
     chosen = next(r for r in fit.history if r["setting"] == fit.chosen)
     rec = record.RunRecord(
         spec=spec, source=b.source, arch=b.arch, schedule=f"{spec.protocol} on frozen embeddings", lr_used=None,

@@ -7,6 +7,7 @@ staging folder and renamed into place when every file is there. Files get the us
 
 from __future__ import annotations
 
+import errno
 import glob
 import json
 import logging
@@ -51,9 +52,34 @@ def _alive(pid: int) -> bool:
     return True
 
 
+FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # no room: disk full, quota reached, file size limit
+
+
+def write_error(e: BaseException, target: Path) -> OSError | None:
+    """`e` as an OSError naming `target` when it is a failed write, else None. torch's zip writer reports a
+    full disk as a RuntimeError without the file ("file write failed"); numpy and PIL raise OSError without it."""
+    if isinstance(e, OSError) and (e.errno in FULL or e.filename is None and e.errno is not None):
+        return OSError(e.errno, e.strerror or os.strerror(e.errno), str(target))
+    if isinstance(e, RuntimeError) and ("write failed" in str(e) or "PytorchStreamWriter" in str(e)):
+        return OSError(errno.ENOSPC if free_bytes(target) < 2**20 else errno.EIO,
+                       "the write failed (is the disk full?)", str(target))
+    return None
+
+
+def free_bytes(path: Path) -> int:
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return 0
+
+
 @contextmanager
 def atomic_path(target: str | Path):
-    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds."""
+    """Yield a temporary path beside `target`; rename it onto `target` only if the block succeeds. A failed
+    write (a full disk, say) leaves no partial file behind and is raised as an OSError naming `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     _sweep(target)
@@ -63,6 +89,11 @@ def atomic_path(target: str | Path):
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
+    except (OSError, RuntimeError) as e:
+        failed = write_error(e, target)
+        if failed is None:
+            raise
+        raise failed from e
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

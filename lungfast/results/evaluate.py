@@ -44,13 +44,20 @@ def test_metrics(preds: pd.DataFrame, vocab: list[str]) -> dict:
         "roc_auc_ovr": None, "cancer_sensitivity": None, "benign_specificity": None,
     }
     if y.nunique() == len(vocab):  # AUC needs every class in the test part
-        out["roc_auc_ovr"] = float(skm.roc_auc_score(y, probs / probs.sum(1, keepdims=True), multi_class="ovr",
-                                                     labels=vocab))
+        out["roc_auc_ovr"] = roc_auc(y, probs, vocab)
     if BENIGN in vocab:
         cancer, called = (y != BENIGN).to_numpy(), (yhat != BENIGN).to_numpy()
         out["cancer_sensitivity"] = float(skm.recall_score(cancer, called, zero_division=0))
         out["benign_specificity"] = float(skm.recall_score(~cancer, ~called, zero_division=0))
     return out
+
+
+def roc_auc(y: pd.Series, probs: np.ndarray, vocab: list[str]) -> float:
+    """One-vs-rest ROC-AUC; with two classes, scikit-learn wants the second class's score alone."""
+    probs = probs / probs.sum(1, keepdims=True)
+    if len(vocab) == 2:
+        return float(skm.roc_auc_score((y == vocab[1]).to_numpy(), probs[:, 1]))
+    return float(skm.roc_auc_score(y, probs, multi_class="ovr", labels=vocab))
 
 
 def write_figures(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) -> None:
@@ -116,7 +123,10 @@ def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series) -> 
                 calibration.ece(probs[ix], yi[ix])]
 
     with warnings.catch_warnings():
-        return {"test_ci95": dict(zip(CI_FIGURES, stats.group_bootstrap(figures, groups)))}
+        ci = dict(zip(CI_FIGURES, stats.group_bootstrap(figures, groups)))
+    if BENIGN not in vocab:  # no benign class: no clinical pair, so no interval for one
+        ci = {k: v for k, v in ci.items() if k not in ("cancer_sensitivity", "benign_specificity")}
+    return {"test_ci95": ci}
 
 
 def record_test(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) -> dict:

@@ -29,7 +29,7 @@ def collect(inputs: list[str]) -> list[Path]:
     return found
 
 
-def predict(learn, paths: list[Path], tta: bool = False, progress: bool = True,
+def predict(learn, paths: list[Path], tta: bool = False, progress: bool | None = None,
             refer_below: float | None = None) -> pd.DataFrame:
     """Class probabilities per file; with `refer_below` (the model's 99%-accuracy threshold), a `refer`
     column: true where the top probability is below it (a pathologist should look)."""
@@ -42,6 +42,10 @@ def predict(learn, paths: list[Path], tta: bool = False, progress: bool = True,
                          "error": [errors[p] or "" for p in paths]})
     if good:
         dl = learn.dls.test_dl(good)
+        if progress is None:  # a bar for a person at a terminal (on stderr: stdout may carry the CSV)
+            from lungfast.progress import interactive
+
+            progress = interactive()
         bar = [ProgressCallback()] if progress and len(good) > dl.bs else []
         # fastprogress draws on stdout, which may carry the CSV: send the bar to stderr
         with contextlib.redirect_stdout(sys.stderr), learn.added_cbs(bar):

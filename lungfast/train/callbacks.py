@@ -113,9 +113,10 @@ class Checkpoint(TrainedEpochCallback):
         self.folder, self.key, self.lr_found = folder.resolve(), key, lr_found
 
     def after_trained_epoch(self):
-        self.folder.mkdir(exist_ok=True)
-        self.learn.save(self.folder / "state.partial", with_opt=True)  # fastai appends .pth
-        os.replace(self.folder / "state.partial.pth", self.folder / "state.pth")
+        from fastai.learner import save_model
+
+        with atomic.atomic_path(self.folder / "state.pth") as tmp:  # a full disk leaves the last good state
+            save_model(tmp, self.learn.model, getattr(self.learn, "opt", None), with_opt=True)
         atomic.write_json(self.folder / "progress.json", {"key": self.key, "lr_found": self.lr_found,
                                                           "epochs_done": len(self.learn.epoch_history.rows)})
 

@@ -24,7 +24,7 @@ from fastcore.basics import noop  # noqa: E402
 from lungfast import progress  # noqa: E402
 from lungfast.data import loaders  # noqa: E402
 from lungfast.data.split import Split  # noqa: E402
-from lungfast.results import evaluate, record  # noqa: E402
+from lungfast.results import atomic, evaluate, record  # noqa: E402
 from lungfast.results.layout import RunDir  # noqa: E402
 from lungfast.runspec import RunSpec  # noqa: E402
 from lungfast.ship import trust  # noqa: E402
@@ -75,7 +75,7 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
     b, plan = backbones.get(spec.backbone), device.plan_for(device.describe())
     dls = loaders.make_dls(split.frame, b.stats, spec.img_size, spec.batch_size, spec.seed, plan)
     learn = learner.build(dls, b, spec.pretrained, spec.weights_file, path=stage.path)
-    if not progress.interactive():  # epoch and batch bars for a person at a terminal; in logs, EpochLog's lines
+    if not progress.fastai_bars():  # epoch and batch bars for a person at a terminal; in logs, EpochLog's lines
         learn.remove_cb(ProgressCallback)
     learn.logger = noop  # EpochLog prints instead of fastai's raw lists (a named function: no lambda in the pickle)
     device.apply(learn, plan)
@@ -84,7 +84,8 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
     done, lr_found = Checkpoint.progress(stage.resume, spec.key()) if world_size == 1 else (0, None)
     if done:
         Checkpoint.restore(learn, stage.resume)
-        log.info("%s: resuming after epoch %d of a killed run (model and optimizer restored)", spec.label, done)
+        log.info("%s: resuming after epoch %d of an earlier attempt that did not finish (model and optimizer "
+                 "restored; --force starts over)", spec.label, done)
     elif spec.lr == "find":
         lr_found = float(learn.lr_find(show_plot=False).valley)
         plt.close("all")
@@ -129,7 +130,8 @@ def _record(spec, split: Split, stage: RunDir, learn, plan, lr, lr_found, world_
             **evaluate.test_intervals(preds, vocab, test_part.group_id),
             **evaluate.clinical_record(spec, score, preds, vocab, valid_probs, targets, test_part, stage, title)}
     learn.remove_cb(ProgressCallback)  # the same pickle whether or not a terminal watched the training
-    learn.export(stage.learner.name)  # fastai writes it under learn.path, the staging folder
+    with atomic.atomic_path(stage.learner) as tmp:  # absolute: fastai would join a name onto learn.path
+        learn.export(tmp.resolve())
     shutil.rmtree(stage.resume, ignore_errors=True)  # the record is complete: no checkpoint to keep
     b = backbones.get(spec.backbone)
     seconds = sum(e["seconds"] for e in epochs)

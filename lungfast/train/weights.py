@@ -11,6 +11,7 @@ import os
 
 from lungfast.cache import cache_dir
 from lungfast.errors import LungfastError
+from lungfast.results import atomic
 
 
 def efficientnet_lite0_file() -> str:
@@ -37,10 +38,8 @@ def efficientnet_lite0_file() -> str:
             raise LungfastError(f"efficientnet-lite0 weights: {src_key} {tuple(tensor.shape)} does not fit "
                                 f"timm {key} {tuple(ref.shape)}")
         converted[key] = tensor
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(f".tmp{os.getpid()}")
-    torch.save(converted, tmp)
-    os.replace(tmp, target)
+    with atomic.atomic_path(target) as tmp:
+        torch.save(converted, tmp)
     return str(target)
 
 
