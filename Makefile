@@ -4,15 +4,28 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test browser bench bench-quick clean
+.PHONY: demo test browser bench bench-quick clean lock
 
-$(BIN)/lungfast: pyproject.toml
+# requirements.lock pins every package, transitive ones included: a fresh machine gets what the tests ran with.
+$(BIN)/lungfast: pyproject.toml requirements.lock
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q --upgrade pip==26.3
 	# torch first, alone: pinned wheels, never a resolver detour to other builds
-	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c requirements.lock torch torchvision
+	$(BIN)/pip install -q -c requirements.lock -e '.[test]'
 	touch $@
+
+# A deliberate upgrade: resolve pyproject.toml afresh in a scratch venv, then pin what it installed.
+lock:
+	rm -rf .lock-venv
+	$(PY) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+	.lock-venv/bin/pip install -q -e '.[test]'
+	{ sed -n '1,2p' requirements.lock; .lock-venv/bin/pip freeze --exclude-editable | grep -v '^lungfast'; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+	rm -rf .lock-venv
+	@echo "requirements.lock regenerated: review git diff requirements.lock, run make test, commit it alone"
 
 demo: $(BIN)/lungfast
 	$(BIN)/lungfast demo

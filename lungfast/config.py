@@ -208,7 +208,11 @@ def _paths_from(raw: dict, base: Path) -> dict:
     """Relative paths written in an experiment file are taken from the file's folder, so a run does not
     depend on where it is started; `~` is the user's home. (--set values and defaults: the working directory.)"""
     def place(value):
-        return str(base / Path(value).expanduser()) if isinstance(value, str) else value
+        if not isinstance(value, str):
+            return value
+        joined = str(base / Path(value).expanduser())
+        tidy = os.path.normpath(joined)  # experiments/../results -> results, unless a symlink makes them differ
+        return tidy if os.path.realpath(tidy) == os.path.realpath(joined) else joined
 
     raw = {k: place(v) if k in PATH_KEYS else v for k, v in raw.items()}
     if isinstance(raw.get("weights"), dict):

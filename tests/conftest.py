@@ -44,11 +44,66 @@ def lc_subset(lc25000, tmp_path_factory):
     return root
 
 
-def run_cli(*args, cwd=None, timeout=600):
-    """The real `lungfast` command in a subprocess."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+def run_cli(*args, cwd=None, timeout=600, env=None):
+    """The real `lungfast` command in a subprocess, without a terminal (as in CI and logs)."""
+    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([sys.executable, "-m", "lungfast.cli", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_pty(*args, cwd=None, timeout=900, env=None, columns=100, on_output=None):
+    """The installed `lungfast` command at a real pseudo-terminal (stdin, stdout and stderr all a tty, 100
+    columns), as a person runs it: (exit code, everything the terminal showed). `on_output(text so far, proc)`
+    may act on the output as it arrives (send Ctrl-C, say)."""
+    import fcntl
+    import select
+    import struct
+    import termios
+    import time
+
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    command = [str(Path(sys.executable).with_name("lungfast")), *map(str, args)]
+    import signal
+
+    # Ctrl-C works as at a terminal even when the test runner was started in the background, where shells
+    # set SIGINT to "ignore" and every child inherits it
+    proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, close_fds=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+                            env={**os.environ, "PYTHONWARNINGS": "ignore", "TERM": "xterm",
+                                 "COLUMNS": str(columns), **(env or {})})
+    os.close(slave)
+    out, deadline = b"", time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the command closed the terminal (it exited)
+                    break
+                if not chunk:
+                    break
+                out += chunk
+                if on_output:
+                    on_output(out.decode(errors="replace"), proc)
+            elif proc.poll() is not None:
+                break
+        else:
+            proc.kill()
+            raise AssertionError(f"lungfast {' '.join(map(str, args))} ran past {timeout}s at a terminal:\n"
+                                 f"{out.decode(errors='replace')[-3000:]}")
+    finally:
+        os.close(master)
+    return proc.wait(), out.decode(errors="replace")
+
+
+def screen_lines(text: str) -> list[str]:
+    """What a terminal leaves on screen: each line as its last carriage return left it (bars redraw in place)."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)  # cursor movement and colours
+    return [line.split("\r")[-1] for line in text.replace("\r\n", "\n").split("\n")]
 
 
 def write_experiment(path: Path, **keys) -> Path:

@@ -161,14 +161,6 @@ def test_backbones_command_lists_the_registry():
     assert rows["tf_efficientnet_lite0"][2] == "offline" and float(rows["resnet50"][4]) > 20
 
 
-def test_demo_runs_end_to_end(tmp_path):
-    result = run_cli("demo", "--workdir", "demo", cwd=tmp_path)  # relative, as `make demo` runs it
-    assert result.returncode == 0, result.stderr
-    assert "SYNTHETIC" in result.stdout and "exported the winner" in result.stdout
-    lb = pd.read_csv(tmp_path / "demo" / "demo" / "leaderboard.csv")
-    assert len(lb) == 2 and (tmp_path / "demo" / "demo" / "lung.pkl").stat().st_size > 100_000
-
-
 def test_calibration_and_group_bootstrap_intervals_are_recorded(e2e):
     from fastai.learner import load_learner
 

@@ -4,6 +4,7 @@ and .md, inflation.csv, comparison.json; and the README block `<!-- leaderboard:
 from __future__ import annotations
 
 from pathlib import Path
+from textwrap import fill
 
 import pandas as pd
 
@@ -28,8 +29,48 @@ def _fmt(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def _ran(shown: pd.DataFrame) -> pd.DataFrame:
+    """Without the columns of work that did not run (no sweep: no shifted_accuracy), never a column of nan."""
+    empty = [c for c in shown if shown[c].isna().all() or shown[c].astype(str).isin(["–", "nan", "None", ""]).all()]
+    return shown.drop(columns=empty)
+
+
+TERMINAL = ["rank", "backbone", "protocol", "test_accuracy", "95% CI", "n", "ece_calibrated", "coverage_at_99",
+            "shifted_accuracy", "cancer_sensitivity"]  # in the order they are given up when a row is too wide
+WIDTH = 100
+
+
+def to_terminal(s: Summary, width: int = WIDTH) -> str:
+    """The key columns, at most `width` characters a line; everything else is in leaderboard.md/.csv and
+    the report."""
+    shown = _ran(_fmt(s.table))
+    shown = shown[[c for c in TERMINAL if c in shown]]
+    shown["test_accuracy"] = [f"{m:.3f} ± {sd:.3f}" if sd == sd else f"{m:.3f}"
+                              for m, sd in zip(s.table.test_accuracy, s.table.test_accuracy_std)]
+    shown["95% CI"] = [f"{lo:.3f}–{hi:.3f}" if lo == lo else "n=1" for lo, hi in zip(s.table.ci95_low, s.table.ci95_high)]
+    if (s.table.protocol == "fine_tune").all():
+        shown = shown.drop(columns="protocol")
+    optional = [c for c in reversed(TERMINAL) if c in shown and c not in ("rank", "backbone", "test_accuracy")]
+    while True:
+        text = shown.to_markdown(index=False, floatfmt=".3f")
+        if max(map(len, text.splitlines())) <= width or not optional:
+            break
+        shown = shown.drop(columns=optional.pop(0))
+    text += "\n" + fill(f"{s.scheme} scheme; every column: leaderboard.md, leaderboard.csv and report.html in "
+                        f"{s.exp.path}", width) + "\n"
+    if s.inflation is not None:
+        text += "\nRandom-split inflation (same data, same settings):\n\n"
+        inflation = _ran(s.inflation)
+        if "protocol" in inflation and (inflation.protocol == "fine_tune").all():
+            inflation = inflation.drop(columns="protocol")
+        text += inflation.to_markdown(index=False, floatfmt=".3f") + "\n"
+    if s.comparison is not None:
+        text += "\n" + fill(stats.describe(s.comparison), width) + "\n"
+    return text
+
+
 def to_markdown(s: Summary) -> str:
-    text = _fmt(s.table).to_markdown(index=False, floatfmt=".4f") + "\n"
+    text = _ran(_fmt(s.table)).to_markdown(index=False, floatfmt=".4f") + "\n"
     text += (f"\nn counts runs (training seeds x split seeds) on the {s.scheme} scheme; ci_kind says what the 95% "
              f"interval covers: runs (t interval over them), test tiles (bootstrap over the test part's tile "
              f"groups), or both combined. ece: before temperature scaling; ece_calibrated: after (what export "
@@ -54,16 +95,15 @@ def to_markdown(s: Summary) -> str:
 
 
 def write(s: Summary) -> str:
-    """Write leaderboard.csv/.md (+ inflation.csv, comparison.json) and return the markdown."""
+    """Write leaderboard.csv/.md (+ inflation.csv, comparison.json) and return what a terminal shows."""
     exp = s.exp
     atomic.write_csv(exp.leaderboard_csv, s.table)
     if s.inflation is not None:
         atomic.write_csv(exp.inflation_csv, s.inflation)
     if s.comparison is not None:
         atomic.write_json(exp.comparison_json, s.comparison)
-    text = to_markdown(s)
-    atomic.write_text(exp.leaderboard_md, text)
-    return text
+    atomic.write_text(exp.leaderboard_md, to_markdown(s))
+    return to_terminal(s)
 
 
 def update_readme(path: Path, s: Summary, note: str) -> None:

@@ -61,7 +61,11 @@ def test_leaderboard_files_and_readme_block_come_from_the_summary(exp, tmp_path)
     text = leaderboard.write(s)
     assert pd.read_csv(exp.leaderboard_csv).backbone.tolist() == ["a", "b"]
     assert "Random-split inflation" in text and "Paired test, #1 a vs #2 b" in text
-    assert exp.leaderboard_md.read_text() == text and json.loads(exp.comparison_json.read_text())["first"] == "a"
+    assert exp.leaderboard_md.read_text() == leaderboard.to_markdown(s)
+    assert json.loads(exp.comparison_json.read_text())["first"] == "a"
+    # what a terminal shows: key columns within 100 characters, no column of work that did not run
+    assert max(map(len, text.splitlines())) <= 100, text
+    assert "nan" not in text and "rank" in text.splitlines()[0] and "leaderboard.csv" in text
     page = tmp_path / "README.md"
     page.write_text("intro\n<!-- leaderboard:e -->\nold\n<!-- /leaderboard:e -->\nrest\n")
     leaderboard.update_readme(page, s, "Command: x")
