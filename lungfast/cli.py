@@ -42,12 +42,13 @@ def os_error_line(e: OSError) -> str:
     in_cache = where.resolve().is_relative_to(cache.resolve())
     setting = (f"set LUNGFAST_CACHE to a folder on another disk (the cache is now {cache})" if in_cache
                else "choose another results_dir (--set results_dir=DIR) or --out")
-    if e.errno in FULL:
-        return (f"no space left writing {where} ({free_bytes(where) / 1e6:.0f} MB free on that disk); free some "
-                f"space or {setting}, then run the same command again: finished work is kept")
+    if e.errno in FULL:  # disk full, quota, or the file size limit (ulimit -f)
+        return (f"{e.strerror} writing {where} ({free_bytes(where) / 1e6:,.0f} MB free on that disk); free some "
+                f"space or {setting}, then run the same command again: finished work is kept, no partial file is")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write {where}: {e.strerror}; fix its permissions or {setting}"
-    return f"cannot read or write {where}: {e.strerror or e}; check it, or {setting}"
+    return (f"cannot read or write {where}: {e.strerror or e}; check the disk ({free_bytes(where) / 1e6:,.0f} MB "
+            f"free there), or {setting}")
 
 
 def cmd_backbones(args):
@@ -136,6 +137,8 @@ def cmd_predict(args):
     from lungfast.results import atomic
     from lungfast.ship import model_io, predict
 
+    if args.out:
+        atomic.check_writable(args.out)  # before the predictions, not after them
     learn = model_io.load(args.model, args.trust)
     table = predict.predict(learn, predict.collect(args.paths), tta=args.tta,
                             refer_below=model_io.refer_below(args.model))

@@ -19,6 +19,39 @@ def test_shipped_experiments_parse_and_name_registry_backbones(path):
     assert abs(sum(exp.ratios) - 1) < 1e-9
 
 
+def test_shipped_experiments_find_their_data_and_results_from_any_folder(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # not the repository root
+    for name in ("cpu-quick", "cpu-probes"):
+        exp = config.load(REPO / "experiments" / f"{name}.toml")
+        assert Path(exp.data_dir).resolve() == (REPO.parent / "shared" / "lc25000-lung" / "lung_image_sets").resolve()
+        assert Path(exp.results_dir).resolve() == (REPO / "results").resolve()
+
+
+def test_paths_in_a_file_are_taken_from_its_folder_and_tilde_is_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "exps").mkdir()
+    f = write_experiment(tmp_path / "exps" / "e.toml", name="x", data_dir="../data", backbones=["tiny"],
+                         groups_csv="~/groups.csv", results_dir="out", weights={"resnet50": "w/r50.pth"})
+    exp = config.load(f)
+    assert Path(exp.data_dir) == tmp_path / "data" and Path(exp.results_dir) == tmp_path / "exps" / "out"
+    assert exp.groups_csv == str(tmp_path / "home" / "groups.csv") and "~" not in exp.groups_csv
+    assert Path(exp.weights["resnet50"]) == tmp_path / "exps" / "w" / "r50.pth"
+    # --set values are typed at a shell: taken from the working directory, with ~ expanded too
+    exp = config.load(f, ["data_dir=mine", "results_dir=~/r"])
+    assert exp.data_dir == "mine" and exp.results_dir == str(tmp_path / "home" / "r")
+
+
+def test_a_bad_set_value_is_blamed_on_set_not_on_the_file(tmp_path):
+    f = write_experiment(tmp_path / "e.toml", **BASE)
+    with pytest.raises(LungfastError, match=r"^--set img_size=abc: key 'img_size' must be int"):
+        config.load(f, ["img_size=abc"])
+    with pytest.raises(LungfastError, match=r"^--set lr=-1: lr must be a positive"):
+        config.load(f, ["lr=-1"])
+    bad = write_experiment(tmp_path / "bad.toml", **BASE, img_size=8)
+    with pytest.raises(LungfastError, match=r"bad\.toml: img_size must be from 32"):
+        config.load(bad)
+
+
 def test_defaults_and_overrides(tmp_path):
     f = write_experiment(tmp_path / "e.toml", **BASE)
     exp = config.load(f, ["img_size=96", "seeds=[1, 2]", "lr=find", "weights.resnet50=/w.pth", "scheme=random"])

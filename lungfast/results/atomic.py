@@ -60,7 +60,8 @@ def write_error(e: BaseException, target: Path) -> OSError | None:
     full disk as a RuntimeError without the file ("file write failed"); numpy and PIL raise OSError without it."""
     if isinstance(e, OSError) and (e.errno in FULL or e.filename is None and e.errno is not None):
         return OSError(e.errno, e.strerror or os.strerror(e.errno), str(target))
-    if isinstance(e, RuntimeError) and ("write failed" in str(e) or "PytorchStreamWriter" in str(e)):
+    if isinstance(e, RuntimeError) and any(m in str(e) for m in ("write failed", "PytorchStreamWriter",
+                                                                 "inline_container")):
         return OSError(errno.ENOSPC if free_bytes(target) < 2**20 else errno.EIO,
                        "the write failed (is the disk full?)", str(target))
     return None
@@ -97,6 +98,22 @@ def atomic_path(target: str | Path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def check_writable(target) -> None:
+    """Fail now, naming `target`, if it could not be written: before the work whose result it holds."""
+    from lungfast.errors import LungfastError
+
+    target = Path(target)
+    if target.is_dir():
+        raise LungfastError(f"{target}: is a folder; name a file to write, e.g. {target / 'predictions.csv'}")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".probe", dir=target.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(target)) from None
 
 
 def write_text(target, text: str) -> None:

@@ -107,7 +107,7 @@ CI_FIGURES = ["test_accuracy", "balanced_accuracy", "cancer_sensitivity", "benig
 
 
 def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series) -> dict:
-    """95% intervals of the test figures from a bootstrap over the test part's tile groups."""
+    """95% intervals of the test figures from a bootstrap over the test part's tile groups, within each class."""
     y = preds.actual.to_numpy()
     yhat = preds.predicted.to_numpy()
     probs = preds[vocab].to_numpy(dtype=float)
@@ -123,7 +123,7 @@ def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series) -> 
                 calibration.ece(probs[ix], yi[ix])]
 
     with warnings.catch_warnings():
-        ci = dict(zip(CI_FIGURES, stats.group_bootstrap(figures, groups)))
+        ci = dict(zip(CI_FIGURES, stats.group_bootstrap(figures, groups, strata=preds.actual)))
     if BENIGN not in vocab:  # no benign class: no clinical pair, so no interval for one
         ci = {k: v for k, v in ci.items() if k not in ("cancer_sensitivity", "benign_specificity")}
     return {"test_ci95": ci}

@@ -9,10 +9,12 @@ from lungfast.errors import LungfastError
 from lungfast.results import atomic
 
 
-def replace_block(readme: Path, tag: str, body: str) -> None:
+def replace_block(readme: Path, tag: str, body: str, inline: bool = False) -> None:
+    """`inline`: the block sits inside a sentence or a table cell, so no line breaks around the body."""
     start, end = f"<!-- {tag} -->", f"<!-- /{tag} -->"
     text = readme.read_text()
     if start not in text or end not in text:
         raise LungfastError(f"{readme}: no {start} ... {end} block to fill; add the two markers where it belongs")
     head, rest = text.split(start, 1)
-    atomic.write_text(readme, f"{head}{start}\n{body.strip()}\n{end}{rest.split(end, 1)[1]}")
+    gap = "" if inline else "\n"
+    atomic.write_text(readme, f"{head}{start}{gap}{body.strip()}{gap}{end}{rest.split(end, 1)[1]}")

@@ -62,18 +62,27 @@ def describe(c: dict) -> str:
             f"{c['ci95_high']:+.4f}), paired permutation p = {c['p_value']:.4f}: {c['verdict']} (at 0.05).")
 
 
-def group_bootstrap(statistic, groups: pd.Series, n_resamples: int = 500, seed: int = 0) -> list[tuple[float, float]]:
+def group_bootstrap(statistic, groups: pd.Series, strata: pd.Series | None = None, n_resamples: int = 500,
+                    seed: int = 0) -> list[tuple[float, float]]:
     """95% percentile intervals of `statistic(row_mask_indices) -> list of figures` over test rows, resampling
-    whole tile groups (SciPy's bootstrap over group ids): copies of one tile are not independent evidence."""
+    whole tile groups (SciPy's bootstrap over group ids): copies of one tile are not independent evidence.
+    With `strata` (each row's class), groups are resampled within their class (SciPy resamples each sample
+    on its own), so every resample holds every class and a per-class figure (sensitivity) is always defined."""
     codes, uniques = pd.factorize(groups)
     rows_of = [np.flatnonzero(codes == g) for g in range(len(uniques))]
 
-    def on_groups(picked):
-        return np.asarray(statistic(np.concatenate([rows_of[int(g)] for g in picked])), dtype=float)
+    def on_groups(*picked):
+        return np.asarray(statistic(np.concatenate([rows_of[int(g)] for p in picked for g in p])), dtype=float)
 
     if len(uniques) < 2:
         return [(math.nan, math.nan)] * len(on_groups(np.arange(len(uniques))))
-    res = stats.bootstrap((np.arange(len(uniques)),), on_groups, vectorized=False, n_resamples=n_resamples,
+    samples = (np.arange(len(uniques)),)
+    if strata is not None:
+        stratum = np.asarray(strata)[[rows[0] for rows in rows_of]]  # a group lies in one class
+        by_class = tuple(np.flatnonzero(stratum == s) for s in pd.unique(stratum))
+        if all(len(s) >= 2 for s in by_class):  # SciPy resamples a sample of two or more
+            samples = by_class
+    res = stats.bootstrap(samples, on_groups, vectorized=False, n_resamples=n_resamples,
                           method="percentile", rng=np.random.default_rng(seed))
     low, high = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
     return [(float(a), float(b)) for a, b in zip(low, high)]

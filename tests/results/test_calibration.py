@@ -59,3 +59,20 @@ def test_group_bootstrap_resamples_groups_not_tiles():
     (tile_low, tile_high), = stats.group_bootstrap(lambda ix: [right[ix].mean()], pd.Series(np.arange(800)))
     assert low < right.mean() < high and (high - low) > 3 * (tile_high - tile_low)  # honest: much wider
     assert stats.group_bootstrap(lambda ix: [right[ix].mean()], groups) == [(low, high)]  # seeded
+
+
+def test_group_bootstrap_within_classes_keeps_a_per_class_figure_defined():
+    """Two classes, three groups each: an unstratified resample often holds no cancer group at all (its
+    sensitivity undefined, so the interval is nan); resampling within each class never loses a class."""
+    groups = pd.Series(np.repeat(np.arange(6), 5))
+    label = np.repeat(np.array(["lung_aca"] * 3 + ["lung_n"] * 3), 5)
+    called = np.repeat(np.array([True, True, False, False, False, True]), 5)
+
+    def sensitivity(ix):
+        cancer = label[ix] == "lung_aca"
+        return [called[ix][cancer].mean() if cancer.any() else np.nan]
+
+    (low, high), = stats.group_bootstrap(sensitivity, groups, strata=pd.Series(label))
+    assert 0 <= low <= 2 / 3 <= high <= 1
+    (bare_low, _), = stats.group_bootstrap(sensitivity, groups)
+    assert np.isnan(bare_low)

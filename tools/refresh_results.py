@@ -1,0 +1,108 @@
+"""`make results`: rerun the shipped experiments that run on a CPU without internet, each from a cold cache,
+and write what lungfast measured into the README blocks and the experiment files' headers.
+
+Every number in the README's Results section, and every stated wall time, comes from here: the run records
+(through `lungfast leaderboard --readme`) and this script's own clock around `lungfast run`. The shipped
+experiments that need the full LC25000 and hub weights (capstone, grouped, lc25000-clean) are not run here;
+their files say so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LUNGFAST = str(Path(sys.executable).with_name("lungfast"))
+WALL_LINE = re.compile(r"^# Cold-cache wall time.*$", re.M)
+
+# (README block / results folder, experiment file, extra arguments, what the note adds)
+SHIPPED = [
+    ("cpu-quick", "experiments/cpu-quick.toml", [],
+     "LC25000 sample (224 px copies), 400 images/class spread over tile groups, 128 px, split seed 42, seed 0, "
+     "robustness sweep on every test tile. One run per row: the interval is the test-tile group bootstrap."),
+    ("cpu-quick-stain", "experiments/cpu-quick.toml", ["--set", "name=cpu-quick-stain", "--set", 'augment=["stain"]'],
+     "Same data, grouped split 42, seed 0 and settings as cpu-quick above, with stain augmentation."),
+    ("cpu-probes", "experiments/cpu-probes.toml", [],
+     "LC25000 sample (224 px copies), 224 px, ImageNet tf_efficientnet_lite0 (offline weights), parts 70/10/20."),
+]
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} CPU cores, no GPU" if not shutil.which("nvidia-smi") else "a CUDA machine"
+
+
+def run(name: str, toml: str, extra: list[str]) -> float:
+    """Wall seconds of `lungfast run` from an empty cache into a fresh results folder."""
+    shutil.rmtree(REPO / "results" / name, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix="lungfast-cold-") as cache:
+        return timed([LUNGFAST, "run", toml, *extra], REPO, {"LUNGFAST_CACHE": cache, "HF_HUB_OFFLINE": "1"})
+
+
+def stamp_file(toml: str, text: str) -> None:
+    path = REPO / toml
+    body = path.read_text()
+    line = f"# Cold-cache wall time (make results): {text}"
+    path.write_text(WALL_LINE.sub(line, body) if WALL_LINE.search(body) else f"{line}\n{body}")
+
+
+def timed(command: list[str], cwd: Path, env: dict | None = None) -> float:
+    started = time.perf_counter()
+    subprocess.run(command, cwd=cwd, check=True, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - started
+
+
+def measure_install() -> float:
+    """`make .venv/bin/lungfast` in a fresh clone, with pip's cache off: what a new machine waits."""
+    with tempfile.TemporaryDirectory(prefix="lungfast-install-") as scratch:
+        subprocess.run(["git", "clone", "-q", str(REPO), f"{scratch}/c"], check=True)
+        return timed(["make", ".venv/bin/lungfast"], Path(scratch, "c"), {"PIP_NO_CACHE_DIR": "1"})
+
+
+def measure_demo() -> float:
+    """`lungfast demo` (what `make demo` runs once .venv exists) into an empty workdir and cache."""
+    with tempfile.TemporaryDirectory(prefix="lungfast-demo-") as scratch:
+        return timed([LUNGFAST, "demo", "--workdir", f"{scratch}/work"], REPO, {"LUNGFAST_CACHE": f"{scratch}/cache"})
+
+
+def write_wall(tag: str, text: str) -> None:
+    sys.path.insert(0, str(REPO))
+    from lungfast.results.readme import replace_block
+
+    replace_block(REPO / "README.md", f"wall:{tag}", text, inline=True)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="*", help="what to refresh: install, demo, and block names (default: all)")
+    args = p.parse_args()
+    wanted = lambda name: not args.only or name in args.only  # noqa: E731
+    for name, measure in (("install", measure_install), ("demo", measure_demo)):
+        if wanted(name):
+            wall = f"{measure() / 60:.1f} min on {machine()}, measured {time.strftime('%Y-%m-%d')}"
+            write_wall(name, wall)
+            print(f"{name}: {wall}", flush=True)
+    for name, toml, extra, about in SHIPPED:
+        if not wanted(name):
+            continue
+        seconds = run(name, toml, extra)
+        shown = " ".join(["lungfast run", toml, *(f"'{a}'" if any(c in a for c in '[]"') else a for a in extra)])
+        wall = f"{seconds / 60:.1f} min on {machine()}, {time.strftime('%Y-%m-%d')}"
+        note = f"Command: `{shown}`, from a cold cache: {wall}. {about}"
+        subprocess.run([LUNGFAST, "leaderboard", f"results/{name}", "--readme", "README.md", "--note", note],
+                       cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        if not extra:  # the file as shipped: its header and the README's table state what it cost
+            stamp_file(toml, wall)
+            write_wall(name, wall)
+        print(f"{name}: {wall}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
