@@ -15,7 +15,7 @@ import tempfile
 import pytest
 
 from conftest import run_cli, write_experiment
-from lungfast.cli import os_error_line
+from lungfast.errors import os_error_line
 
 pytestmark = pytest.mark.slow
 

@@ -27,8 +27,9 @@ WALL_LINE = re.compile(r"^# Cold-cache wall time.*$", re.M)
 SHIPPED = [
     ("cpu-quick", "experiments/cpu-quick.toml", [],
      "LC25000 sample (224 px copies), 400 images/class spread over tile groups, 128 px, split seed 42, seed 0, "
-     "robustness sweep on every test tile. One run per row: the interval is the test-tile group bootstrap."),
-    ("cpu-quick-stain", "experiments/cpu-quick.toml", ["--set", "name=cpu-quick-stain", "--set", 'augment=["stain"]'],
+     "robustness sweep on 60 test tiles. One run per row: the interval is the test-tile group bootstrap."),
+    ("cpu-quick-stain", "experiments/cpu-quick.toml", ["--set", "name=cpu-quick-stain", "--set", 'augment=["stain"]',
+                                                        "--set", "scheme=grouped"],
      "Same data, grouped split 42, seed 0 and settings as cpu-quick above, with stain augmentation."),
     ("cpu-probes", "experiments/cpu-probes.toml", [],
      "LC25000 sample (224 px copies), 224 px, ImageNet tf_efficientnet_lite0 (offline weights), parts 70/10/20."),

@@ -102,9 +102,9 @@ def _make(job: tuple[str, str, str, int]) -> tuple[str, bool]:
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # numpy on a tile without tissue: it fails below
-                out, ok = apply(image, shift, severity, Path(source).name), True
+                out = apply(image, shift, severity, Path(source).name)
         except (np.linalg.LinAlgError, ValueError, RuntimeError):
-            out, ok = image, False
+            out = image
             failed.touch()
         with atomic.atomic_path(target) as tmp:
             Image.fromarray(out).save(tmp, format="PNG")

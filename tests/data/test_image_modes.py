@@ -104,3 +104,13 @@ def test_modes_without_a_defined_rgb_are_refused_in_one_line(mode, tile, tmp_pat
 def test_long_decoder_messages_are_cut_at_a_word(tmp_path):
     assert images._shorten("word " * 100, 30).endswith("word …")
     assert len(images._shorten("word " * 100, 30)) <= 32
+
+
+@pytest.mark.parametrize("pixels", [40 * 40, 100 * 100])  # over the limit (PIL warns), over twice it (PIL raises)
+def test_an_oversized_image_gets_a_whole_sentence(pixels, tmp_path, monkeypatch):
+    side = int(pixels ** 0.5)
+    Image.new("RGB", (side, side), (200, 120, 180)).save(tmp_path / "slide.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    reason = images.unreadable_reason(tmp_path / "slide.png")
+    assert reason.startswith("over PIL's decompression-bomb limit of 1,000 pixels")
+    assert reason.endswith("(lungfast reads tiles, not slides)")

@@ -207,3 +207,24 @@ def test_a_damaged_safetensors_export_is_one_clear_line(shipped, tmp_path, damag
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
         last = r.stderr.strip().splitlines()[-1]
         assert last.startswith("lungfast: error: ") and "export it again" in last or "export again" in last, last
+
+
+def test_predict_reads_a_16_bit_scan_as_the_picture_it_is(shipped, lc_subset, tmp_path):
+    """The same real tile as 8-bit and as 16-bit grey gets the same probabilities (PIL alone would hand the
+    model an all-white tile); a float image is refused in its row, and the rest still run."""
+    import numpy as np
+    from PIL import Image
+
+    work, _ = shipped
+    source = sorted((lc_subset / "lung_image_sets" / "lung_scc").iterdir())[0]
+    grey = np.asarray(Image.open(source).convert("L"))
+    Image.fromarray(grey).save(tmp_path / "grey8.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "grey16.png")
+    Image.fromarray(grey.astype(np.float32) / 255).save(tmp_path / "float.tif")
+    Image.new("RGB", grey.shape[::-1], "white").save(tmp_path / "white.png")
+    table = predict_csv(run_cli("predict", work / "lung.pkl", tmp_path, cwd=work)).set_index("path")
+    row = lambda name: table.loc[str(tmp_path / name)]  # noqa: E731
+    eight, sixteen, white = (row(n)[CLASSES].astype(float) for n in ("grey8.png", "grey16.png", "white.png"))
+    assert np.abs(eight.to_numpy() - sixteen.to_numpy()).max() < 1e-6
+    assert np.abs(sixteen.to_numpy() - white.to_numpy()).max() > 1e-3  # not what a blank tile gets
+    assert row("float.tif").predicted == "" and "save it as 8-bit RGB" in row("float.tif").error
