@@ -36,5 +36,7 @@ def os_error_line(e: OSError) -> str:
                 f"space or {setting}, then run the same command again: finished work is kept, no partial file is")
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write {where}: {e.strerror}; fix its permissions or {setting}"
-    return (f"cannot read or write {where}: {e.strerror or e}; check the disk ({free_bytes(where) / 1e6:,.0f} MB "
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"cannot write below {where}: it is a file where a folder is needed; move it or {setting}"
+    return (f"cannot write or read {where}: {e.strerror or e}; check the disk ({free_bytes(where) / 1e6:,.0f} MB "
             f"free there), or {setting}")

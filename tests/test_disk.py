@@ -76,7 +76,7 @@ def test_predict_out_that_cannot_be_written_fails_before_predicting(lc_subset, t
     started = os.times().elapsed
     r = run_cli("predict", tmp_path / "missing.pkl", lc_subset / "lung_image_sets", "--out", blocker / "p.csv",
                 cwd=tmp_path)
-    one_line(r, str(blocker / "p.csv"), "--out")
+    one_line(r, str(blocker), "a file where a folder is needed", "--out")
     assert os.times().elapsed - started < 60
     r = run_cli("predict", tmp_path / "missing.pkl", lc_subset, "--out", tmp_path, cwd=tmp_path)
     one_line(r, "is a folder", "name a file")

@@ -113,7 +113,7 @@ def check_writable(target) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise OSError(e.errno, e.strerror, str(target)) from None
+        raise OSError(e.errno, e.strerror, e.filename or str(target)) from None
 
 
 def write_text(target, text: str) -> None:

@@ -76,3 +76,20 @@ def test_broken_and_looping_symlinks_are_counted_and_nested_images_kept(tmp_path
     assert all("broken symlink" in r for r in reasons.values())
     assert df.groupby("label").size().to_dict() == {"lung_aca": 3 + 1 + 2, "lung_n": 3}
     assert not df.path.str.contains(".thumbs").any()
+
+
+def test_a_folder_spelled_another_way_is_not_checked_again(tmp_path, monkeypatch):
+    """./data, /abs/data and a link to it are one folder: the cached verdicts are found under every spelling."""
+    make_class(tmp_path / "data", "lung_aca")
+    make_class(tmp_path / "data", "lung_n")
+    (tmp_path / "link").symlink_to(tmp_path / "data")
+    decoded = []
+    real = images.unreadable_reason
+    monkeypatch.setattr(images, "unreadable_reason", lambda p: decoded.append(p) or real(p))
+    monkeypatch.chdir(tmp_path)
+    first, _ = images.scan("data")
+    assert len(decoded) == 6
+    for spelling in ("./data", str(tmp_path / "data"), "link", "data/../data"):
+        again, _ = images.scan(spelling)
+        assert len(decoded) == 6, spelling  # nothing decoded again
+        assert again.label.tolist() == first.label.tolist()
