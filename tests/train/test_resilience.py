@@ -86,7 +86,7 @@ def test_killed_run_reruns_to_the_same_complete_runs(setup, point):
     rerun = run_cli("run", exp, cwd=work)
     assert rerun.returncode == 0, rerun.stderr
     if point == "mid_epoch":
-        assert "resuming after epoch 1 of a killed run" in rerun.stderr
+        assert "resuming after epoch 1 of an earlier attempt that did not finish" in rerun.stderr
         history = (out / "grouped-split42" / "runs" / "tiny" / "seed0" / "history.csv").read_text().splitlines()
         assert len(history) == 1 + 3 and [line.split(",")[0] for line in history[1:]] == ["0", "1", "2"]
     assert runs_of(out) == baseline
