@@ -5,8 +5,8 @@ in the hot path. Why: decoding a 768 px JPEG costs ~3 ms per core, so feeding a 
 cores; gathering 224 px uint8 tiles from a page-cached array costs microseconds (LC25000 lung at 224 px is
 2.3 GB: a memory map, not a decoder problem).
 
-- Pixels: the learner's own `TileImage.create` (`images.to_rgb`) + fastai's `Resize(size, method="squish")`, the inference pipeline's item
-  transforms, so a tile is the same pixels in training and in `predict`.
+- Pixels: the learner's own `TileImage.create` (`images.to_rgb`) + fastai's `Resize(size, method="squish")`,
+  the inference pipeline's item transforms, so a tile is the same pixels in training and in `predict`.
 - Key: the sorted (source path, byte size, mtime) of every tile, plus the size and `VERSION`; a changed
   source gives a new key, so a stale store is never read. Reused by every backbone, seed, split, protocol
   and experiment on the same tiles.
