@@ -219,6 +219,9 @@ def main(argv=None) -> int:
     except LungfastError as e:
         print(f"lungfast: error: {' '.join(str(e).splitlines())}", file=sys.stderr)  # one line, whatever it quotes
         return 2
+    except BrokenPipeError:  # `lungfast predict ... | head`: the reader has all it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own recipe: no flush error at exit
+        return 0
     except OSError as e:
         if not e.filename:  # not about a file of the user's: a bug or the machine, show it all
             raise

@@ -6,10 +6,14 @@ other test passed.
 """
 
 import json
+import os
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -127,6 +131,20 @@ def test_ctrl_c_during_predict_speaks_of_predict(term, tmp_path):
                       on_output=interrupt_once_loaded)
     assert sent and rc == 130, out[-2000:]
     assert "no CSV was written" in out and "resumes" not in out and not (tmp_path / "p.csv").exists()
+
+
+def test_output_piped_into_head_ends_quietly(term, tmp_path):
+    """`lungfast predict MODEL DIR | head`: the reader leaves early; no BrokenPipeError traceback."""
+    work, _, env, _, _ = term
+    model = tmp_path / "lung.pkl"
+    assert run_cli("export", work / "results" / "t", "--out", model, env=env).returncode == 0
+    data = work / "data" / "lung_image_sets"
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("lungfast")), "predict", model, *[data] * 6],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+    assert proc.stdout.readline().startswith(b"path,predicted")
+    proc.stdout.close()  # what head does after its lines
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
 
 
 def test_demo_at_a_terminal(tmp_path):

@@ -36,7 +36,10 @@ def _ran(shown: pd.DataFrame) -> pd.DataFrame:
 
 
 TERMINAL = ["rank", "backbone", "protocol", "test_accuracy", "95% CI", "n", "ece_calibrated", "coverage_at_99",
-            "shifted_accuracy", "cancer_sensitivity"]  # in the order they are given up when a row is too wide
+            "shifted_accuracy", "cancer_sensitivity"]
+GIVE_UP = ["n", "cancer_sensitivity", "coverage_at_99", "ece_calibrated", "shifted_accuracy", "protocol", "95% CI"]
+SHORT = {"test_accuracy": "test acc", "ece_calibrated": "ece cal", "coverage_at_99": "cov@99",
+         "shifted_accuracy": "shifted", "cancer_sensitivity": "cancer sens"}  # the files keep the full names
 WIDTH = 100
 
 
@@ -50,9 +53,9 @@ def to_terminal(s: Summary, width: int = WIDTH) -> str:
     shown["95% CI"] = [f"{lo:.3f}–{hi:.3f}" if lo == lo else "n=1" for lo, hi in zip(s.table.ci95_low, s.table.ci95_high)]
     if (s.table.protocol == "fine_tune").all():
         shown = shown.drop(columns="protocol")
-    optional = [c for c in reversed(TERMINAL) if c in shown and c not in ("rank", "backbone", "test_accuracy")]
+    optional = [c for c in GIVE_UP if c in shown]
     while True:
-        text = shown.to_markdown(index=False, floatfmt=".3f")
+        text = shown.rename(columns=SHORT).to_markdown(index=False, floatfmt=".3f")
         if max(map(len, text.splitlines())) <= width or not optional:
             break
         shown = shown.drop(columns=optional.pop(0))
