@@ -16,14 +16,15 @@ SHOWN = ["ci_kind", "n", "valid_accuracy", "macro_f1", "cancer_sensitivity", "be
          "img_size"]
 
 
-def _fmt(table: pd.DataFrame) -> pd.DataFrame:
+def _fmt(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
     shown = table[["rank", "backbone", "protocol"]].copy()
-    shown["test_accuracy"] = [f"{m:.4f} ± {s:.4f}" if s == s else f"{m:.4f}"
+    shown["test_accuracy"] = [f"{m:.{digits}f} ± {s:.{digits}f}" if s == s else f"{m:.{digits}f}"
                               for m, s in zip(table.test_accuracy, table.test_accuracy_std)]
-    shown["95% CI"] = [f"{lo:.4f}–{hi:.4f}" if lo == lo else "n=1" for lo, hi in zip(table.ci95_low, table.ci95_high)]
+    shown["95% CI"] = [f"{lo:.{digits}f}–{hi:.{digits}f}" if lo == lo else "n=1"
+                       for lo, hi in zip(table.ci95_low, table.ci95_high)]
     for c in SHOWN:
         shown[c] = table[c]
-    shown["worst_shift"] = [f"{name} {acc:.4f}" if name else "–" for name, acc in
+    shown["worst_shift"] = [f"{name} {acc:.{digits}f}" if name else "–" for name, acc in
                             zip(table.worst_shift, table.worst_shift_accuracy)]
     shown.insert(1, "backbone", shown.pop("backbone").str.cat(table.augment.map(lambda a: f"+{a}" if a else "")))
     return shown
@@ -46,11 +47,8 @@ WIDTH = 100
 def to_terminal(s: Summary, width: int = WIDTH) -> str:
     """The key columns, at most `width` characters a line; everything else is in leaderboard.md/.csv and
     the report."""
-    shown = _ran(_fmt(s.table))
+    shown = _ran(_fmt(s.table, digits=3))
     shown = shown[[c for c in TERMINAL if c in shown]]
-    shown["test_accuracy"] = [f"{m:.3f} ± {sd:.3f}" if sd == sd else f"{m:.3f}"
-                              for m, sd in zip(s.table.test_accuracy, s.table.test_accuracy_std)]
-    shown["95% CI"] = [f"{lo:.3f}–{hi:.3f}" if lo == lo else "n=1" for lo, hi in zip(s.table.ci95_low, s.table.ci95_high)]
     if (s.table.protocol == "fine_tune").all():
         shown = shown.drop(columns="protocol")
     optional = [c for c in GIVE_UP if c in shown]
