@@ -49,10 +49,16 @@ def experiment(lc_subset, tmp_path, backbone):
                             max_per_class=30, robustness_n=0, results_dir=str(tmp_path / "results"))
 
 
-def test_a_full_cache_disk_is_one_line_naming_lungfast_cache(lc_subset, tmp_path):
+def test_a_full_cache_disk_is_one_line_naming_lungfast_cache(lc_subset, tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     exp = experiment(lc_subset, tmp_path, "tiny")
-    # 64 kB: the readability scan fits, the 32 px tile store (90 x 3 kB) does not
+    # The readability scan is done first, without a limit: its size follows the length of the data folder's
+    # real path (machine-dependent), the store's does not. 64 kB is then less than the 32 px tile store
+    # (90 x 3 kB), so the first write that fails is the store's.
+    monkeypatch.setenv("LUNGFAST_CACHE", str(cache))
+    from lungfast.data.images import scan
+    scan(lc_subset / "lung_image_sets")
+    assert list((cache / "scan").glob("*.json"))
     r = run_limited("run", exp, max_bytes=64_000, env={"LUNGFAST_CACHE": str(cache)}, cwd=tmp_path)
     line = one_line(r, "File too large", "store", "LUNGFAST_CACHE")
     assert "free on that disk" in line
