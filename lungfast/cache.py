@@ -1,4 +1,4 @@
-"""The user's lungfast cache folder: prepared images, converted weights, trusted-pickle entries.
+"""The user's lungfast cache folder: tile stores, embeddings, converted weights, trusted-pickle entries.
 
 `LUNGFAST_CACHE` overrides it (tests point it at a temporary folder); else `$XDG_CACHE_HOME/lungfast`,
 else `~/.cache/lungfast`. Each user of the cache asks for its own sub-folder here.

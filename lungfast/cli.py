@@ -9,7 +9,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from lungfast.errors import INTERRUPTED, LungfastError, os_error_line
+from lungfast.errors import INTERRUPTED, LungfastError
+from lungfast.files import os_error_line
 
 log = logging.getLogger("lungfast")
 
@@ -23,13 +24,13 @@ def _quiet_imports():
 
 def cmd_backbones(args):
     from lungfast.runspec import schedule_for
-    from lungfast.train import backbones
+    from lungfast.train import backbones, learner
 
     print(f"{'name':24} {'source':12} {'weights':9} {'schedule':14} {'params_m':>8}  note")
     for b in backbones.REGISTRY.values():
         note = "  ".join(n for n in ("test only" if b.test_only else "", b.note, b.hub or "") if n)
         print(f"{b.name:24} {b.source:12} {backbones.weights_kind(b):9} {schedule_for(b.has_weights):14} "
-              f"{backbones.param_count(b) / 1e6:8.2f}  {note}".rstrip())
+              f"{learner.param_count(b) / 1e6:8.2f}  {note}".rstrip())
 
 
 def _shard(text: str | None) -> tuple[int, int]:
@@ -66,21 +67,21 @@ def cmd_leaderboard(args):
 
 
 def cmd_prepare(args):
-    from lungfast.data import images, prepare
+    from lungfast.data import images, store
 
     df, skipped = images.scan(args.data_dir)
     for size in args.size:
-        prepare.prepare(df, size)
-        print(f"prepared {len(df)} images at {size} px in {prepare.cache_root() / str(size)}"
+        tiles = store.ensure(df, size)
+        print(f"prepared {len(df)} images at {size} px: tile store {tiles.path}"
               + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
 
 
 def cmd_groups(args):
+    from lungfast import files
     from lungfast.data import groups
-    from lungfast.results import atomic
 
     table = groups.from_lc25000_clean(Path(args.annotations), args.model, args.variant)
-    atomic.write_csv(args.out, table)
+    files.write_csv(args.out, table)
     per = table.groupby("label").agg(images=("filename", "size"), groups=("group_id", "nunique"))
     print(f"wrote {args.out}: " + ", ".join(f"{c} {r.images} images in {r.groups} groups" for c, r in per.iterrows()))
 
@@ -104,16 +105,16 @@ def cmd_export(args):
 
 
 def cmd_predict(args):
-    from lungfast.results import atomic
+    from lungfast import files
     from lungfast.ship import model_io, predict
 
     if args.out:
-        atomic.check_writable(args.out)  # before the predictions, not after them
+        files.check_writable(args.out)  # before the predictions, not after them
     learn = model_io.load(args.model, args.trust)
     table = predict.predict(learn, predict.collect(args.paths), tta=args.tta,
                             refer_below=model_io.refer_below(args.model))
     if args.out:
-        atomic.write_csv(args.out, table)
+        files.write_csv(args.out, table)
         print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)
     else:
         table.to_csv(sys.stdout, index=False)
@@ -155,7 +156,8 @@ def parser() -> argparse.ArgumentParser:
     lb.add_argument("--readme", help="also refresh this README's <!-- leaderboard:NAME --> block")
     lb.add_argument("--note", default="", help="line shown above the table (command, wall time, machine)")
     lb.set_defaults(fn=cmd_leaderboard)
-    pp = sub.add_parser("prepare", help="decode and resize a data set once, ahead of runs")
+    pp = sub.add_parser("prepare", help="build a data set's tile store ahead of runs (the one "
+                        "every run on all of its images reads: a login node, before sharded runs)")
     pp.add_argument("data_dir", help="folder with one sub-folder per class")
     pp.add_argument("--size", type=int, nargs="+", required=True, help="target size(s) in px")
     pp.set_defaults(fn=cmd_prepare)

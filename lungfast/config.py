@@ -21,12 +21,12 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lungfast import protocols as protocol_registry
 from lungfast.errors import LungfastError
 
 log = logging.getLogger("lungfast")
 RENAMED = {"split": "scheme"}  # old key -> new key
 SCHEMES = ("grouped", "random")
-PROTOCOLS = ("fine_tune", "linear", "knn", "fewshot")  # how a backbone is compared (see lungfast.probe)
 AUGMENTS = ("stain",)  # training-time augmentations beyond flips and rotation (see train.augment)
 MIN_IMG_SIZE = 32  # every registry backbone downsamples 32x: smaller tiles vanish before the head
 
@@ -44,12 +44,12 @@ class ExperimentConfig:
     seeds: list[int] = field(default_factory=lambda: [0])  # training seeds: one run per backbone and seed
     img_size: int = 224  # images are squished to img_size x img_size
     batch_size: int = 64  # images per batch
-    epochs: int = 2  # fine_tune: epochs after the frozen one; fit_one_cycle: total epochs
+    epochs: int = 2  # fine-tuning with weights: epochs after the frozen-body one; from scratch: total epochs
     epochs_by_backbone: dict[str, int] = field(default_factory=dict)  # per-backbone override of epochs
     lr: float | str = 2e-3  # base learning rate, or "find" to run lr_find and record its suggestion
     pretrained: bool = True  # false: every backbone trains from random init (recorded as such)
     weights: dict[str, str] = field(default_factory=dict)  # backbone -> local weights file (offline use)
-    protocols: list[str] = field(default_factory=lambda: ["fine_tune"])  # fine_tune, and frozen: linear, knn, fewshot
+    protocols: list[str] = field(default_factory=lambda: ["fine_tune"])  # `lungfast.protocols`: fine_tune, linear, knn, fewshot
     max_per_class: int | None = None  # subsample each class to this many images, spread over groups
     augment: list[str] = field(default_factory=list)  # ["stain"]: H&E stain augmentation of training batches
     robustness_n: int = 300  # test tiles re-scored under each input shift (one fixed draw, by class); 0: no sweep
@@ -177,8 +177,9 @@ def _validate(exp: ExperimentConfig, where) -> None:
         bad("augment", f"augment must be distinct names from {', '.join(AUGMENTS)}, got {exp.augment}")
     if exp.robustness_n < 0:
         bad("robustness_n", f"robustness_n must be 0 (no sweep) or a number of test tiles, got {exp.robustness_n}")
-    if not exp.protocols or any(p not in PROTOCOLS for p in exp.protocols) or len(set(exp.protocols)) != len(exp.protocols):
-        bad("protocols", f"protocols must be distinct names from {', '.join(PROTOCOLS)}, got {exp.protocols}")
+    known = protocol_registry.names()
+    if not exp.protocols or any(p not in known for p in exp.protocols) or len(set(exp.protocols)) != len(exp.protocols):
+        bad("protocols", f"protocols must be distinct names from {', '.join(known)}, got {exp.protocols}")
     if not exp.backbones:
         bad("backbones", "backbones is empty: name at least one (see `lungfast backbones`)")
     if not exp.seeds or len(set(exp.seeds)) != len(exp.seeds):

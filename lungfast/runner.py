@@ -16,10 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from lungfast import files, protocols
 from lungfast.config import ExperimentConfig
 from lungfast.data import groups, images, split
 from lungfast.errors import LungfastError
-from lungfast.results import atomic, record
+from lungfast.results import record
 from lungfast.results.layout import ExperimentDir, RunDir, SplitDir
 from lungfast.runspec import RunSpec
 from lungfast.train import backbones, distributed
@@ -102,8 +103,8 @@ def make_or_reuse_split(cfg: ExperimentConfig, data: DataSet, scheme: str, split
             raise LungfastError(f"{where.split_csv} was made from other data or split settings; use a new "
                                 f"experiment name, or --force to remake the split and every run")
     frame = _enough_to_train(split.make_split(df, scheme, cfg.ratios, split_seed), cfg, where)
-    atomic.write_csv(where.split_csv, frame)
-    atomic.write_json(where.split_key, key)
+    files.write_csv(where.split_csv, frame)
+    files.write_json(where.split_key, key)
     log.info("split (%s, seed %d): %s", scheme, split_seed, frame.part.value_counts().reindex(list(split.PARTS)).to_dict())
     return split.Split(frame, data.skipped_files, data.groups_csv)
 
@@ -118,7 +119,7 @@ def spec_for(cfg: ExperimentConfig, backbone: str, protocol: str, seed: int, sch
                    img_size=cfg.img_size, batch_size=cfg.batch_size, epochs=cfg.epochs_for(backbone), lr=cfg.lr,
                    pretrained=pretrained, weights_file=weights_file, n_images=n_images, protocol=protocol,
                    # frozen bodies see no training augmentation
-                   augment=tuple(cfg.augment) if protocol == "fine_tune" else (), robustness_n=cfg.robustness_n)
+                   augment=() if protocols.get(protocol).frozen else tuple(cfg.augment), robustness_n=cfg.robustness_n)
 
 
 def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:
@@ -135,7 +136,7 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
     exp, main = ExperimentDir.of(cfg), distributed.is_main()
     tracker = Tracker(mlflow if main else None, cfg.name)  # only rank 0 tracks
     if main:
-        atomic.write_json(exp.config_json, dataclasses.asdict(cfg))
+        files.write_json(exp.config_json, dataclasses.asdict(cfg))
     splits = [(scheme, s) for scheme in cfg.schemes for s in cfg.split_seed_list]
     jobs = [(k, b, p, seed) for k in range(len(splits)) for b in cfg.backbones for p in cfg.protocols
             for seed in cfg.seeds]
@@ -161,40 +162,33 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
 
 def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bool, tracker=None) -> None:
     """Train the runs of one split that have no complete record (all of them with force)."""
-    from lungfast.data import prepare, store as tile_store
-    from lungfast.probe.run import train_probe
+    from lungfast.data import store as tile_store
     from lungfast.ship import trust
-    from lungfast.train import loop
 
-    trainers = {"fine_tune": loop.train_one, "linear": train_probe, "knn": train_probe, "fewshot": train_probe}
     todo = []
     for spec in specs:
         if record.is_complete(where.run(spec.backbone, spec.seed, spec.protocol, spec.augment)) and not force:
             log.info("%s: complete record found, skipped (--force reruns)", spec.label)
         else:
             todo.append(spec)
-    if any(s.protocol != "fine_tune" for s in todo):  # embeddings read prepared copies (fine-tuning: the store)
-        frame = one.frame.assign(load_path=distributed.once(prepare.prepare, one.frame, todo[0].img_size))
-        one = dataclasses.replace(one, frame=frame)
-    if any(s.protocol == "fine_tune" for s in todo):  # the uint8 tile store: built once, by one process
+    if todo:  # every protocol reads the split's uint8 tile store: built once, by one process, before any run
         distributed.once(tile_store.ensure, one.frame, todo[0].img_size)
     for spec in todo:
-        final = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment)
+        final, protocol = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment), protocols.get(spec.protocol)
         if not distributed.is_main():  # other ranks train alongside rank 0 and write nothing that lasts
-            if spec.protocol != "fine_tune":  # frozen-embedding protocols run on rank 0 alone
-                continue
-            with tempfile.TemporaryDirectory() as scratch:
-                loop.train_one(spec, one, RunDir(scratch))
+            if not protocol.frozen:  # frozen-embedding protocols run on rank 0 alone
+                with tempfile.TemporaryDirectory() as scratch:
+                    protocol.load("trainer")(spec, one, RunDir(scratch))
             continue
-        with atomic.exclusive(final.lock, spec.label):  # another plain `lungfast run` may be on this run
+        with files.exclusive(final.lock, spec.label):  # another plain `lungfast run` may be on this run
             if not force and record.is_complete(final):
                 log.info("%s: completed by another process meanwhile, skipped", spec.label)
                 continue
             b = backbones.get(spec.backbone)
             log.info("%s: training (%s, %d px, %s split %d)", spec.label, b.source, spec.img_size, spec.scheme,
                      spec.split_seed)
-            with atomic.staged_folder(final.path, final.staging.path, fresh=force):
-                rec = trainers[spec.protocol](spec, one, final.staging, tracker)
+            with files.staged_folder(final.path, final.staging.path, fresh=force):
+                rec = protocol.load("trainer")(spec, one, final.staging, tracker)
                 # vouch before the rename: a kill between the two must not leave an untrusted complete record
                 trust.remember(final.learner, rec.learner_sha256)
         log.info("%s: test_accuracy=%.4f valid_accuracy=%.4f (%.1fs)", spec.label, rec.test_accuracy,

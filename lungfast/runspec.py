@@ -10,16 +10,19 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
+from lungfast import protocols
+
 
 def schedule_for(pretrained: bool) -> str:
-    # fine_tune trains the new head on a frozen body first, which only makes sense with weights
-    return "fine_tune" if pretrained else "fit_one_cycle"
+    """The training schedule's name (`train.loop.SCHEDULES`): training the new head on a frozen body first
+    only makes sense with weights."""
+    return "head_first" if pretrained else "one_cycle"
 
 
 def entry_of(backbone: str, protocol: str, augment=()) -> str:
-    """The leaderboard row: backbone, `+stain` when trained with stain augmentation, `/protocol` when frozen."""
-    name = "+".join([backbone, *augment])
-    return name if protocol == "fine_tune" else f"{name}/{protocol}"
+    """The leaderboard row: backbone, `+stain` when trained with stain augmentation, `/protocol` when the
+    protocol is named (every one but fine-tuning)."""
+    return protocols.get(protocol).entry("+".join([backbone, *augment]))
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,12 @@ class RunSpec:
     split_seed: int  # seed of the split
     img_size: int  # squish-resize size in px
     batch_size: int  # images per batch
-    epochs: int  # fine_tune: epochs after the frozen one; fit_one_cycle: all epochs
+    epochs: int  # head_first: epochs after the frozen-body one; one_cycle: all epochs
     lr: float | str  # as configured: a number, or "find" (the record keeps the lr actually used)
     pretrained: bool  # effective: false for from-scratch entries whatever the experiment asked
     weights_file: str | None  # effective local weights file, None for the hub or from scratch
     n_images: int  # images in the split (train + valid + test), so a resume never crosses data sets
-    protocol: str = "fine_tune"  # fine_tune, or on frozen embeddings: linear, knn, fewshot
+    protocol: str = protocols.DEFAULT  # a `lungfast.protocols` name
     augment: tuple[str, ...] = ()  # training-time augmentations beyond flips and rotation: ("stain",) or ()
     robustness_n: int = 0  # test tiles the robustness sweep re-scores (0: none): what a run measures is part of it
 

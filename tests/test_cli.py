@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from PIL import Image
-
 from conftest import run_cli, write_experiment
+from PIL import Image
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +59,7 @@ def test_run_record_is_complete(e2e):
     for key in ("backbone", "seed", "scheme", "split_seed", "protocol", "img_size", "epochs", "lr", "valid_loss", "valid_accuracy",
                 "test_loss", "test_accuracy", "params", "train_seconds", "seconds_per_epoch", "device", "versions"):
         assert key in m, key
-    assert m["scheme"] == "grouped" and m["protocol"] == "fine_tune" and m["pretrained"] is False and m["schedule"] == "fit_one_cycle"
+    assert m["scheme"] == "grouped" and m["protocol"] == "fine_tune" and m["pretrained"] is False and m["schedule"] == "one_cycle"
     assert sum(map(sum, m["confusion_matrix"])) == m["n_test"] > 0
     history = pd.read_csv(run / "history.csv")
     assert list(history.columns[:4]) == ["epoch", "train_loss", "valid_loss", "accuracy"] and len(history) == 1
@@ -157,7 +156,7 @@ def test_backbones_command_lists_the_registry():
     result = run_cli("backbones")
     assert result.returncode == 0, result.stderr
     rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
-    assert rows["xresnet34"][2] == "scratch" and rows["xresnet34"][3] == "fit_one_cycle"
+    assert rows["xresnet34"][2] == "scratch" and rows["xresnet34"][3] == "one_cycle"
     assert rows["tf_efficientnet_lite0"][2] == "offline" and float(rows["resnet50"][4]) > 20
 
 
@@ -339,6 +338,6 @@ def test_pretrained_backbone_fine_tunes_from_offline_weights(tmp_path):
     assert result.returncode == 0, result.stderr
     run = tmp_path / "r" / "ft" / "runs" / "tf_efficientnet_lite0" / "seed0"
     m = json.loads((run / "metrics.json").read_text())
-    assert m["pretrained"] is True and m["schedule"] == "fine_tune" and m["weights_file"].endswith(".pth")
+    assert m["pretrained"] is True and m["schedule"] == "head_first" and m["weights_file"].endswith(".pth")
     history = pd.read_csv(run / "history.csv")  # one frozen epoch + one unfrozen, one header
     assert list(history.epoch) == [0, 1] and history.train_loss.dtype == float

@@ -1,13 +1,12 @@
 from pathlib import Path
 
 import pytest
+from conftest import REPO, write_experiment
 
 from lungfast import config
 from lungfast.errors import LungfastError
 from lungfast.results.layout import ExperimentDir
 from lungfast.train import backbones
-
-from conftest import REPO, write_experiment
 
 BASE = dict(name="x", data_dir="d", backbones=["tiny"])
 

@@ -5,7 +5,6 @@ import json
 
 import pandas as pd
 import pytest
-
 from conftest import run_cli, write_experiment
 
 pytestmark = pytest.mark.slow

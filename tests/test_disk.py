@@ -13,9 +13,9 @@ import sys
 import tempfile
 
 import pytest
-
 from conftest import run_cli, write_experiment
-from lungfast.errors import os_error_line
+
+from lungfast.files import os_error_line
 
 pytestmark = pytest.mark.slow
 

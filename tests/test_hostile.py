@@ -8,7 +8,6 @@ import sys
 
 import pandas as pd
 import pytest
-
 from conftest import run_cli, write_experiment
 
 pytestmark = pytest.mark.slow

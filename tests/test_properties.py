@@ -6,6 +6,7 @@ import string
 
 import pandas as pd
 import pytest
+from conftest import run_cli, write_experiment
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -13,8 +14,6 @@ from PIL import Image
 from lungfast import config
 from lungfast.data import groups, images
 from lungfast.errors import LungfastError
-
-from conftest import run_cli, write_experiment
 
 KEYS = ["name", "data_dir", "backbones", "groups_csv", "scheme", "split", "ratios", "split_seed", "split_seeds",
         "seeds", "img_size", "batch_size", "epochs", "epochs_by_backbone", "lr", "pretrained", "weights",

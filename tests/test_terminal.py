@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import run_cli, run_pty, screen_lines, write_experiment
 
 pytestmark = pytest.mark.slow
@@ -88,7 +87,7 @@ def test_export_predict_leaderboard_and_prepare_at_a_terminal(term, tmp_path):
     assert max(map(len, screen_lines(out))) <= 100
     rc, out = run_pty("prepare", work / "data" / "lung_image_sets", "--size", "36", cwd=tmp_path, env=env)
     ok(rc, out)
-    assert re.search(r"prepared: " + TQDM_DONE.pattern, out) and f"prepared {n_files} images at 36 px" in out
+    assert re.search(r"stored: " + TQDM_DONE.pattern, out) and f"prepared {n_files} images at 36 px" in out
 
 
 def test_ctrl_c_during_training_says_what_stays_and_the_rerun_resumes(term, tmp_path):

@@ -12,7 +12,6 @@ import pandas as pd
 
 from lungfast.errors import LungfastError
 
-
 CLEAN_FILE = "final_clusters.csv"  # LC25000-clean: annotations/<class>/<model>/<variant>/final_clusters.csv
 
 

@@ -24,6 +24,8 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from lungfast import files, progress
+from lungfast.cache import cache_dir
 from lungfast.errors import LungfastError
 
 log = logging.getLogger("lungfast")
@@ -129,10 +131,6 @@ def _stamp(path: Path) -> list[int] | None:
 def checked(paths: list[Path], root: Path) -> list[str | None]:
     """unreadable_reason of every path, decoding only files not seen before with this size and mtime: the
     verdicts are cached per data folder (`<cache>/scan/`), so an unchanged folder is checked in a second."""
-    from lungfast import progress
-    from lungfast.cache import cache_dir
-    from lungfast.results import atomic
-
     memo_file = cache_dir("scan") / (hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:20] + ".json")
     try:
         memo = json.loads(memo_file.read_text())
@@ -151,7 +149,7 @@ def checked(paths: list[Path], root: Path) -> list[str | None]:
                 reasons[i] = reason
                 shown(n)
         fresh = {p: [*st, r] for p, st, r in zip(names, stamps, reasons) if st is not None}
-        atomic.write_json(memo_file, fresh)
+        files.write_json(memo_file, fresh)
     return reasons
 
 
@@ -166,18 +164,18 @@ def scan(data_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
         found = ", ".join(d.name for d in class_dirs) or "none"
         raise LungfastError(f"data_dir {root}: needs at least 2 class folders, found {found}. "
                             f"Each class is a sub-folder of images (lung_aca, lung_n, lung_scc)")
-    files = {d.name: class_files(d) for d in class_dirs}
-    empty = [c for c, fs in files.items() if not fs]
+    by_class = {d.name: class_files(d) for d in class_dirs}
+    empty = [c for c, fs in by_class.items() if not fs]
     if empty:
         raise LungfastError(f"data_dir {root}: class folder(s) {', '.join(empty)} hold no images "
                             f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder")
-    items = [(p, c) for c, fs in files.items() for p in fs]
+    items = [(p, c) for c, fs in by_class.items() for p in fs]
     reasons = checked([p for p, _ in items], root)
     skipped = [(str(p), r) for (p, _), r in zip(items, reasons) if r]
     good = [(str(p.resolve()), c) for (p, c), r in zip(items, reasons) if not r]
     df = pd.DataFrame(good, columns=["path", "label"])
     left = df.label.value_counts()
-    dead = [c for c in files if left.get(c, 0) == 0]
+    dead = [c for c in by_class if left.get(c, 0) == 0]
     if dead:
         raise LungfastError(f"data_dir {root}: no readable image in class folder(s) {', '.join(dead)}")
     return df, skipped

@@ -21,8 +21,16 @@ import torch
 from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 from fastai.torch_core import TensorCategory, TensorImage
-from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, IndexSplitter, Normalize, Resize,
-                               aug_transforms, parent_label)
+from fastai.vision.all import (
+    CategoryBlock,
+    DataBlock,
+    ImageBlock,
+    IndexSplitter,
+    Normalize,
+    Resize,
+    aug_transforms,
+    parent_label,
+)
 from fastcore.basics import chunked
 
 from lungfast.data import store as tile_store
@@ -154,6 +162,15 @@ def make_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed
     valid = StoreDL(store.images, rows[part == "valid"], y[part == "valid"], files.valid.after_batch, 1, None,
                     plan.channels_last, bs=batch_size, device=plan.device, pin_memory=plan.pin_memory)
     return StoreDataLoaders(train, valid, files=files, device=plan.device)
+
+
+def store_batches(images: np.ndarray, rows: np.ndarray, vocab: list[str], img_size: int, stats, device: str,
+                  batch_size: int = 64) -> StoreDL:
+    """Unlabelled, unaugmented batches of these store rows, in order, through the validation pipeline of a
+    fine-tune run (to float, normalise): the pixels frozen-embedding protocols see, the same as `predict`'s."""
+    files = inference_dls(vocab, img_size, stats, batch_size)
+    return StoreDL(images, np.asarray(rows), np.zeros(len(rows), dtype=np.int64), files.valid.after_batch, 1, None,
+                   channels_last=device == "cuda", bs=batch_size, device=device)
 
 
 def inference_dls(vocab: list[str], img_size: int, stats, batch_size: int = 64):

@@ -13,7 +13,7 @@ Every shift comes from a well-kept library (albumentations, torchstain), at thre
 A shifted tile is drawn once: its random draw is seeded by the shift, the severity and the tile's file name,
 so the same tile gets the same shifted pixels in every split, backbone and experiment, and the comparison of
 backbones under a shift is paired. Shifted tiles are written as PNG (lossless: nothing but the shift changes
-the pixels) under `<cache>/shifted/<shift>/<severity>/<class>/`, keyed like prepared images.
+the pixels) under `<cache>/shifted/<shift>/<severity>/<class>/`, keyed by the source file's identity (`files.identity_key`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from lungfast import files
 from lungfast.cache import cache_dir
 from lungfast.data import images
 
@@ -46,22 +47,31 @@ SETTINGS = {  # shift -> its setting per severity, the numbers the record and RE
 SHIFTS = tuple(SETTINGS)
 
 
-def _albumentation(shift: str, severity: int):
+def _stain(s):
+    import albumentations as A
+
+    return A.HEStain(method="macenko", intensity_scale_range=(1 - s[0], 1 + s[0]), intensity_shift_range=(-s[1], s[1]),
+                     p=1.0)
+
+
+def _blur(sigma):
+    import albumentations as A
+
+    return A.GaussianBlur(blur_limit=0, sigma_limit=(sigma, sigma), p=1.0)  # kernel size from sigma
+
+
+def _jpeg(quality):
+    import albumentations as A
+
+    return A.ImageCompression(compression_type="jpeg", quality_range=(quality, quality), p=1.0)
+
+
+def _magnification(factor):
     import albumentations as A
     import cv2
 
-    s = SETTINGS[shift][severity]
-    if shift == "stain":
-        return A.HEStain(method="macenko", intensity_scale_range=(1 - s[0], 1 + s[0]),
-                         intensity_shift_range=(-s[1], s[1]), p=1.0)
-    if shift == "blur":
-        return A.GaussianBlur(blur_limit=0, sigma_limit=(s, s), p=1.0)  # kernel size from sigma
-    if shift == "jpeg":
-        return A.ImageCompression(compression_type="jpeg", quality_range=(s, s), p=1.0)
-    if shift == "magnification":
-        return A.Downscale(scale_range=(s, s), p=1.0,
-                           interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR})
-    raise KeyError(shift)
+    return A.Downscale(scale_range=(factor, factor), p=1.0,
+                       interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR})
 
 
 def _retarget(image: np.ndarray, share: float) -> np.ndarray:
@@ -72,26 +82,33 @@ def _retarget(image: np.ndarray, share: float) -> np.ndarray:
     return np.clip((1 - share) * image + share * target.astype(np.float64), 0, 255).round().astype(np.uint8)
 
 
-def apply(image: np.ndarray, shift: str, severity: int, name: str) -> np.ndarray:
-    """The shifted copy of an RGB uint8 tile; `name` (the tile's file name) seeds the random draw."""
-    if shift == "stain_retarget":
-        return _retarget(image, SETTINGS[shift][severity])
+def _seeded(make):
+    """An albumentations transform (setting -> transform) as a shift: its draw seeded by shift, severity, tile."""
     import albumentations as A
 
-    seed = zlib.crc32(f"{shift}|{severity}|{name}".encode())
-    return A.Compose([_albumentation(shift, severity)], seed=seed)(image=image)["image"]
+    def shift(image, setting, seed):
+        return A.Compose([make(setting)], seed=seed)(image=image)["image"]
+    return shift
+
+
+# shift name -> (image uint8 RGB, setting, seed) -> shifted image; a new shift is one entry here and in SETTINGS
+APPLY = {"stain": _seeded(_stain), "stain_retarget": lambda image, share, seed: _retarget(image, share),
+         "blur": _seeded(_blur), "jpeg": _seeded(_jpeg), "magnification": _seeded(_magnification)}
+
+
+def apply(image: np.ndarray, shift: str, severity: int, name: str) -> np.ndarray:
+    """The shifted copy of an RGB uint8 tile; `name` (the tile's file name) seeds the random draw."""
+    return APPLY[shift](image, SETTINGS[shift][severity], zlib.crc32(f"{shift}|{severity}|{name}".encode()))
 
 
 def shifted_path(source: str, label: str, shift: str, severity: int) -> Path:
-    st = os.stat(source)
-    key = hashlib.sha1(f"{os.path.abspath(source)}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:20]
+    key = hashlib.sha1(files.identity_key(source).encode()).hexdigest()[:20]
     return cache_dir("shifted") / shift / str(severity) / label / f"{key}.png"
 
 
 def _make(job: tuple[str, str, str, int]) -> tuple[str, bool]:
     """Write one shifted tile if missing; (its path, whether the shift applied). A stain shift that cannot
     find two stains in a tile (mostly background) keeps the tile as it is, and is counted."""
-    from lungfast.results import atomic
 
     source, label, shift, severity = job
     target = shifted_path(source, label, shift, severity)
@@ -106,7 +123,7 @@ def _make(job: tuple[str, str, str, int]) -> tuple[str, bool]:
         except (np.linalg.LinAlgError, ValueError, RuntimeError):
             out = image
             failed.touch()
-        with atomic.atomic_path(target) as tmp:
+        with files.atomic_path(target) as tmp:
             Image.fromarray(out).save(tmp, format="PNG")
     return str(target), not failed.exists()
 
@@ -130,4 +147,4 @@ def shifted_set(rows: pd.DataFrame, shift: str, severity: int) -> tuple[pd.DataF
     jobs = [(p, label, shift, severity) for p, label in zip(rows.path, rows.label)]
     made = list(parallel(_make, jobs, n_workers=os.cpu_count() or 1, threadpool=True, progress=False))
     out = rows.assign(path=[p for p, _ in made])
-    return out.drop(columns=["load_path"], errors="ignore"), sum(not ok for _, ok in made)
+    return out, sum(not ok for _, ok in made)

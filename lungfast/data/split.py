@@ -27,7 +27,7 @@ COLUMNS = ["path", "label", "group_id", "part"]
 class Split:
     """One split of the data set, plus what the data set looked like when it was made."""
 
-    frame: pd.DataFrame  # COLUMNS, plus load_path (the prepared copy) once images are prepared
+    frame: pd.DataFrame  # COLUMNS
     skipped_files: tuple[str, ...] = ()  # unreadable images left out of the data set
     groups_csv: str | None = None  # where the tile groups came from
 

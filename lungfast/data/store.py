@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lungfast import progress
+from lungfast import files, progress
 from lungfast.cache import cache_dir
 
 log = logging.getLogger("lungfast")
@@ -36,13 +36,8 @@ VERSION = 2  # bump when the pixels stored for a tile would change
 CHUNK = 256  # tiles per parallel job
 
 
-def _stat(path: str) -> tuple[str, int, int]:
-    st = os.stat(path)
-    return os.path.abspath(path), st.st_size, st.st_mtime_ns
-
-
 def key_of(paths: list[str], size: int) -> str:
-    sources = sorted(_stat(p) for p in paths)
+    sources = sorted(files.identity(p) for p in paths)
     return hashlib.sha1(json.dumps([VERSION, size, sources]).encode()).hexdigest()[:20]
 
 
@@ -69,13 +64,12 @@ class TileStore:
 
 def ensure(frame: pd.DataFrame, size: int) -> TileStore:
     """The store of frame's tiles (`path`, `label`) at `size`, built once if missing."""
-    from lungfast.results import atomic
 
     root = cache_dir("store", str(size))
     key = key_of(frame.path.tolist(), size)
     array, table = root / f"{key}.npy", root / f"{key}.csv"
     if not (array.is_file() and table.is_file()):
-        with atomic.exclusive(root / f".{key}.lock", f"tile store {key}"):
+        with files.exclusive(root / f".{key}.lock", f"tile store {key}"):
             if not (array.is_file() and table.is_file()):  # another process may have built it meanwhile
                 _build(frame, size, array, table)
     return TileStore(np.load(array, mmap_mode="r"), pd.read_csv(table), array)
@@ -89,15 +83,14 @@ def _reserve(path: Path) -> None:
 
 
 def _build(frame: pd.DataFrame, size: int, array: Path, table: Path) -> None:
-    from lungfast.results import atomic
 
-    rows = pd.DataFrame([_stat(p) for p in frame.path], columns=["path", "bytes", "mtime_ns"])
+    rows = pd.DataFrame([files.identity(p) for p in frame.path], columns=["path", "bytes", "mtime_ns"])
     rows["label"] = frame.label.to_numpy()
     rows = rows.sort_values("path").reset_index(drop=True)
     gb = len(rows) * size * size * 3 / 1e9
     log.info("building the tile store: %d tiles at %d px (%.2f GB) in %s", len(rows), size, gb, array.parent)
     done, shown = 0, progress.bar(len(rows), "stored")
-    with atomic.atomic_path(array) as tmp:
+    with files.atomic_path(array) as tmp:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rows), size, size, 3))
         _reserve(tmp)
 
@@ -113,4 +106,4 @@ def _build(frame: pd.DataFrame, size: int, array: Path, table: Path) -> None:
                 shown(done)
         out.flush()
         del out
-    atomic.write_csv(table, rows)
+    files.write_csv(table, rows)

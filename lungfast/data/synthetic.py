@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from lungfast.results import atomic
+from lungfast import files
 
 CLASSES = ("lung_aca", "lung_n", "lung_scc")
 STROMA, NUCLEUS, SPACE = np.array([232, 170, 200]), np.array([95, 50, 140]), np.array([250, 240, 248])
@@ -60,5 +60,5 @@ def make_dataset(root: Path, originals_per_class: int = 12, copies: int = 6, see
                 name = f"{label.replace('_', '')}{o * copies + c + 1}.jpeg"
                 Image.fromarray(np.ascontiguousarray(variant)).save(folder / name, quality=90)
                 rows.append(f"{name},{label},{group}")
-    atomic.write_text(root / "groups.csv", "\n".join(rows) + "\n")
+    files.write_text(root / "groups.csv", "\n".join(rows) + "\n")
     return root / "lung_image_sets"

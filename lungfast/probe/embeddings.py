@@ -1,8 +1,9 @@
-"""Embeddings computed once and cached: per (backbone, weights, image size, source file), beside the
-prepared images (`<cache>/embeddings/<model key>/`), reused by every protocol, split, seed and experiment.
+"""Embeddings computed once and cached: per (backbone, weights, image size, source file), in
+`<cache>/embeddings/<model key>/`, reused by every protocol, split, seed and experiment.
 
-A source file's key is its path, byte size and mtime (as for prepared images), so a changed file is
-embedded again; the model key holds the backbone, its architecture, where its weights came from and the
+Pixels come from the tile store (`data.store`) through fine-tuning's validation pipeline, so a probe sees
+the very pixels fine-tuning and `predict` see. A source file's key is its identity (`files.identity_key`:
+path, byte size and mtime), so a changed file is embedded again; the model key holds the backbone, its architecture, where its weights came from and the
 image size, so other weights never mix in. Vectors are written in parts of at most `PART` images (atomic),
 so memory stays bounded on the full data set and a killed computation keeps what it finished.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import uuid
 from pathlib import Path
@@ -21,26 +21,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lungfast import progress
+from lungfast import files, progress
 from lungfast.cache import cache_dir
 from lungfast.data import loaders
-from lungfast.results import atomic
+from lungfast.data import store as tile_store
+from lungfast.data.store import TileStore
 
 log = logging.getLogger("lungfast")
 PART = 1024  # images per cache part file
-VERSION = 1  # bump when the embedding of an image would change for the same model key
-
-
-def source_key(path: str) -> str:
-    st = os.stat(path)
-    return f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}"
+VERSION = 2  # bump when the embedding of an image would change for the same model key (2: tile store pixels)
 
 
 def model_key(backbone, pretrained: bool, weights_file: str | None, img_size: int) -> str:
     weights = "random(seed 0)" if not pretrained else weights_file or backbone.hub or "timm default"
     if weights_file:
-        st = os.stat(weights_file)
-        weights = f"{os.path.abspath(weights_file)}|{st.st_size}|{st.st_mtime_ns}"
+        weights = files.identity_key(weights_file)
     parts = {"backbone": backbone.name, "arch": backbone.arch, "embedding": backbone.embedding, "weights": weights,
              "img_size": img_size, "version": VERSION}
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
@@ -69,27 +64,26 @@ class Store:
         return found
 
     def add(self, keys: list[str], vectors: np.ndarray) -> None:
-        with atomic.atomic_path(self.root / f"part-{uuid.uuid4().hex}.npz") as tmp:
+        with files.atomic_path(self.root / f"part-{uuid.uuid4().hex}.npz") as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, keys=np.array(keys), vectors=vectors.astype(np.float32))
 
     def note_speed(self, img_per_s: float) -> None:
-        atomic.write_json(self.root / "speed.json", {"embed_img_per_s": img_per_s})
+        files.write_json(self.root / "speed.json", {"embed_img_per_s": img_per_s})
 
     def speed(self) -> float | None:
         f = self.root / "speed.json"
         return json.loads(f.read_text())["embed_img_per_s"] if f.is_file() else None
 
 
-def compute(model: torch.nn.Module, paths: list[str], vocab: list[str], img_size: int, stats, device: str,
-            batch_size: int = 64):
-    """Yield (start index, vectors) per batch: `model` maps a normalised batch to embeddings."""
-    dls = loaders.inference_dls(vocab, img_size, stats, batch_size)
-    dl = dls.test_dl(paths, device=device)
+def compute(model: torch.nn.Module, tiles: TileStore, rows: np.ndarray, vocab: list[str], img_size: int, stats,
+            device: str, batch_size: int = 64):
+    """Yield (start index, vectors) per batch of these store rows: `model` maps a normalised batch to embeddings."""
+    dl = loaders.store_batches(tiles.images, rows, vocab, img_size, stats, device, batch_size)
     model.to(device).eval()
     start = 0
     with torch.inference_mode():
-        for (x,) in dl:
+        for x, _ in dl:
             v = model(x.as_subclass(torch.Tensor)).float().cpu().numpy()
             yield start, v
             start += len(v)
@@ -97,20 +91,22 @@ def compute(model: torch.nn.Module, paths: list[str], vocab: list[str], img_size
 
 def embed(frame: pd.DataFrame, model: torch.nn.Module, key: str, vocab: list[str], img_size: int, stats,
           device: str = "cpu") -> tuple[np.ndarray, float | None]:
-    """Embeddings of frame's images (rows aligned; read from `load_path` when prepared), computing only the
-    missing ones; and the images per second of the computation (or of the one that filled the cache)."""
+    """Embeddings of frame's images (rows aligned), computing only the missing ones from the tile store of
+    the frame (a run's split: the store its fine-tuning reads); and the images per second of the computation
+    (or of the one that filled the cache)."""
     store = Store(key)
     sources = frame.path.tolist()
-    reads = (frame.load_path if "load_path" in frame else frame.path).tolist()
-    keys = [source_key(p) for p in sources]
+    keys = [files.identity_key(p) for p in sources]
     have = store.load()
     todo = [i for i, k in enumerate(keys) if k not in have]
     if todo:
         log.info("embedding %d of %d images (%d cached) into %s", len(todo), len(keys), len(keys) - len(todo),
                  store.root)
+        tiles = tile_store.ensure(frame, img_size)
+        rows = tiles.rows([sources[i] for i in todo])
         t0, done, pending = time.perf_counter(), 0, ([], [])
         bar = progress.bar(len(todo), "embedded")
-        for start, v in compute(model, [reads[i] for i in todo], vocab, img_size, stats, device):
+        for start, v in compute(model, tiles, rows, vocab, img_size, stats, device):
             batch = [keys[i] for i in todo[start:start + len(v)]]
             have.update(zip(batch, v))
             pending[0].extend(batch)

@@ -96,9 +96,6 @@ class Centroids(nn.Module):
         return -torch.cdist(z, self.centroids) ** 2
 
 
-CLASSIFIERS = {"linear": Linear, "knn": KNN, "fewshot": Centroids}
-
-
 class ProbeHead(nn.Sequential):
     """Embedding, then classifier, then the logits divided by the calibration temperature (1 until set)."""
 
@@ -114,6 +111,10 @@ class ProbeHead(nn.Sequential):
 
 
 def from_state(protocol: str, state: dict, n_classes: int, kind: str, prefix_tokens: int) -> ProbeHead:
-    """An empty head of the right shapes for a saved head state dict (the keys of model[1])."""
+    """An empty head of the right shapes for a saved head state dict (the keys of model[1]); the protocol's
+    registry row names its classifier."""
+    from lungfast import protocols
+
     mine = {k[2:]: v for k, v in state.items() if k.startswith("1.")}  # [0] is the Embedding, [1] the classifier
-    return ProbeHead(Embedding(kind, prefix_tokens), CLASSIFIERS[protocol].from_state(mine, n_classes))
+    classifier = protocols.get(protocol).load("head")
+    return ProbeHead(Embedding(kind, prefix_tokens), classifier.from_state(mine, n_classes))

@@ -6,12 +6,14 @@ The clinical pair treats lung_aca + lung_scc as cancer and lung_n as benign.
 from __future__ import annotations
 
 import warnings
+
 import numpy as np
 import pandas as pd
 import torch
 from sklearn import metrics as skm
 
-from lungfast.results import atomic, calibration, referral, robustness, saliency, stats
+from lungfast import files
+from lungfast.results import calibration, saliency, stats
 from lungfast.results.layout import RunDir
 
 BENIGN = "lung_n"
@@ -68,20 +70,20 @@ def write_figures(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) ->
     cm = skm.ConfusionMatrixDisplay.from_predictions(preds.actual, preds.predicted, labels=vocab, cmap="Blues",
                                                      colorbar=False)
     cm.ax_.set_title(f"{title}: test part")
-    atomic.save_figure(cm.figure_, stage.figure("confusion_matrix.png"))
+    files.save_figure(cm.figure_, stage.figure("confusion_matrix.png"))
 
     interp = ClassificationInterpretation(learn, tdl, torch.tensor(preds.loss.to_numpy()))
     interp.plot_top_losses(min(9, len(preds)), figsize=(12, 12))
-    atomic.save_figure(plt.gcf(), stage.figure("top_losses.png"))  # fastai's plots return None
+    files.save_figure(plt.gcf(), stage.figure("top_losses.png"))  # fastai's plots return None
 
     history = pd.read_csv(stage.history)
     ax = history[["train_loss", "valid_loss"]].astype(float).plot(marker="o", title=f"{title}: loss")
     if "setting" in history:  # a probe: one row per setting tried (C, k, shots), not per epoch
         ax.set_xticks(range(len(history)), history.setting.astype(str))
     ax.set_xlabel("setting" if "setting" in history else "epoch")
-    atomic.save_figure(ax.figure, stage.figure("loss.png"))
+    files.save_figure(ax.figure, stage.figure("loss.png"))
 
-    atomic.save_figure(saliency.figure(learn, preds), stage.figure("saliency.png"))
+    files.save_figure(saliency.figure(learn, preds), stage.figure("saliency.png"))
 
 
 def calibrate(learn, valid_logits: torch.Tensor, valid_y: torch.Tensor) -> float:
@@ -97,7 +99,7 @@ def calibration_record(preds: pd.DataFrame, vocab: list[str], temperature: float
     y = preds.actual.map({c: i for i, c in enumerate(vocab)}).to_numpy()
     after = preds[vocab].to_numpy(dtype=float, copy=True)
     before = torch.softmax(torch.log(torch.as_tensor(after).clamp_min(1e-12)) * temperature, 1).numpy()
-    atomic.save_figure(calibration.reliability_figure(before, after, y, temperature, title), stage.figure("reliability.png"))
+    files.save_figure(calibration.reliability_figure(before, after, y, temperature, title), stage.figure("reliability.png"))
     b, a = calibration.scores(before, y), calibration.scores(after, y)
     return {"calibration": {"temperature": temperature, "before": b, "after": a, "bins": calibration.BINS},
             "ece": b["ece"], "ece_calibrated": a["ece"]}
@@ -131,25 +133,11 @@ def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series) -> 
 
 def record_test(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) -> dict:
     """The test part's files and metrics from its predictions (`as_table`), however they were computed."""
-    atomic.write_csv(stage.test_predictions, preds)
+    files.write_csv(stage.test_predictions, preds)
     review = preds.sort_values("loss", ascending=False)[["path", "actual", "predicted", "loss", "probability"]]
-    atomic.write_csv(stage.top_losses, review)  # the review list for finding mislabelled tiles
+    files.write_csv(stage.top_losses, review)  # the review list for finding mislabelled tiles
     write_figures(learn, tdl, preds, stage, title)
     out = test_metrics(preds, list(learn.dls.vocab))
     out["test_accuracy"] = float(np.mean(preds.actual == preds.predicted))
     out["test_loss"] = float(preds.loss.mean())
-    return out
-
-
-def clinical_record(spec, score, preds: pd.DataFrame, vocab: list[str], valid_probs: torch.Tensor,
-                    valid_y: torch.Tensor, test_part: pd.DataFrame, stage: RunDir, title: str) -> dict:
-    """When to refer (threshold on the valid part's calibrated confidence) and the robustness sweep of
-    `spec.robustness_n` test tiles; `score(rows)` predicts rows the run's own way."""
-    from lungfast.data import shifts
-
-    conf, right = valid_probs.max(1)
-    out = referral.record(conf.numpy(), (right == valid_y).numpy(), preds, stage, title)
-    if spec.robustness_n:
-        rows = shifts.sample(test_part, spec.robustness_n)
-        out.update(robustness.sweep(score, preds, rows, vocab, stage, title))
     return out

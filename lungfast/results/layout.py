@@ -17,6 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from lungfast import protocols
+
 # the figures of a run record, with the captions the report gives them
 FIGURES = {"confusion_matrix.png": "Confusion matrix (test)", "loss.png": "Loss curves",
            "top_losses.png": "Top losses (test)", "saliency.png": "Grad-CAM saliency (test)"}
@@ -79,10 +81,10 @@ class SplitDir:
     split_csv = property(lambda self: self.path / "split.csv")
     split_key = property(lambda self: self.path / "split.key.json")
 
-    def run(self, backbone: str, seed: int, protocol: str = "fine_tune", augment=()) -> RunDir:
+    def run(self, backbone: str, seed: int, protocol: str = protocols.DEFAULT, augment=()) -> RunDir:
         """runs/<backbone>/seed<k> for fine-tuning, runs/<backbone>/<protocol>-seed<k> for the others;
         runs/<backbone>+stain/... when trained with stain augmentation."""
-        name = f"seed{seed}" if protocol == "fine_tune" else f"{protocol}-seed{seed}"
+        name = protocols.get(protocol).run_folder(seed)
         return RunDir(self.path / "runs" / "+".join([backbone, *augment]) / name)
 
     def runs(self) -> list[RunDir]:

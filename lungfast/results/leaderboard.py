@@ -8,7 +8,8 @@ from textwrap import fill
 
 import pandas as pd
 
-from lungfast.results import atomic, readme, stats
+from lungfast import files, protocols
+from lungfast.results import readme, stats
 from lungfast.results.summary import Summary
 
 SHOWN = ["ci_kind", "n", "valid_accuracy", "macro_f1", "cancer_sensitivity", "benign_specificity", "ece",
@@ -49,7 +50,7 @@ def to_terminal(s: Summary, width: int = WIDTH) -> str:
     the report."""
     shown = _ran(_fmt(s.table, digits=3))
     shown = shown[[c for c in TERMINAL if c in shown]]
-    if (s.table.protocol == "fine_tune").all():
+    if s.table.protocol.nunique() == 1:  # said once by the entries themselves
         shown = shown.drop(columns="protocol")
     optional = [c for c in GIVE_UP if c in shown]
     while True:
@@ -62,7 +63,7 @@ def to_terminal(s: Summary, width: int = WIDTH) -> str:
     if s.inflation is not None:
         text += "\nRandom-split inflation (same data, same settings):\n\n"
         inflation = _ran(s.inflation)
-        if "protocol" in inflation and (inflation.protocol == "fine_tune").all():
+        if "protocol" in inflation and inflation.protocol.nunique() == 1:
             inflation = inflation.drop(columns="protocol")
         text += inflation.to_markdown(index=False, floatfmt=".3f") + "\n"
     if s.comparison is not None:
@@ -79,14 +80,11 @@ def to_markdown(s: Summary) -> str:
              f"accuracy on the valid part (the rest are referred). shifted_accuracy: mean test accuracy under "
              f"stain, stain re-targeting, blur, JPEG and magnification shifts at the middle severity; worst_shift: "
              f"the lowest of them.\n")
-    published = probe_table(s.runs)
-    if published is not None:
-        text += "\nFrozen features, test accuracy mean ± std over split seeds (LC25000-clean's columns):\n\n"
-        text += published.to_markdown(index=False) + "\n"
-    shots = fewshot_table(s.runs)
-    if shots is not None:
-        text += "\nFew-shot (SimpleShot), test accuracy: mean over split seeds of the mean over 100 episodes:\n\n"
-        text += shots.to_markdown(index=False) + "\n"
+    for name in dict.fromkeys(t for p in s.runs.protocol.unique() for t in protocols.get(p).tables):
+        title, make = TABLES[name]
+        table = make(s.runs)
+        if table is not None:
+            text += f"\n{title}:\n\n" + table.to_markdown(index=False) + "\n"
     if s.inflation is not None:
         text += "\nRandom-split inflation (same data, same settings):\n\n"
         text += s.inflation.to_markdown(index=False, floatfmt=".4f") + "\n"
@@ -98,12 +96,12 @@ def to_markdown(s: Summary) -> str:
 def write(s: Summary) -> str:
     """Write leaderboard.csv/.md (+ inflation.csv, comparison.json) and return what a terminal shows."""
     exp = s.exp
-    atomic.write_csv(exp.leaderboard_csv, s.table)
+    files.write_csv(exp.leaderboard_csv, s.table)
     if s.inflation is not None:
-        atomic.write_csv(exp.inflation_csv, s.inflation)
+        files.write_csv(exp.inflation_csv, s.inflation)
     if s.comparison is not None:
-        atomic.write_json(exp.comparison_json, s.comparison)
-    atomic.write_text(exp.leaderboard_md, to_markdown(s))
+        files.write_json(exp.comparison_json, s.comparison)
+    files.write_text(exp.leaderboard_md, to_markdown(s))
     return to_terminal(s)
 
 
@@ -142,3 +140,12 @@ def fewshot_table(runs: pd.DataFrame) -> pd.DataFrame | None:
             row[f"{k}-shot"] = f"{pd.Series([p['shots'][k]['mean'] for p in g.probe if k in p['shots']]).mean():.3f}"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+# the extra tables protocols fill (`lungfast.protocols`, field `tables`): name -> (title, runs -> table or None)
+TABLES = {
+    "frozen_features": ("Frozen features, test accuracy mean ± std over split seeds (LC25000-clean's columns)",
+                        probe_table),
+    "few_shot": ("Few-shot (SimpleShot), test accuracy: mean over split seeds of the mean over 100 episodes",
+                 fewshot_table),
+}

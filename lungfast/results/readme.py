@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lungfast import files
 from lungfast.errors import LungfastError
-from lungfast.results import atomic
 
 
 def replace_block(readme: Path, tag: str, body: str, inline: bool = False) -> None:
@@ -17,4 +17,4 @@ def replace_block(readme: Path, tag: str, body: str, inline: bool = False) -> No
         raise LungfastError(f"{readme}: no {start} ... {end} block to fill; add the two markers where it belongs")
     head, rest = text.split(start, 1)
     gap = "" if inline else "\n"
-    atomic.write_text(readme, f"{head}{start}{gap}{body.strip()}{gap}{end}{rest.split(end, 1)[1]}")
+    files.write_text(readme, f"{head}{start}{gap}{body.strip()}{gap}{end}{rest.split(end, 1)[1]}")

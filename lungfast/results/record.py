@@ -15,8 +15,8 @@ import json
 import logging
 from dataclasses import dataclass, field
 
+from lungfast import files
 from lungfast.errors import LungfastError
-from lungfast.results import atomic
 from lungfast.results.layout import RunDir
 from lungfast.runspec import RunSpec
 
@@ -29,7 +29,7 @@ class RunRecord:
     # how it trained
     source: str  # the registry entry's source and architecture, as they were when the run trained
     arch: str
-    schedule: str  # fine_tune or fit_one_cycle
+    schedule: str  # train.loop.SCHEDULES name (head_first, one_cycle), or how a probe fitted
     lr_used: float | None  # the configured lr, or lr_find's suggestion; None for frozen-embedding protocols
     lr_found: float | None
     epochs_run: int  # epochs trained by this run (a resumed run counts the ones before the kill)
@@ -101,6 +101,9 @@ class RunRecord:
         return cls(spec=RunSpec.from_dict(d), extra=extra, **{k: d[k] for k in own if k in d})
 
 
+OLD_SCHEDULES = {"fine_tune": "head_first", "fit_one_cycle": "one_cycle"}
+
+
 def _upgrade(d: dict) -> dict:
     """Records of lungfast 0.1 (before the run model): `split` meant the scheme, `lr` the lr used."""
     if "scheme" not in d and "split" in d:
@@ -108,6 +111,8 @@ def _upgrade(d: dict) -> dict:
     if "lr_used" not in d and "lr" in d:
         d["lr_used"] = d["lr"]
         d["lr"] = "find" if d.get("lr_found") is not None else d["lr"]
+    if d.get("schedule") in OLD_SCHEDULES:  # earlier versions named schedules after fastai's methods
+        d["schedule"] = OLD_SCHEDULES[d["schedule"]]
     if "n_images" not in d and {"n_train", "n_valid", "n_test"} <= set(d):
         d["n_images"] = d["n_train"] + d["n_valid"] + d["n_test"]
     return d
@@ -115,7 +120,7 @@ def _upgrade(d: dict) -> dict:
 
 def write(run_dir: RunDir, rec: RunRecord) -> None:
     """Write the manifest. Last of a run's files: its presence marks a finished run."""
-    atomic.write_json(run_dir.manifest, rec.to_json())
+    files.write_json(run_dir.manifest, rec.to_json())
 
 
 def read(run_dir: RunDir) -> RunRecord:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lungfast.results import atomic
+from lungfast import files
 from lungfast.results.layout import RunDir
 
 TARGET = 0.99
@@ -48,7 +48,7 @@ def record(valid_conf: np.ndarray, valid_correct: np.ndarray, test: pd.DataFrame
     test_conf, test_correct = test.probability.to_numpy(), (test.actual == test.predicted).to_numpy()
     coverage, accuracy = at(test_conf, test_correct, t)
     valid_coverage, _ = at(valid_conf, valid_correct, t)
-    atomic.save_figure(figure(curve(test_conf, test_correct), curve(valid_conf, valid_correct), t, title),
+    files.save_figure(figure(curve(test_conf, test_correct), curve(valid_conf, valid_correct), t, title),
                        stage.figure("risk_coverage.png"))
     return {"referral": {"target_accuracy": TARGET, "threshold": t, "valid_coverage": valid_coverage,
                          "valid_n": int(len(valid_conf)), "test_coverage": coverage, "test_accuracy_kept": accuracy},

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from lungfast import files
 from lungfast.data import split
-from lungfast.results import atomic, charts, stats
+from lungfast.results import charts, stats
 from lungfast.results.layout import FIGURES, NEWER_FIGURES, ExperimentDir
 from lungfast.results.summary import Summary
 
@@ -102,5 +103,5 @@ def build(s: Summary) -> str:
 
 
 def write(s: Summary) -> Path:
-    atomic.write_text(s.exp.report_html, build(s))
+    files.write_text(s.exp.report_html, build(s))
     return s.exp.report_html

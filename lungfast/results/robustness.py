@@ -16,8 +16,9 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from lungfast import files
 from lungfast.data import shifts
-from lungfast.results import atomic, calibration
+from lungfast.results import calibration
 from lungfast.results.layout import RunDir
 
 log = logging.getLogger("lungfast")
@@ -47,9 +48,9 @@ def sweep(score: Callable[[pd.DataFrame], pd.DataFrame], clean: pd.DataFrame, ro
                           "accuracy": acc, "ece": ece, "n": len(preds), "unchanged": unchanged})
             kept.append(preds.assign(shift=shift, severity=severity))
     table = pd.DataFrame(table)
-    atomic.write_csv(stage.robustness, table)
-    atomic.write_csv(stage.robustness_predictions, pd.concat(kept, ignore_index=True))
-    atomic.save_figure(figure(table, title), stage.figure("robustness.png"))
+    files.write_csv(stage.robustness, table)
+    files.write_csv(stage.robustness_predictions, pd.concat(kept, ignore_index=True))
+    files.save_figure(figure(table, title), stage.figure("robustness.png"))
     middle = table[table.severity == shifts.MIDDLE].set_index("shift").accuracy
     log.info("%s: accuracy under shifts at severity %d: %s", title, shifts.MIDDLE,
              ", ".join(f"{s} {a:.3f}" for s, a in middle.items()))

@@ -7,6 +7,7 @@ bootstrap interval over test images (paired: both backbones are scored on the ve
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pandas as pd
 from scipy import stats

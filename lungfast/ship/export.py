@@ -10,7 +10,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from lungfast.results import atomic, record
+from lungfast import files
+from lungfast.results import record
 from lungfast.results.layout import ExperimentDir
 from lungfast.results.summary import summarize
 from lungfast.ship import model_io, trust
@@ -25,10 +26,10 @@ def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = F
         return run.path
     if not (trusted or trust.vouched(run.learner)):
         raise model_io.refusal(run.learner)
-    with atomic.atomic_path(out) as tmp:
+    with files.atomic_path(out) as tmp:
         shutil.copyfile(run.learner, tmp)
     digest = trust.remember(out)
-    atomic.write_json(model_io.sidecar(out), {"format": "fastai-pickle", "backbone": rec.spec.backbone,
+    files.write_json(model_io.sidecar(out), {"format": "fastai-pickle", "backbone": rec.spec.backbone,
                                               "source_run": str(run.path.resolve()), "sha256": digest,
                                               "vocab": rec.vocab, "refer_below": rec.referral.get("threshold")})
     return run.path

@@ -14,13 +14,14 @@ import fastai
 import timm
 import torch
 
+from lungfast import files, protocols
 from lungfast.data import loaders, split
-from lungfast.results import atomic, record
+from lungfast.errors import LungfastError
+from lungfast.probe import heads
+from lungfast.results import record
 from lungfast.results.layout import MANIFEST, RunDir
 from lungfast.ship import trust
-from lungfast.probe import heads
 from lungfast.train import backbones, learner
-from lungfast.errors import LungfastError
 
 
 def sidecar(path: Path) -> Path:
@@ -37,9 +38,9 @@ def export_safetensors(learn, rec, run: RunDir, out: Path) -> None:
             "img_size": rec.spec.img_size, "stats": [list(s) for s in b.stats], "source_run": str(run.path.resolve()),
             "versions": {"fastai": fastai.__version__, "timm": timm.__version__, "torch": torch.__version__}}
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
-    with atomic.atomic_path(out) as tmp:
+    with files.atomic_path(out) as tmp:
         save_file(state, str(tmp))
-    atomic.write_json(sidecar(out), meta)
+    files.write_json(sidecar(out), meta)
 
 
 def refusal(path: Path) -> LungfastError:
@@ -78,12 +79,12 @@ def load_safetensors(path: Path):
         backbone, vocab, img_size, stats = meta["backbone"], list(meta["vocab"]), int(meta["img_size"]), meta["stats"]
     except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
         raise LungfastError(f"{meta_file}: damaged description ({type(e).__name__}: {str(e)[:80]}); {again}") from None
-    b, protocol = backbones.get(backbone), meta.get("protocol", "fine_tune")
+    b, protocol = backbones.get(backbone), protocols.get(meta.get("protocol", protocols.DEFAULT))
     try:
         state = load_file(str(path))
         model = learner.create_model(b, n_out=len(vocab), pretrained=False)
-        if protocol != "fine_tune":  # a probe: the frozen body, then the head carrying its fitted classifier
-            head = heads.from_state(protocol, {k[2:]: v for k, v in state.items() if k.startswith("1.")}, len(vocab),
+        if protocol.frozen:  # a probe: the frozen body, then the head carrying its fitted classifier
+            head = heads.from_state(protocol.name, {k[2:]: v for k, v in state.items() if k.startswith("1.")}, len(vocab),
                                     b.embedding, b.prefix_tokens)
             model = torch.nn.Sequential(heads.frozen_body(b, model[0]), head)
         model.load_state_dict(state)

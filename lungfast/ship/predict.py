@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from lungfast.errors import LungfastError
 from lungfast.data.images import IMAGE_SUFFIXES, unreadable_reason
+from lungfast.errors import LungfastError
 
 
 def collect(inputs: list[str]) -> list[Path]:

@@ -12,16 +12,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from lungfast import files
 from lungfast.cache import cache_dir
-from lungfast.results import atomic
-
-
-def sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _entry(path: Path) -> Path:
@@ -32,8 +24,8 @@ def _entry(path: Path) -> Path:
 def remember(path: str | Path, digest: str | None = None) -> str:
     """Record that lungfast wrote `path` (sha256 given if already computed). Returns the digest."""
     path = Path(path)
-    digest = digest or sha256(path)
-    atomic.write_json(_entry(path), {"path": str(path.resolve()), "sha256": digest})
+    digest = digest or files.sha256(path)
+    files.write_json(_entry(path), {"path": str(path.resolve()), "sha256": digest})
     return digest
 
 
@@ -43,5 +35,5 @@ def vouched(path: str | Path) -> bool:
     if not (path.is_file() and entry.is_file()):
         return False
     known = json.loads(entry.read_text())
-    return known["path"] == str(path.resolve()) and known["sha256"] == sha256(path)
+    return known["path"] == str(path.resolve()) and known["sha256"] == files.sha256(path)
 

@@ -12,8 +12,8 @@ import functools
 from dataclasses import dataclass
 from typing import Callable
 
-from lungfast.train import weights as offline
 from lungfast.errors import LungfastError
+from lungfast.train import weights as offline
 
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 
@@ -115,17 +115,6 @@ def get(name: str) -> Backbone:
 def check_names(names: list[str]) -> list[Backbone]:
     return [get(n) for n in names]
 
-
-def param_count(backbone: Backbone, n_out: int = 3) -> int:
-    """Parameters of the backbone with lungfast's head, counted on the meta device: no weights, no download,
-    no memory, even for a billion parameters."""
-    import torch
-
-    from lungfast.train.learner import create_model
-
-    with torch.device("meta"):
-        model = create_model(backbone, n_out=n_out, pretrained=False)
-    return sum(p.numel() for p in model.parameters())
 
 
 def weights_kind(b: Backbone) -> str:

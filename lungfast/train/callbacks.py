@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 from fastai.callback.core import Callback
 
-from lungfast.results import atomic
+from lungfast import files
 
 log = logging.getLogger("lungfast")
 
@@ -61,7 +61,7 @@ class EpochHistory(TrainedEpochCallback):
         values = {k: float("nan") if v is None else float(v) for k, v in values.items()}  # None: no valid part
         self.rows.append({"epoch": len(self.rows), **values,
                           "seconds": time.perf_counter() - self.t0, "train_images": self.n_seen})
-        atomic.write_csv(self.path, pd.DataFrame(self.rows))
+        files.write_csv(self.path, pd.DataFrame(self.rows))
 
     @staticmethod
     def read(path: Path, keep: int) -> list[dict]:
@@ -114,9 +114,9 @@ class Checkpoint(TrainedEpochCallback):
     def after_trained_epoch(self):
         from fastai.learner import save_model
 
-        with atomic.atomic_path(self.folder / "state.pth") as tmp:  # a full disk leaves the last good state
+        with files.atomic_path(self.folder / "state.pth") as tmp:  # a full disk leaves the last good state
             save_model(tmp, self.learn.model, getattr(self.learn, "opt", None), with_opt=True)
-        atomic.write_json(self.folder / "progress.json", {"key": self.key, "lr_found": self.lr_found,
+        files.write_json(self.folder / "progress.json", {"key": self.key, "lr_found": self.lr_found,
                                                           "epochs_done": len(self.learn.epoch_history.rows)})
 
     @staticmethod

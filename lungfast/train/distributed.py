@@ -1,7 +1,7 @@
 """Data-parallel runs: `lungfast run EXP --nproc N` starts N local processes (torchrun) around fastai's
 `distrib_ctx` (HF accelerate over torch.distributed: NCCL on CUDA, gloo on CPU).
 
-Only rank 0 writes run records, plots, exports and tracking; the split and the prepared images are made
+Only rank 0 writes run records, plots, exports and tracking; the split and the tile store are made
 once, by rank 0 first (fastai's `rank0_first`). Multi-node: see the README (`torchrun` / `accelerate launch`).
 """
 
@@ -45,7 +45,7 @@ def alone():
 
 def once(fn, *args):
     """fn(*args), computed by rank 0 first when distributed (fastai's rank0_first), so files it writes
-    (split, prepared images) are made once and then only read by the other ranks."""
+    (split, tile store) are made once and then only read by the other ranks."""
     if world()[1] == 1:
         return fn(*args)
     from fastai.distributed import rank0_first

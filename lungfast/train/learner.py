@@ -10,13 +10,20 @@ from __future__ import annotations
 import contextlib
 
 import torch
-from fastai.vision.all import (CrossEntropyLossFlat, Learner, accuracy, create_timm_model, create_vision_model,
-                               model_meta, vision_learner)
-from fastai.vision.models import xresnet
 import torchvision
+from fastai.vision.all import (
+    CrossEntropyLossFlat,
+    Learner,
+    accuracy,
+    create_timm_model,
+    create_vision_model,
+    model_meta,
+    vision_learner,
+)
+from fastai.vision.models import xresnet
 
-from lungfast.train.backbones import Backbone
 from lungfast.errors import LungfastError
+from lungfast.train.backbones import Backbone
 
 
 class TorchvisionFromFile:
@@ -105,3 +112,11 @@ def weights_errors(b: Backbone, weights_file: str | None):
             f"{b.name}: pretrained weights could not be loaded from {where} ({type(e).__name__}). "
             f"Fix: {hub}name a weights file (--set weights.{b.name}=FILE, or weights.{b.name} in the experiment), "
             f"or set pretrained = false to train from random init") from None
+
+
+def param_count(backbone: Backbone, n_out: int = 3) -> int:
+    """Parameters of the backbone with lungfast's head, counted on the meta device: no weights, no download,
+    no memory, even for a billion parameters."""
+    with torch.device("meta"):
+        model = create_model(backbone, n_out=n_out, pretrained=False)
+    return sum(p.numel() for p in model.parameters())

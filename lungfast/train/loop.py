@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
 
 import matplotlib
 
 matplotlib.use("Agg")  # runs write PNGs; there is no screen
 import matplotlib.pyplot as plt  # noqa: E402
-import fastai  # noqa: E402
-import timm  # noqa: E402
 import torch  # noqa: E402
 from fastai.callback.progress import ProgressCallback  # noqa: E402
 from fastai.torch_core import set_seed  # noqa: E402
@@ -24,10 +21,9 @@ from fastcore.basics import noop  # noqa: E402
 from lungfast import progress  # noqa: E402
 from lungfast.data import loaders  # noqa: E402
 from lungfast.data.split import Split  # noqa: E402
-from lungfast.results import atomic, evaluate, record  # noqa: E402
+from lungfast.results import evaluate, run_end  # noqa: E402
 from lungfast.results.layout import RunDir  # noqa: E402
 from lungfast.runspec import RunSpec  # noqa: E402
-from lungfast.ship import trust  # noqa: E402
 from lungfast.train import augment, backbones, device, distributed, learner  # noqa: E402
 from lungfast.train.callbacks import Checkpoint, EpochHistory, EpochLog, RankLog  # noqa: E402
 from lungfast.train.tracking import Tracker  # noqa: E402
@@ -35,13 +31,19 @@ from lungfast.train.tracking import Tracker  # noqa: E402
 log = logging.getLogger("lungfast")
 
 
+SCHEDULES = {  # name (runspec.schedule_for) -> (epochs, lr) -> [(phase, epochs, fit_one_cycle arguments)]
+    # fastai's `Learner.fine_tune` spelled out (1 frozen epoch at lr, then unfrozen at lr/2 with lr_mult 100),
+    # so a killed run can resume mid-way
+    "head_first": lambda epochs, lr: [
+        ("frozen", 1, {"lr_max": slice(lr), "pct_start": 0.99}),
+        ("unfrozen", epochs, {"lr_max": slice(lr / 2 / 100, lr / 2), "pct_start": 0.3, "div": 5.0})],
+    "one_cycle": lambda epochs, lr: [("all", epochs, {"lr_max": lr})],
+}
+
+
 def phases(schedule: str, epochs: int, lr: float) -> list[tuple[str, int, dict]]:
-    """(name, epochs, fit_one_cycle arguments) per phase. fine_tune is fastai's `Learner.fine_tune` spelled
-    out (1 frozen epoch at lr, then unfrozen at lr/2 with lr_mult 100), so a killed run can resume mid-way."""
-    if schedule == "fine_tune":
-        return [("frozen", 1, {"lr_max": slice(lr), "pct_start": 0.99}),
-                ("unfrozen", epochs, {"lr_max": slice(lr / 2 / 100, lr / 2), "pct_start": 0.3, "div": 5.0})]
-    return [("all", epochs, {"lr_max": lr})]
+    """(name, epochs, fit_one_cycle arguments) per phase of a named schedule."""
+    return SCHEDULES[schedule](epochs, lr)
 
 
 def fit(learn, plan: list, done: int, cbs: list) -> None:
@@ -68,7 +70,7 @@ def callbacks(spec: RunSpec, stage: RunDir, done: int, lr_found: float | None, l
     return cbs + tracker.start(spec, lr)
 
 
-def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | None = None) -> record.RunRecord | None:
+def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | None = None) -> run_end.RunRecord | None:
     """Train into the staging folder and write every file of the run record there. Ranks other than 0
     train alongside rank 0 and return None."""
     set_seed(spec.seed, reproducible=True)
@@ -105,44 +107,23 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
         return None
     with distributed.alone():
         history = next(c for c in cbs if isinstance(c, EpochHistory))  # fit's callbacks leave with the fit
-        rec = _record(spec, split, stage, learn, plan, lr, lr_found, world_size, history.rows)
-    tracker.finish(rec, stage)
-    return rec
+        return run_end.finish(spec, split, stage, trained(spec, learn, plan, lr, lr_found, world_size, history.rows),
+                              tracker)
 
 
-def _record(spec, split: Split, stage: RunDir, learn, plan, lr, lr_found, world_size: int,
-            epochs: list[dict]) -> record.RunRecord:
-    """Evaluate on the valid and test parts, export the learner, and write the manifest (last)."""
+def trained(spec: RunSpec, learn, plan, lr: float, lr_found, world_size: int, epochs: list[dict]) -> run_end.Trained:
+    """The fine-tuned learner for the end of the run: valid logits, its own way to score rows (its files through
+    its inference pipeline, as `predict` reads them), and the record fields of the training."""
     valid_loss, valid_acc = learn.validate()
     probs, targets = learn.get_preds(dl=learn.dls.valid)
-    temperature = evaluate.calibrate(learn, torch.log(probs.clamp_min(1e-12)), targets)  # from here on calibrated
-    tdl, test_part = loaders.test_dl(learn.dls, split.frame), split.part("test")
-    title = f"{spec.backbone} seed {spec.seed}"
-    preds = evaluate.predictions(learn, tdl, test_part.path.tolist())
-    vocab = list(learn.dls.vocab)
-    valid_probs = torch.softmax(torch.log(probs.clamp_min(1e-12)) / temperature, 1)  # as the calibrated model
 
-    def score(rows):  # the robustness sweep's way to predict: this learner, through its own pipeline
+    def score(rows):
         return evaluate.predictions(learn, loaders.rows_dl(learn.dls, rows), rows.path.tolist())
 
-    test = {**evaluate.record_test(learn, tdl, preds, stage, title),
-            **evaluate.calibration_record(preds, vocab, temperature, stage, title),
-            **evaluate.test_intervals(preds, vocab, test_part.group_id),
-            **evaluate.clinical_record(spec, score, preds, vocab, valid_probs, targets, test_part, stage, title)}
-    learn.remove_cb(ProgressCallback)  # the same pickle whether or not a terminal watched the training
-    with atomic.atomic_path(stage.learner) as tmp:  # absolute: fastai would join a name onto learn.path
-        learn.export(tmp.resolve())
-    shutil.rmtree(stage.resume, ignore_errors=True)  # the record is complete: no checkpoint to keep
-    b = backbones.get(spec.backbone)
-    seconds = sum(e["seconds"] for e in epochs)
-    rec = record.RunRecord(
-        spec=spec, source=b.source, arch=b.arch, schedule=spec.schedule, lr_used=lr, lr_found=lr_found,
-        epochs_run=len(epochs), learner_sha256=trust.sha256(stage.learner),
-        params=sum(p.numel() for p in learn.model.parameters()), vocab=list(learn.dls.vocab),
-        valid_loss=float(valid_loss), valid_accuracy=float(valid_acc), **test, **split.facts(),
-        train_seconds=seconds, seconds_per_epoch=seconds / max(len(epochs), 1),
-        train_img_per_s=world_size * sum(e["train_images"] for e in epochs) / max(seconds, 1e-9),
-        world_size=world_size, threads=torch.get_num_threads(), device=plan.as_dict(),
-        versions={"fastai": fastai.__version__, "timm": timm.__version__, "torch": torch.__version__})
-    record.write(stage, rec)
-    return rec
+    b, seconds = backbones.get(spec.backbone), sum(e["seconds"] for e in epochs)
+    facts = dict(source=b.source, arch=b.arch, schedule=spec.schedule, lr_used=lr, lr_found=lr_found,
+                 epochs_run=len(epochs), valid_loss=float(valid_loss), valid_accuracy=float(valid_acc),
+                 train_seconds=seconds, seconds_per_epoch=seconds / max(len(epochs), 1),
+                 train_img_per_s=world_size * sum(e["train_images"] for e in epochs) / max(seconds, 1e-9),
+                 world_size=world_size, device=plan.as_dict())
+    return run_end.Trained(learn, torch.log(probs.clamp_min(1e-12)), targets, score, facts)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 
+from lungfast import files
 from lungfast.cache import cache_dir
 from lungfast.errors import LungfastError
-from lungfast.results import atomic
 
 
 def efficientnet_lite0_file() -> str:
@@ -38,7 +38,7 @@ def efficientnet_lite0_file() -> str:
             raise LungfastError(f"efficientnet-lite0 weights: {src_key} {tuple(tensor.shape)} does not fit "
                                 f"timm {key} {tuple(ref.shape)}")
         converted[key] = tensor
-    with atomic.atomic_path(target) as tmp:
+    with files.atomic_path(target) as tmp:
         torch.save(converted, tmp)
     return str(target)
 

@@ -63,3 +63,7 @@ def test_the_sample_is_one_fixed_draw_in_proportion_to_class():
     picked = shifts.sample(rows, 30)
     assert picked.equals(shifts.sample(rows, 30)) and picked.label.value_counts().to_dict() == {"a": 20, "b": 10}
     assert shifts.sample(rows, 1000) is rows and shifts.sample(rows, 0) is rows
+
+
+def test_every_shift_has_settings_and_a_library_call():
+    assert set(shifts.APPLY) == set(shifts.SETTINGS) and all(set(v) == set(shifts.SEVERITIES) for v in shifts.SETTINGS.values())

@@ -6,12 +6,11 @@ import os
 import numpy as np
 import pandas as pd
 import torch
+from conftest import write_tiles
 from PIL import Image
 
 from lungfast.data import images, loaders, store
 from lungfast.train import backbones, device
-
-from conftest import write_tiles
 
 
 def real_frame(lc25000, n=4):

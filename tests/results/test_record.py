@@ -20,7 +20,7 @@ def test_a_record_of_lungfast_0_1_loads_with_todays_names():
     assert rec.spec == RunSpec(experiment="old", backbone="tiny", seed=0, scheme="grouped", split_seed=42,
                                img_size=32, batch_size=8, epochs=1, lr=0.002, pretrained=False, weights_file=None,
                                n_images=36, protocol="fine_tune")
-    assert rec.lr_used == 0.002 and rec.schedule == "fit_one_cycle" and rec.test_accuracy == pytest.approx(1 / 3)
+    assert rec.lr_used == 0.002 and rec.schedule == "one_cycle" and rec.test_accuracy == pytest.approx(1 / 3)
     out = rec.to_json()
     assert out["scheme"] == "grouped" and "split" not in out and out["lr_used"] == 0.002
 

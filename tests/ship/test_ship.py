@@ -11,7 +11,6 @@ from io import StringIO
 
 import pandas as pd
 import pytest
-
 from conftest import run_cli, write_experiment
 
 pytestmark = pytest.mark.slow

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from lungfast.train import backbones, learner
 from lungfast.errors import LungfastError
 from lungfast.runspec import schedule_for
+from lungfast.train import backbones, learner
 
 REQUIRED = {"resnet50", "resnet50d", "efficientnetv2_rw_t", "regnetz_b16", "mobilenetv2_100", "xresnet34",
             "tf_efficientnet_lite0"}
@@ -12,8 +12,8 @@ REQUIRED = {"resnet50", "resnet50d", "efficientnetv2_rw_t", "regnetz_b16", "mobi
 def test_registry_holds_the_required_backbones_and_one_test_entry():
     assert REQUIRED <= set(backbones.REGISTRY)
     assert [b.name for b in backbones.REGISTRY.values() if b.test_only] == ["tiny"]
-    assert schedule_for(learner.resolve_weights(backbones.get("xresnet34"), True, {})[0]) == "fit_one_cycle"
-    assert schedule_for(learner.resolve_weights(backbones.get("resnet50d"), True, {})[0]) == "fine_tune"
+    assert schedule_for(learner.resolve_weights(backbones.get("xresnet34"), True, {})[0]) == "one_cycle"
+    assert schedule_for(learner.resolve_weights(backbones.get("resnet50d"), True, {})[0]) == "head_first"
 
 
 def test_unknown_backbone_lists_known_names():
@@ -39,7 +39,7 @@ def test_every_entry_builds_on_the_meta_device_with_lungfasts_head(name):
     with torch.device("meta"):
         model = learner.create_model(backbones.get(name), n_out=3, pretrained=False)
         assert model(torch.randn(2, 3, 224, 224)).shape == (2, 3)
-    assert backbones.param_count(backbones.get(name)) == sum(p.numel() for p in model.parameters())
+    assert learner.param_count(backbones.get(name)) == sum(p.numel() for p in model.parameters())
 
 
 FOUNDATION = {  # model card figures: parameters (millions, rounded), normalisation, embedding
@@ -56,7 +56,7 @@ def test_foundation_models_follow_their_model_cards(name):
     b = backbones.get(name)
     params_m, stats, embedding = FOUNDATION[name]
     assert b.hub.startswith("hf-hub:") and b.stats == (list(stats[0]), list(stats[1])) and b.embedding == embedding
-    assert abs(backbones.param_count(b) / 1e6 - params_m) / params_m < 0.01  # head adds a little
+    assert abs(learner.param_count(b) / 1e6 - params_m) / params_m < 0.01  # head adds a little
     assert backbones.weights_kind(b) == ("gated" if name in {"uni", "uni2_h", "virchow2"} else "hub")
 
 

@@ -9,10 +9,10 @@ from lungfast.train.loop import fit, phases
 
 
 def test_fine_tune_is_one_frozen_epoch_then_the_unfrozen_ones():
-    plan = phases("fine_tune", 3, 1e-3)
+    plan = phases("head_first", 3, 1e-3)
     assert [(name, n) for name, n, _ in plan] == [("frozen", 1), ("unfrozen", 3)]
     assert plan[1][2]["lr_max"] == slice(1e-3 / 2 / 100, 1e-3 / 2)
-    assert [(name, n) for name, n, _ in phases("fit_one_cycle", 4, 1e-3)] == [("all", 4)]
+    assert [(name, n) for name, n, _ in phases("one_cycle", 4, 1e-3)] == [("all", 4)]
 
 
 class Frozen:
@@ -38,7 +38,7 @@ class Frozen:
 ])
 def test_fit_resumes_after_the_epochs_already_done(done, expected):
     learn = Frozen()
-    fit(learn, phases("fine_tune", 3, 1e-3), done, [])
+    fit(learn, phases("head_first", 3, 1e-3), done, [])
     assert learn.calls == expected
 
 

@@ -7,7 +7,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from torch.nn import functional as F
 
-from lungfast.probe import heads, protocols
+from lungfast import protocols as registry
+from lungfast.probe import fits, heads
 
 
 def blobs(n_per_class=30, dim=8, spread=1.0):
@@ -27,23 +28,23 @@ def parts():
 
 
 def test_linear_probe_equals_scikit_learn_and_chooses_c_on_valid(parts):
-    fit = protocols.linear(parts, 3, seed=0)
-    assert [r["setting"] for r in fit.history] == [f"C={c:g}" for c in protocols.C_GRID]
+    fit = fits.linear(parts, 3, seed=0)
+    assert [r["setting"] for r in fit.history] == [f"C={c:g}" for c in fits.C_GRID]
     best = max(fit.history, key=lambda r: (r["accuracy"], -r["valid_loss"]))
     assert fit.chosen == best["setting"] and fit.extra["C"] == float(fit.chosen[2:])
     xt, yt = parts["train"]
     scaler = StandardScaler().fit(xt)
     reference = LogisticRegression(C=fit.extra["C"], max_iter=300, random_state=0).fit(scaler.transform(xt), yt)
     xs = parts["test"][0]
-    ours = F.softmax(protocols.logits(fit.classifier, xs), 1).numpy()
+    ours = F.softmax(fits.logits(fit.classifier, xs), 1).numpy()
     assert np.abs(ours - reference.predict_proba(scaler.transform(xs))).max() < 1e-4  # standardisation folded in
-    assert protocols.scores(fit.classifier, *parts["test"])[1] > 0.9
+    assert fits.scores(fit.classifier, *parts["test"])[1] > 0.9
 
 
 def test_knn_shares_and_one_nn_accuracy(parts):
-    fit = protocols.knn(parts, 3, seed=0)
+    fit = fits.knn(parts, 3, seed=0)
     xs, ys = parts["test"]
-    probs = F.softmax(protocols.logits(fit.classifier, xs), 1).numpy()
+    probs = F.softmax(fits.logits(fit.classifier, xs), 1).numpy()
     assert np.allclose(probs.sum(1), 1, atol=1e-4) and np.allclose(probs * 20, np.round(probs * 20), atol=1e-3)
     xt, yt = parts["train"]
     sims = (xs / np.linalg.norm(xs, axis=1, keepdims=True)) @ (xt / np.linalg.norm(xt, axis=1, keepdims=True)).T
@@ -53,24 +54,27 @@ def test_knn_shares_and_one_nn_accuracy(parts):
 
 
 def test_fewshot_episodes_and_centroid_classifier(parts):
-    fit = protocols.fewshot(parts, 3, seed=0)
+    fit = fits.fewshot(parts, 3, seed=0)
     shots = fit.extra["shots"]
-    assert set(shots) == {"1", "4", "16"} and all(len(s["values"]) == protocols.EPISODES for s in shots.values())
+    assert set(shots) == {"1", "4", "16"} and all(len(s["values"]) == fits.EPISODES for s in shots.values())
     assert shots["16"]["mean"] >= shots["1"]["mean"] - 0.05  # more shots, no worse (well-separated blobs)
     assert all(s["ci95_low"] <= s["mean"] <= s["ci95_high"] for s in shots.values())
-    assert protocols.scores(fit.classifier, *parts["test"])[1] > 0.9
-    again = protocols.fewshot(parts, 3, seed=0)
+    assert fits.scores(fit.classifier, *parts["test"])[1] > 0.9
+    again = fits.fewshot(parts, 3, seed=0)
     assert again.extra == fit.extra  # same seed, same episodes
 
 
 def test_too_few_images_for_16_shots_are_skipped_not_faked():
     small = blobs(n_per_class=5)
-    assert set(protocols.fewshot(small, 3, seed=0).extra["shots"]) == {"1", "4"}
+    assert set(fits.fewshot(small, 3, seed=0).extra["shots"]) == {"1", "4"}
 
 
-@pytest.mark.parametrize("protocol", ["linear", "knn", "fewshot"])
+FROZEN = [p.name for p in registry.REGISTRY.values() if p.frozen]
+
+
+@pytest.mark.parametrize("protocol", FROZEN)
 def test_heads_rebuild_from_their_state_dict(parts, protocol):
-    fit = protocols.PROTOCOLS[protocol](parts, 3, seed=0)
+    fit = registry.get(protocol).load("fit")(parts, 3, seed=0)
     head = heads.ProbeHead(heads.Embedding(), fit.classifier)
     rebuilt = heads.from_state(protocol, head.state_dict(), 3, "pooled", 1)  # the state of the learner's model[1]
     rebuilt.load_state_dict(head.state_dict())

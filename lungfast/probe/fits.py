@@ -1,4 +1,4 @@
-"""The frozen-embedding protocols, fitted on the train part, chosen on the valid part, scored on the test part.
+"""The fits of the frozen-embedding protocols (`lungfast.protocols`), fitted on the train part, chosen on the valid part, scored on the test part.
 
 - linear: logistic regression (scikit-learn) on standardised embeddings, its inverse regularisation C chosen
   on the valid part from `C_GRID` (Patho-Bench sweeps the cost the same way).
@@ -111,5 +111,3 @@ def fewshot(parts: dict, n_classes: int, seed: int) -> Fit:
     clf = _centroids(xt, yt, mean, n_classes)
     return Fit(clf, [_row("all shots", clf, parts)], "all shots", {"episodes": EPISODES, "shots": episodes})
 
-
-PROTOCOLS = {"linear": linear, "knn": knn, "fewshot": fewshot}

@@ -1,6 +1,6 @@
-"""Atomic writes: a reader never sees a half-written file or a half-made run folder.
+"""The ground floor for files, importable by every stage: atomic writes, checksums and a file's identity.
 
-A file is written to a temporary name beside its target and renamed onto it; a run is trained into a
+Atomic writes: a reader never sees a half-written file or a half-made run folder. A file is written to a temporary name beside its target and renamed onto it; a run is trained into a
 staging folder and renamed into place when every file is there. Files get the user's normal permissions
 (umask), not the 0600 that temporary files are created with.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -18,7 +19,28 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from lungfast.cache import cache_dir
+from lungfast.errors import LungfastError
+
 log = logging.getLogger("lungfast")
+
+
+def identity(path: str | Path) -> tuple[str, int, int]:
+    """What a cache keys a source file by: absolute path, byte size and mtime, so a changed file is new."""
+    st = os.stat(path)
+    return os.path.abspath(path), st.st_size, st.st_mtime_ns
+
+
+def identity_key(path: str | Path) -> str:
+    return "|".join(map(str, identity(path)))
+
+
+def sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _umask() -> int:
@@ -102,7 +124,6 @@ def atomic_path(target: str | Path):
 
 def check_writable(target) -> None:
     """Fail now, naming `target`, if it could not be written: before the work whose result it holds."""
-    from lungfast.errors import LungfastError
 
     target = Path(target)
     if target.is_dir():
@@ -142,7 +163,6 @@ def save_figure(fig, target) -> None:
 def staged_folder(final: Path, stage: Path, fresh: bool = False):
     """Yield the staging folder `stage`; on success it replaces `final` in one rename. Kept when the block
     is interrupted (a killed run resumes from it), removed when it fails on bad input or settings."""
-    from lungfast.errors import LungfastError
 
     if fresh and stage.exists():
         shutil.rmtree(stage)
@@ -183,3 +203,21 @@ def exclusive(lock_file: Path, what: str):
         finally:
             f.truncate(0)
             fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def os_error_line(e: OSError) -> str:
+    """One line for a file the user's settings chose: what failed, where, and which setting moves it."""
+    where = Path(e.filename)
+    cache = cache_dir()
+    in_cache = where.resolve().is_relative_to(cache.resolve())
+    setting = (f"set LUNGFAST_CACHE to a folder on another disk (the cache is now {cache})" if in_cache
+               else "choose another results_dir (--set results_dir=DIR) or --out")
+    if e.errno in FULL:  # disk full, quota, or the file size limit (ulimit -f)
+        return (f"{e.strerror} writing {where} ({free_bytes(where) / 1e6:,.0f} MB free on that disk); free some "
+                f"space or {setting}, then run the same command again: finished work is kept, no partial file is")
+    if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"cannot write {where}: {e.strerror}; fix its permissions or {setting}"
+    if e.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"cannot write below {where}: it is a file where a folder is needed; move it or {setting}"
+    return (f"cannot write or read {where}: {e.strerror or e}; check the disk ({free_bytes(where) / 1e6:,.0f} MB "
+            f"free there), or {setting}")

@@ -6,14 +6,14 @@ import sys
 import textwrap
 import time
 
-from lungfast.results import atomic
+from lungfast import files
 
 
 def test_files_get_the_umask_permissions_not_0600(tmp_path):
     old = os.umask(0o022)
     try:
-        atomic.write_text(tmp_path / "report.html", "<html>")
-        atomic.write_json(tmp_path / "a.json", {"x": 1})
+        files.write_text(tmp_path / "report.html", "<html>")
+        files.write_json(tmp_path / "a.json", {"x": 1})
     finally:
         os.umask(old)
     assert oct((tmp_path / "report.html").stat().st_mode & 0o777) == oct(0o644)
@@ -26,8 +26,8 @@ def test_a_second_process_waits_for_the_lock_and_names_the_holder(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from lungfast.results import atomic
-        with atomic.exclusive(Path({str(lock)!r}), "run"):
+        from lungfast import files
+        with files.exclusive(Path({str(lock)!r}), "run"):
             Path({str(tmp_path / 'held')!r}).touch()
             time.sleep(1.5)
     """)])
@@ -42,7 +42,7 @@ def test_a_second_process_waits_for_the_lock_and_names_the_holder(tmp_path):
     logging.getLogger("lungfast").addHandler(handler)
     logging.getLogger("lungfast").setLevel(logging.INFO)
     try:
-        with atomic.exclusive(lock, "tiny/seed0"):
+        with files.exclusive(lock, "tiny/seed0"):
             waited = time.monotonic() - seen  # the holder keeps the lock 1.5 s after saying so
     finally:
         logging.getLogger("lungfast").removeHandler(handler)
@@ -61,6 +61,6 @@ def test_temporary_files_of_a_killed_writer_are_swept_and_a_live_ones_kept(tmp_p
     elsewhere = tmp_path / f".split.csv.{dead.stdout.strip()}@another-machine.ghi789.tmp"
     for f in (stale, live, elsewhere):
         f.write_text("half")
-    atomic.write_text(tmp_path / "split.csv", "path,label\n")
+    files.write_text(tmp_path / "split.csv", "path,label\n")
     assert not stale.exists() and live.exists() and elsewhere.exists()
     assert (tmp_path / "split.csv").read_text() == "path,label\n"

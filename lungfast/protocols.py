@@ -1,0 +1,69 @@
+"""The protocol registry: how a backbone is compared. One row per protocol, like the backbone registry.
+
+Everything that depends on a protocol reads its row: config validation (`names`), the runner's dispatch
+(`trainer`), which runs share one process only (`frozen`), run folders and leaderboard entries (`named`),
+reloading a weights-only export (`head`) and the leaderboard's extra tables (`tables`). Trainers and heads
+are named as "module:attribute" and imported when used, so this ground-floor module imports no stage.
+
+Adding a protocol: one row here and its trainer (or, for a frozen-embedding protocol, its `fit` function
+in `probe/fits.py` and its classifier in `probe/heads.py`). Every protocol reads the same pixels: the
+tile store (`data.store`), which fine-tuning, embeddings and `predict` share.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+from lungfast.errors import LungfastError
+
+PROBE = "lungfast.probe.run:train_probe"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str  # as written in experiment files (`protocols = [...]`) and run records
+    trainer: str  # "module:function" (spec, split, staging RunDir, tracker) -> RunRecord
+    frozen: bool  # body frozen: embeddings computed once per model and reused, no training augmentation, one process
+    fit: str | None = None  # frozen: "module:function" (parts, n_classes, seed) -> probe.fits.Fit
+    head: str | None = None  # frozen: "module:Class" of the classifier, rebuilt from its state dict on reload
+    tables: tuple[str, ...] = ()  # extra leaderboard tables its runs fill (results.leaderboard.TABLES)
+    named: bool = True  # its name is part of leaderboard entries and run folders (fine-tuning's never was)
+    pixels: str = "tile store"  # what it reads; one resize implementation for every protocol and `predict`
+    note: str = ""  # one line for docs
+
+    def load(self, what: str):
+        """The trainer, fit function or head class named by field `what`."""
+        module, _, attr = getattr(self, what).partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+    def entry(self, name: str) -> str:
+        """The leaderboard entry of a backbone (with its augmentations) under this protocol."""
+        return f"{name}/{self.name}" if self.named else name
+
+    def run_folder(self, seed: int) -> str:
+        return f"{self.name}-seed{seed}" if self.named else f"seed{seed}"
+
+
+REGISTRY = {p.name: p for p in [
+    Protocol("fine_tune", "lungfast.train.loop:train_one", frozen=False, named=False,
+             note="the whole network trained (pretrained: the new head first, then everything)"),
+    Protocol("linear", PROBE, frozen=True, fit="lungfast.probe.fits:linear", head="lungfast.probe.heads:Linear",
+             tables=("frozen_features",), note="logistic regression on frozen embeddings, C chosen on valid"),
+    Protocol("knn", PROBE, frozen=True, fit="lungfast.probe.fits:knn", head="lungfast.probe.heads:KNN",
+             tables=("frozen_features",), note="cosine k-NN (k = 20) on frozen embeddings, 1-NN recorded too"),
+    Protocol("fewshot", PROBE, frozen=True, fit="lungfast.probe.fits:fewshot", head="lungfast.probe.heads:Centroids",
+             tables=("few_shot",), note="SimpleShot class centroids; 1/4/16-shot episodes recorded"),
+]}
+DEFAULT = "fine_tune"
+
+
+def names() -> tuple[str, ...]:
+    return tuple(REGISTRY)
+
+
+def get(name: str) -> Protocol:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise LungfastError(f"unknown protocol {name!r}; known: {', '.join(REGISTRY)}") from None
