@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: demo test browser bench bench-quick clean lock results
+.PHONY: demo test browser bench bench-quick gpu-check clean lock results
 
 # requirements.lock pins every package, transitive ones included: a fresh machine gets what the tests ran with.
 $(BIN)/lungfast: pyproject.toml requirements.lock
@@ -46,6 +46,10 @@ bench: $(BIN)/lungfast
 
 bench-quick: $(BIN)/lungfast
 	$(BIN)/python benchmarks/bench.py --quick
+
+# at most 5 minutes on one GPU; on a machine without CUDA it says so and exits 0
+gpu-check: $(BIN)/lungfast
+	$(BIN)/python benchmarks/gpu_check.py
 
 # Measure install, demo and the shipped CPU experiments from cold caches; rewrite the README blocks and stated times.
 results: $(BIN)/lungfast

@@ -3,7 +3,8 @@
     python benchmarks/bench.py [--quick]        (make bench / make bench-quick)
 
 Prints key=value lines. Targets: store_img_per_s_per_core >= 2000, loader_speedup_768 >= 10,
-overhead_ratio <= 1.05, peak_rss_gb <= 4, embed_over_forward >= 0.9; gpu_feed_cores per registry backbone.
+overhead_ratio <= 1.05, peak_rss_gb <= 4, embed_over_forward >= 0.9, predict_over_forward >= 0.9, and the
+CPU bf16 plan's speedups (`TARGETS`); gpu_feed_cores per registry backbone. The GPU check is gpu_check.py.
 Needs the LC25000 sample beside the repository (or LUNGFAST_SAMPLE=DIR) and its 768 px tile
 (../shared/lc25000-lung-768/, or LUNGFAST_TILE_768=FILE).
 """
@@ -22,13 +23,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = Path(os.environ.get("LUNGFAST_SAMPLE", REPO.parent / "shared" / "lc25000-lung"))
 TILE_768 = Path(os.environ.get("LUNGFAST_TILE_768", REPO.parent / "shared" / "lc25000-lung-768" / "lungaca1.jpeg"))
 TARGETS = {"store_img_per_s_per_core": (">=", 2000), "loader_speedup_768": (">=", 10), "overhead_ratio": ("<=", 1.05),
-           "peak_rss_gb": ("<=", 4), "embed_over_forward": (">=", 0.9)}
+           "peak_rss_gb": ("<=", 4), "embed_over_forward": (">=", 0.9), "predict_over_forward": (">=", 0.9),
+           # the CPU bf16 plan (train.device); met only on CPUs with bf16 matrix units (amx_bf16, avx512_bf16)
+           "cpu_infer_speedup.resnet50": (">=", 2.0), "cpu_infer_speedup.tf_efficientnet_lite0": (">=", 1.5),
+           "cpu_train_speedup.resnet50": (">=", 1.5)}
 # Published single-GPU AMP training throughput, img/s at 224 px: resnet50 on an H100 SXM ~2,700 (lambdal
 # deeplearning-benchmark); the others scaled by their speed relative to resnet50 in timm's RTX 3090 NHWC
 # train benchmark CSV (mobilenetv2_100 1.9x, resnet34d 1.5x, efficientnetv2_rw_t 0.9x, regnetz_b16 0.7x).
@@ -124,6 +127,7 @@ def store_img_per_s_per_core(store, bs: int, seconds: float = 3.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
+from precision import SPEEDUP_BACKBONES, cpu_speedups, predict_rates  # noqa: E402
 from training import embed_over_forward, overhead_ratio, peak_rss_gb  # noqa: E402
 
 
@@ -149,7 +153,7 @@ def main():
         big = copies_of_768(n, Path(tmp, "768"))
         naive = img_per_s(naive_dls(big.path.tolist(), stats, size, bs).train)  # same images, same batches
         t0 = time.perf_counter()
-        store = tile_store.ensure(big, size)
+        tile_store.ensure(big, size)
         say("store_build_img_per_s", n / (time.perf_counter() - t0), f"one-time, 768 px JPEG -> {size} px uint8, "
             f"{os.cpu_count()} threads")
         split = as_split(big.path.tolist(), bs)
@@ -163,10 +167,30 @@ def main():
         say("store_img_per_s_per_core", per_core, f"{size} px uint8 gathered by index -> float, one thread")
         for name, rate in H100_TRAIN_IMG_PER_S.items():
             say(f"gpu_feed_cores.{name}", rate / per_core, f"cores to feed an H100 at ~{rate:.0f} img/s (published)")
+        from lungfast.data import shifts
+
+        sweep = shared.head(24 if quick else 96)
+        t0 = time.perf_counter()
+        shifts.make_all(sweep)
+        say("shifted_tiles_per_s", len(sweep) * len(shifts.SHIFTS) * len(shifts.SEVERITIES) / (time.perf_counter() - t0),
+            "the robustness sweep's shifted copies (5 shifts x 3 severities), real tiles, cold cache, one decode "
+            "and one stain estimate per tile")
         embed, forward = embed_over_forward(shared.path.tolist(), size, 64, 2 if quick else 3)
         say("embed_img_per_s", embed, f"tf_efficientnet_lite0 frozen embeddings, {size} px, bs 64, into the cache")
         say("forward_img_per_s", forward, "the same model's bare forward on the same batches, already in memory")
         say("embed_over_forward", embed / forward)
+        rates = predict_rates(shared.path.tolist(), size, 1 if quick else 2)
+        say("predict_img_per_s", rates["predict_img_per_s"], f"lungfast predict's path (exported pickle, this "
+            f"CPU's plan), tf_efficientnet_lite0, {len(shared)} real tiles at {size} px, files decoded")
+        say("predict_over_forward", rates["predict_img_per_s"] / rates["forward_img_per_s"])
+        say("predict_over_learn_predict", rates["predict_img_per_s"] / rates["learn_predict_img_per_s"],
+            "over a loop of fastai's learn.predict on the same files (fastai#2614)")
+    cpu = device.plan_for(device.describe(cpu=True))
+    say("cpu_plan", cpu.precision, cpu.why)
+    for name in SPEEDUP_BACKBONES:
+        infer, train = cpu_speedups(name, size, 8 if quick else 16, 1 if quick else 3)
+        say(f"cpu_infer_speedup.{name}", infer, f"bf16 autocast + channels_last over fp32 eager, {size} px")
+        say(f"cpu_train_speedup.{name}", train, "one SGD step, the same batch")
     say("overhead_ratio", overhead_ratio(64, 32, 40 if quick else 60, 5),
         "lungfast fit loop / plain PyTorch loop, resnet18 64 px, torch Adam in both, data in memory")
     # quick: the test-only tiny net (the pipeline's memory, not a big model's); full: mobilenetv2_100

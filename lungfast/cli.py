@@ -110,7 +110,7 @@ def cmd_predict(args):
 
     if args.out:
         files.check_writable(args.out)  # before the predictions, not after them
-    learn = model_io.load(args.model, args.trust)
+    learn = model_io.load(args.model, args.trust, args.precision)
     table = predict.predict(learn, predict.collect(args.paths), tta=args.tta,
                             refer_below=model_io.refer_below(args.model))
     if args.out:
@@ -183,6 +183,8 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="CSV file (default: stdout)")
     pr.add_argument("--tta", action="store_true", help="fastai test-time augmentation")
     pr.add_argument("--trust", action="store_true", help="load a pickle lungfast did not write (runs its code)")
+    pr.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="auto: bf16 autocast where this CPU has bf16 matrix units, else fp32")
     pr.set_defaults(fn=cmd_predict)
     ap = sub.add_parser("app", help="Gradio app: upload a tile, get probabilities and Grad-CAM")
     ap.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")

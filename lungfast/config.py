@@ -28,6 +28,7 @@ log = logging.getLogger("lungfast")
 RENAMED = {"split": "scheme"}  # old key -> new key
 SCHEMES = ("grouped", "random")
 AUGMENTS = ("stain",)  # training-time augmentations beyond flips and rotation (see train.augment)
+PRECISIONS = ("auto", "fp32", "bf16")  # auto: bf16 where the device has bf16 units (train.device)
 MIN_IMG_SIZE = 32  # every registry backbone downsamples 32x: smaller tiles vanish before the head
 
 
@@ -54,18 +55,11 @@ class ExperimentConfig:
     augment: list[str] = field(default_factory=list)  # ["stain"]: H&E stain augmentation of training batches
     robustness_n: int = 300  # test tiles re-scored under each input shift (one fixed draw, by class); 0: no sweep
     results_dir: str = "results"  # where experiment folders are written
+    precision: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with bf16 matrix units, else fp32), "fp32", "bf16"
 
-    @property
-    def schemes(self) -> list[str]:
-        return [self.scheme] if isinstance(self.scheme, str) else list(self.scheme)
-
-    @property
-    def split_seed_list(self) -> list[int]:
-        return list(self.split_seeds) if self.split_seeds else [self.split_seed]
-
-    @property
-    def single_split(self) -> bool:
-        return len(self.schemes) == 1 and len(self.split_seed_list) == 1
+    schemes = property(lambda self: [self.scheme] if isinstance(self.scheme, str) else list(self.scheme))
+    split_seed_list = property(lambda self: list(self.split_seeds) if self.split_seeds else [self.split_seed])
+    single_split = property(lambda self: len(self.schemes) == 1 and len(self.split_seed_list) == 1)
 
     def epochs_for(self, backbone: str) -> int:
         return self.epochs_by_backbone.get(backbone, self.epochs)
@@ -175,6 +169,8 @@ def _validate(exp: ExperimentConfig, where) -> None:
         bad("max_per_class", f"max_per_class must be at least 3 (one image per part), got {exp.max_per_class}")
     if any(a not in AUGMENTS for a in exp.augment) or len(set(exp.augment)) != len(exp.augment):
         bad("augment", f"augment must be distinct names from {', '.join(AUGMENTS)}, got {exp.augment}")
+    if exp.precision not in PRECISIONS:
+        bad("precision", f"precision must be one of {', '.join(PRECISIONS)}, got {exp.precision!r}")
     if exp.robustness_n < 0:
         bad("robustness_n", f"robustness_n must be 0 (no sweep) or a number of test tiles, got {exp.robustness_n}")
     known = protocol_registry.names()

@@ -119,7 +119,8 @@ def spec_for(cfg: ExperimentConfig, backbone: str, protocol: str, seed: int, sch
                    img_size=cfg.img_size, batch_size=cfg.batch_size, epochs=cfg.epochs_for(backbone), lr=cfg.lr,
                    pretrained=pretrained, weights_file=weights_file, n_images=n_images, protocol=protocol,
                    # frozen bodies see no training augmentation
-                   augment=() if protocols.get(protocol).frozen else tuple(cfg.augment), robustness_n=cfg.robustness_n)
+                   augment=() if protocols.get(protocol).frozen else tuple(cfg.augment), robustness_n=cfg.robustness_n,
+                   precision=cfg.precision)
 
 
 def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:

@@ -42,6 +42,7 @@ class RunSpec:
     protocol: str = protocols.DEFAULT  # a `lungfast.protocols` name
     augment: tuple[str, ...] = ()  # training-time augmentations beyond flips and rotation: ("stain",) or ()
     robustness_n: int = 0  # test tiles the robustness sweep re-scores (0: none): what a run measures is part of it
+    precision: str = "auto"  # as asked (config.PRECISIONS); the record's `device` says what ran and why
 
     @property
     def entry(self) -> str:

@@ -107,7 +107,10 @@ def screen_lines(text: str) -> list[str]:
 
 
 def write_experiment(path: Path, **keys) -> Path:
-    """A TOML experiment file from keyword arguments (strings quoted, lists and numbers as TOML)."""
+    """A TOML experiment file from keyword arguments (strings quoted, lists and numbers as TOML). Precision is
+    fp32 unless given: tests compare probabilities tightly on any CI CPU, with or without bf16 units (the
+    bf16 plan has its own parity tests)."""
+    keys = {"precision": "fp32", **keys}
     def toml(v):
         if isinstance(v, bool):
             return "true" if v else "false"

@@ -47,11 +47,25 @@ SETTINGS = {  # shift -> its setting per severity, the numbers the record and RE
 SHIFTS = tuple(SETTINGS)
 
 
-def _stain(s):
+class _Given:
+    """A stain extractor that already knows the tile's matrix (albumentations' extractor interface)."""
+
+    def __init__(self, matrix):
+        self.stain_matrix_target = matrix
+
+    def fit(self, image):
+        return self
+
+
+def _stain(s, memo: dict):
+    """HEStain on the tile's own Macenko stain matrix, estimated once per tile for every severity (`memo`)."""
     import albumentations as A
 
-    return A.HEStain(method="macenko", intensity_scale_range=(1 - s[0], 1 + s[0]), intensity_shift_range=(-s[1], s[1]),
-                     p=1.0)
+    t = A.HEStain(method="macenko", intensity_scale_range=(1 - s[0], 1 + s[0]), intensity_shift_range=(-s[1], s[1]),
+                  p=1.0)
+    if "matrix" in memo:
+        t.stain_extractor = _Given(memo["matrix"])
+    return t
 
 
 def _blur(sigma):
@@ -74,31 +88,41 @@ def _magnification(factor):
                        interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR})
 
 
-def _retarget(image: np.ndarray, share: float) -> np.ndarray:
+def _retarget(image: np.ndarray, share: float, seed: int, memo: dict) -> np.ndarray:
+    """The tile re-targeted to Macenko's reference stain (computed once per tile), blended in by `share`."""
     import torchstain
 
-    normalizer = torchstain.normalizers.MacenkoNormalizer(backend="numpy")  # default reference: Macenko et al.
-    target, _, _ = normalizer.normalize(I=image, stains=False)
-    return np.clip((1 - share) * image + share * target.astype(np.float64), 0, 255).round().astype(np.uint8)
+    if "target" not in memo:
+        normalizer = torchstain.normalizers.MacenkoNormalizer(backend="numpy")  # default reference: Macenko et al.
+        memo["target"] = normalizer.normalize(I=image, stains=False)[0].astype(np.float64)
+    return np.clip((1 - share) * image + share * memo["target"], 0, 255).round().astype(np.uint8)
 
 
-def _seeded(make):
-    """An albumentations transform (setting -> transform) as a shift: its draw seeded by shift, severity, tile."""
+def _seeded(make, per_tile: bool = False):
+    """An albumentations transform (setting -> transform) as a shift: its draw seeded by shift, severity, tile.
+    `per_tile`: `make` also takes the tile's memo (what it estimated once for every severity)."""
     import albumentations as A
 
-    def shift(image, setting, seed):
-        return A.Compose([make(setting)], seed=seed)(image=image)["image"]
+    def shift(image, setting, seed, memo):
+        t = make(setting, memo) if per_tile else make(setting)
+        out = A.Compose([t], seed=seed)(image=image)["image"]
+        if per_tile and "matrix" not in memo and hasattr(t, "stain_extractor"):
+            memo["matrix"] = t.stain_extractor.stain_matrix_target  # fitted by this first call
+        return out
     return shift
 
 
-# shift name -> (image uint8 RGB, setting, seed) -> shifted image; a new shift is one entry here and in SETTINGS
-APPLY = {"stain": _seeded(_stain), "stain_retarget": lambda image, share, seed: _retarget(image, share),
+# shift name -> (image uint8 RGB, setting, seed, the tile's memo) -> shifted image; a new shift is one entry here
+# and in SETTINGS. The memo holds what a shift estimates from the tile itself, shared by its severities.
+APPLY = {"stain": _seeded(_stain, per_tile=True), "stain_retarget": _retarget,
          "blur": _seeded(_blur), "jpeg": _seeded(_jpeg), "magnification": _seeded(_magnification)}
 
 
-def apply(image: np.ndarray, shift: str, severity: int, name: str) -> np.ndarray:
-    """The shifted copy of an RGB uint8 tile; `name` (the tile's file name) seeds the random draw."""
-    return APPLY[shift](image, SETTINGS[shift][severity], zlib.crc32(f"{shift}|{severity}|{name}".encode()))
+def apply(image: np.ndarray, shift: str, severity: int, name: str, memo: dict | None = None) -> np.ndarray:
+    """The shifted copy of an RGB uint8 tile; `name` (the tile's file name) seeds the random draw; `memo` (one
+    dict per tile and shift) lets the severities share what the shift estimates from the tile."""
+    seed = zlib.crc32(f"{shift}|{severity}|{name}".encode())
+    return APPLY[shift](image, SETTINGS[shift][severity], seed, {} if memo is None else memo)
 
 
 def shifted_path(source: str, label: str, shift: str, severity: int) -> Path:
@@ -106,26 +130,29 @@ def shifted_path(source: str, label: str, shift: str, severity: int) -> Path:
     return cache_dir("shifted") / shift / str(severity) / label / f"{key}.png"
 
 
-def _make(job: tuple[str, str, str, int]) -> tuple[str, bool]:
-    """Write one shifted tile if missing; (its path, whether the shift applied). A stain shift that cannot
-    find two stains in a tile (mostly background) keeps the tile as it is, and is counted."""
-
-    source, label, shift, severity = job
-    target = shifted_path(source, label, shift, severity)
-    failed = target.with_suffix(".unchanged")
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        image = np.asarray(images.load_rgb(source))
-        try:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # numpy on a tile without tissue: it fails below
-                out = apply(image, shift, severity, Path(source).name)
-        except (np.linalg.LinAlgError, ValueError, RuntimeError):
-            out = image
-            failed.touch()
-        with files.atomic_path(target) as tmp:
-            Image.fromarray(out).save(tmp, format="PNG")
-    return str(target), not failed.exists()
+def _make_tile(job: tuple[str, str]) -> None:
+    """Every missing shifted copy of one tile (every shift and severity): decoded once, each shift's estimate
+    (stain matrix, re-targeted tile) made once. A stain shift that cannot find two stains in a tile (mostly
+    background) keeps the tile as it is, and is counted (an `.unchanged` marker)."""
+    source, label = job
+    image = None
+    for shift in SHIFTS:
+        memo = {}
+        for severity in SEVERITIES:
+            target = shifted_path(source, label, shift, severity)
+            if target.exists():
+                continue
+            image = np.asarray(images.load_rgb(source)) if image is None else image
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with np.errstate(all="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # numpy on a tile without tissue: fails below
+                    out = apply(image, shift, severity, Path(source).name, memo)
+            except (np.linalg.LinAlgError, ValueError, RuntimeError):
+                out = image
+                target.with_suffix(".unchanged").touch()
+            with files.atomic_path(target) as tmp:
+                Image.fromarray(out).save(tmp, format="PNG", compress_level=1)  # lossless; level 1: 4x faster
 
 
 def sample(test_rows: pd.DataFrame, n: int | None) -> pd.DataFrame:
@@ -137,14 +164,25 @@ def sample(test_rows: pd.DataFrame, n: int | None) -> pd.DataFrame:
     return test_rows.loc[sorted(picked.index)]
 
 
-def shifted_set(rows: pd.DataFrame, shift: str, severity: int) -> tuple[pd.DataFrame, int]:
-    """rows (path, label, group_id) with `path` pointing at shifted copies (made where missing, in parallel
-    threads: cv2, PIL and numpy release the GIL), and how many tiles the shift left unchanged."""
-    from fastcore.parallel import parallel
+def make_all(rows: pd.DataFrame) -> None:
+    """Every shifted copy of these rows' tiles, made where missing: one job per tile, in parallel threads (cv2,
+    PIL and numpy release the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
 
+    jobs = [(p, label) for p, label in zip(rows.path, rows.label)
+            if not all(shifted_path(p, label, s, v).exists() for s in SHIFTS for v in SEVERITIES)]
+    if jobs:
+        log.info("making %d shifted copies of %d test tiles", len(jobs) * len(SHIFTS) * len(SEVERITIES), len(jobs))
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            list(pool.map(_make_tile, jobs))
+
+
+def shifted_set(rows: pd.DataFrame, shift: str, severity: int) -> tuple[pd.DataFrame, int]:
+    """rows (path, label, group_id) with `path` pointing at shifted copies (made where missing), and how many
+    tiles the shift left unchanged."""
     if severity == 0:
         return rows, 0
-    jobs = [(p, label, shift, severity) for p, label in zip(rows.path, rows.label)]
-    made = list(parallel(_make, jobs, n_workers=os.cpu_count() or 1, threadpool=True, progress=False))
-    out = rows.assign(path=[p for p, _ in made])
-    return out, sum(not ok for _, ok in made)
+    made = [shifted_path(p, label, shift, severity) for p, label in zip(rows.path, rows.label)]
+    if not all(p.exists() for p in made):
+        make_all(rows)
+    return rows.assign(path=[str(p) for p in made]), sum(p.with_suffix(".unchanged").exists() for p in made)

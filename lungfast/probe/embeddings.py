@@ -26,18 +26,22 @@ from lungfast.cache import cache_dir
 from lungfast.data import loaders
 from lungfast.data import store as tile_store
 from lungfast.data.store import TileStore
+from lungfast.train import device
+from lungfast.train.device import DevicePlan
 
 log = logging.getLogger("lungfast")
 PART = 1024  # images per cache part file
 VERSION = 2  # bump when the embedding of an image would change for the same model key (2: tile store pixels)
 
 
-def model_key(backbone, pretrained: bool, weights_file: str | None, img_size: int) -> str:
+def model_key(backbone, pretrained: bool, weights_file: str | None, img_size: int, precision: str = "fp32") -> str:
     weights = "random(seed 0)" if not pretrained else weights_file or backbone.hub or "timm default"
     if weights_file:
         weights = files.identity_key(weights_file)
     parts = {"backbone": backbone.name, "arch": backbone.arch, "embedding": backbone.embedding, "weights": weights,
              "img_size": img_size, "version": VERSION}
+    if precision != "fp32":  # fp32 keys stay as they were; bf16 embeddings differ in the last digits
+        parts["precision"] = precision
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -77,23 +81,26 @@ class Store:
 
 
 def compute(model: torch.nn.Module, tiles: TileStore, rows: np.ndarray, vocab: list[str], img_size: int, stats,
-            device: str, batch_size: int = 64):
-    """Yield (start index, vectors) per batch of these store rows: `model` maps a normalised batch to embeddings."""
-    dl = loaders.store_batches(tiles.images, rows, vocab, img_size, stats, device, batch_size)
-    model.to(device).eval()
+            plan: DevicePlan, batch_size: int = 64):
+    """Yield (start index, vectors) per batch of these store rows: `model` maps a normalised batch to embeddings,
+    in the device plan's precision and memory format."""
+    dl = loaders.store_batches(tiles.images, rows, vocab, img_size, stats, plan.device, batch_size)
+    model.to(plan.device).eval()
     start = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), device.autocast(plan):
         for x, _ in dl:
-            v = model(x.as_subclass(torch.Tensor)).float().cpu().numpy()
+            model, x = device.for_inference(model, x.as_subclass(torch.Tensor), plan)
+            v = model(x).float().cpu().numpy()
             yield start, v
             start += len(v)
 
 
 def embed(frame: pd.DataFrame, model: torch.nn.Module, key: str, vocab: list[str], img_size: int, stats,
-          device: str = "cpu") -> tuple[np.ndarray, float | None]:
+          plan: DevicePlan | None = None) -> tuple[np.ndarray, float | None]:
     """Embeddings of frame's images (rows aligned), computing only the missing ones from the tile store of
     the frame (a run's split: the store its fine-tuning reads); and the images per second of the computation
     (or of the one that filled the cache)."""
+    plan = plan or device.plan_for(device.describe())
     store = Store(key)
     sources = frame.path.tolist()
     keys = [files.identity_key(p) for p in sources]
@@ -106,7 +113,7 @@ def embed(frame: pd.DataFrame, model: torch.nn.Module, key: str, vocab: list[str
         rows = tiles.rows([sources[i] for i in todo])
         t0, done, pending = time.perf_counter(), 0, ([], [])
         bar = progress.bar(len(todo), "embedded")
-        for start, v in compute(model, tiles, rows, vocab, img_size, stats, device):
+        for start, v in compute(model, tiles, rows, vocab, img_size, stats, plan):
             batch = [keys[i] for i in todo[start:start + len(v)]]
             have.update(zip(batch, v))
             pending[0].extend(batch)

@@ -43,13 +43,13 @@ def frozen_body(spec: RunSpec, n_classes: int) -> nn.Module:
 
 
 def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run_end.RunRecord:
-    b, plan = backbones.get(spec.backbone), device.plan_for(device.describe())
+    b, plan = backbones.get(spec.backbone), device.plan_for(device.describe(), spec.precision)
     vocab = sorted(split.frame.label.unique())
     body = frozen_body(spec, len(vocab))
     pool = heads.Embedding(b.embedding, b.prefix_tokens)
-    key = embeddings.model_key(b, spec.pretrained, spec.weights_file, spec.img_size)
+    key = embeddings.model_key(b, spec.pretrained, spec.weights_file, spec.img_size, plan.precision)
     x, embed_speed = embeddings.embed(split.frame, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats,
-                                      plan.device)
+                                      plan)
     y = split.frame.label.map({c: i for i, c in enumerate(vocab)}).to_numpy()
     parts = {p: (x[(split.frame.part == p).to_numpy()], y[(split.frame.part == p).to_numpy()]) for p in PARTS}
     if tracker:
@@ -72,7 +72,7 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run
             return head[1](torch.as_tensor(v, dtype=torch.float32)) / head.temperature
 
     def score(rows):  # cached embeddings of the rows' store pixels (the test part's are cached already), this head
-        v, _ = embeddings.embed(rows, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan.device)
+        v, _ = embeddings.embed(rows, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan)
         return _table(logits(v), rows.label.map(index).to_numpy(), vocab, rows.path.tolist())
 
     chosen = next(r for r in fit.history if r["setting"] == fit.chosen)

@@ -63,6 +63,8 @@ def finish(spec: RunSpec, split: Split, stage: RunDir, trained: Trained, tracker
         metrics.update(robustness.sweep(trained.score, preds, rows, vocab, stage, title))
 
     learn.remove_cb(ProgressCallback)  # the same pickle whether or not a terminal watched the training
+    # the loading machine applies its own device plan (bf16 autocast where its CPU has the units)
+    learn.remove_cbs([cb for cb in learn.cbs if getattr(type(cb), "machine_only", False)])
     with files.atomic_path(stage.learner) as tmp:  # absolute: fastai would join a name onto learn.path
         learn.export(tmp.resolve())
     shutil.rmtree(stage.resume, ignore_errors=True)  # the record is complete: no checkpoint to keep

@@ -21,7 +21,7 @@ from lungfast.probe import heads
 from lungfast.results import record
 from lungfast.results.layout import MANIFEST, RunDir
 from lungfast.ship import trust
-from lungfast.train import backbones, learner
+from lungfast.train import backbones, device, learner
 
 
 def sidecar(path: Path) -> Path:
@@ -98,13 +98,15 @@ def load_safetensors(path: Path):
     return learn
 
 
-def load(path: str | Path, trusted: bool = False):
-    """A fastai Learner ready for `dls.test_dl`, `get_preds` and `tta`, from either format."""
+def load(path: str | Path, trusted: bool = False, precision: str = "auto"):
+    """A fastai Learner ready for `dls.test_dl`, `get_preds` and `tta`, from either format, on the CPU (as
+    fastai loads it) under this CPU's plan: bf16 autocast + channels_last where it has bf16 units."""
     path = Path(path)
     if not path.is_file():
         raise LungfastError(f"{path}: model file not found; make one with lungfast export DIR --out FILE")
     learn = load_safetensors(path) if path.suffix == ".safetensors" else load_pickle(path, trusted)
     learn.model.eval()
+    device.apply(learn, device.plan_for(device.describe(cpu=True), precision))
     return learn
 
 

@@ -6,6 +6,8 @@
 - MLflowEpochs (75): the epoch's metrics to MLflow, step = epoch number.
 - Checkpoint (80): model + optimizer after each epoch, then progress.json: a killed run resumes.
 - RankLog (71): under data parallelism, which items each rank trained on and its final weights.
+- CpuAutocast (10): the CPU bf16 plan (`train.device`): each batch's forward and loss under bf16 autocast,
+  channels_last; fp32 master weights and predictions (fastai's MixedPrecision is CUDA-only).
 """
 
 from __future__ import annotations
@@ -156,3 +158,38 @@ class RankLog(Callback):
 
         rank, size = world()
         log.info("rank %d/%d: final weights %s", rank, size, weights_digest(self.learn.model))
+
+
+class CpuAutocast(Callback):
+    """bf16 autocast on a CPU around each batch's forward pass and loss, training and inference alike
+    (`get_preds` runs the same events). No loss scaling: bf16 has fp32's range."""
+
+    order = 10
+    machine_only = True  # this machine's plan, not part of the model: taken off before export
+
+    def __init__(self, channels_last: bool = True):
+        self.channels_last, self._ctx = channels_last, None
+
+    def before_batch(self):
+        import torch
+
+        if self.channels_last:
+            self.learn.model.to(memory_format=torch.channels_last)
+            self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+                                  for x in self.xb)
+        self._ctx = torch.autocast("cpu", dtype=torch.bfloat16)
+        self._ctx.__enter__()
+
+    def after_pred(self):
+        self.learn.pred = self.pred.float()  # the loss and every metric in fp32
+
+    def after_loss(self):
+        self._leave()
+
+    def after_cancel_batch(self):
+        self._leave()
+
+    def _leave(self):
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ctx = None

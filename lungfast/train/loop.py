@@ -74,7 +74,7 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
     """Train into the staging folder and write every file of the run record there. Ranks other than 0
     train alongside rank 0 and return None."""
     set_seed(spec.seed, reproducible=True)
-    b, plan = backbones.get(spec.backbone), device.plan_for(device.describe())
+    b, plan = backbones.get(spec.backbone), device.plan_for(device.describe(), spec.precision)
     dls = loaders.make_dls(split.frame, b.stats, spec.img_size, spec.batch_size, spec.seed, plan)
     learn = learner.build(dls, b, spec.pretrained, spec.weights_file, path=stage.path)
     if not progress.fastai_bars():  # epoch and batch bars for a person at a terminal; in logs, EpochLog's lines

@@ -67,3 +67,12 @@ def test_the_sample_is_one_fixed_draw_in_proportion_to_class():
 
 def test_every_shift_has_settings_and_a_library_call():
     assert set(shifts.APPLY) == set(shifts.SETTINGS) and all(set(v) == set(shifts.SEVERITIES) for v in shifts.SETTINGS.values())
+
+
+def test_what_a_shift_estimates_once_per_tile_gives_the_pixels_it_would_estimate_each_time(tiles):
+    image = np.asarray(Image.open(tiles.path.iloc[0]).convert("RGB"))
+    for shift in ("stain", "stain_retarget"):
+        memo = {}
+        shared = [shifts.apply(image, shift, s, "t.jpeg", memo) for s in shifts.SEVERITIES]
+        assert memo  # the estimate was kept for the next severities
+        assert all(np.array_equal(a, shifts.apply(image, shift, s, "t.jpeg")) for a, s in zip(shared, shifts.SEVERITIES))

@@ -97,7 +97,8 @@ def test_the_record_describes_the_model_that_ships(probed, tmp_path, protocol):
     run = out / "grouped-split1" / "runs" / "tiny" / protocols.get(protocol).run_folder(0)
     recorded = pd.read_csv(run / "test_predictions.csv")
     assert len(recorded) >= 20 and all(Path(p).is_file() for p in recorded.path)
-    r = run_cli("predict", run / "learner.pkl", *recorded.path, "--out", tmp_path / "p.csv", cwd=work)
+    r = run_cli("predict", run / "learner.pkl", *recorded.path, "--out", tmp_path / "p.csv", "--precision", "fp32",
+                cwd=work)
     assert r.returncode == 0, r.stderr[-2000:]
     shipped = pd.read_csv(tmp_path / "p.csv").set_index("path").loc[recorded.path]
     vocab = ["lung_aca", "lung_n", "lung_scc"]

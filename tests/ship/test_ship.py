@@ -113,7 +113,7 @@ def test_fresh_process_elsewhere_gets_identical_predictions(shipped, tmp_path):
         from lungfast.ship import model_io
         tiles = {tiles!r}
         a = load_learner({str(work / 'lung.pkl')!r})
-        b = model_io.load({str(work / 'lung.safetensors')!r})
+        b = model_io.load({str(work / 'lung.safetensors')!r}, precision="fp32")
         pa = a.get_preds(dl=a.dls.test_dl(tiles))[0]
         pb = b.get_preds(dl=b.dls.test_dl(tiles))[0]
         print(float((pa - pb).abs().max()), list(a.dls.vocab) == list(b.dls.vocab), "__main__" not in str(a.dls))
