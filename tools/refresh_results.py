@@ -33,6 +33,9 @@ SHIPPED = [
      "Same data, grouped split 42, seed 0 and settings as cpu-quick above, with stain augmentation."),
     ("cpu-probes", "experiments/cpu-probes.toml", [],
      "LC25000 sample (224 px copies), 224 px, ImageNet tf_efficientnet_lite0 (offline weights), parts 70/10/20."),
+    ("cpu-full", "experiments/cpu-full.toml", [],
+     "All 11,861 tiles of the LC25000 sample (224 px copies), 224 px, ImageNet tf_efficientnet_lite0 (offline "
+     "weights), parts 70/10/20, 5 grouped splits, robustness sweep on 60 test tiles per run."),
 ]
 
 

@@ -121,11 +121,11 @@ def class_files(folder: Path) -> list[Path]:
 
 
 def _stamp(path: Path) -> list[int] | None:
+    """Size and mtime of the file's identity (`files.identity`); the memo is keyed by its real path."""
     try:
-        st = path.stat()
+        return list(files.identity(path)[1:])
     except OSError:  # broken or looping symlink: checked every time (it is cheap)
         return None
-    return [st.st_size, st.st_mtime_ns]
 
 
 def checked(paths: list[Path], root: Path) -> list[str | None]:

@@ -85,12 +85,11 @@ def compute(model: torch.nn.Module, tiles: TileStore, rows: np.ndarray, vocab: l
     """Yield (start index, vectors) per batch of these store rows: `model` maps a normalised batch to embeddings,
     in the device plan's precision and memory format."""
     dl = loaders.store_batches(tiles.images, rows, vocab, img_size, stats, plan.device, batch_size)
-    model.to(plan.device).eval()
+    model = device.in_format(model.to(plan.device).eval(), plan)  # before inference mode (see in_format)
     start = 0
     with torch.inference_mode(), device.autocast(plan):
         for x, _ in dl:
-            model, x = device.for_inference(model, x.as_subclass(torch.Tensor), plan)
-            v = model(x).float().cpu().numpy()
+            v = model(device.in_format(x.as_subclass(torch.Tensor), plan)).float().cpu().numpy()
             yield start, v
             start += len(v)
 

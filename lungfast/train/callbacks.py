@@ -173,8 +173,7 @@ class CpuAutocast(Callback):
     def before_batch(self):
         import torch
 
-        if self.channels_last:
-            self.learn.model.to(memory_format=torch.channels_last)
+        if self.channels_last:  # the model was converted once, by train.device.apply
             self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
                                   for x in self.xb)
         self._ctx = torch.autocast("cpu", dtype=torch.bfloat16)

@@ -76,13 +76,14 @@ def autocast(plan: DevicePlan):
     return torch.autocast(plan.device, dtype=torch.bfloat16 if plan.precision == "bf16" else torch.float16)
 
 
-def for_inference(model, x, plan: DevicePlan):
-    """Model and batch in the plan's memory format (channels_last for 4-d batches)."""
+def in_format(module_or_batch, plan: DevicePlan):
+    """A model or a 4-d batch in the plan's memory format. Convert a model outside `torch.inference_mode`:
+    parameters converted inside it become inference tensors, which Grad-CAM's backward pass refuses."""
     import torch
 
-    if plan.channels_last and x.ndim == 4:
-        return model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    return model, x
+    if plan.channels_last and (isinstance(module_or_batch, torch.nn.Module) or module_or_batch.ndim == 4):
+        return module_or_batch.to(memory_format=torch.channels_last)
+    return module_or_batch
 
 
 def apply(learn, plan: DevicePlan) -> None:
@@ -93,6 +94,7 @@ def apply(learn, plan: DevicePlan) -> None:
 
     if plan.device == "cpu":
         if plan.precision == "bf16":
+            in_format(learn.model, plan)
             learn.add_cb(CpuAutocast(channels_last=plan.channels_last))
         return
     amp = plan.precision != "fp32"

@@ -58,16 +58,18 @@ def test_bf16_inference_agrees_with_fp32_on_at_least_99_percent_of_test_tiles(fi
 
 
 def test_bf16_probe_accuracy_is_within_0_005_of_fp32(lc25000, tmp_path):
-    """A linear probe of ImageNet lite0 on every shared tile: a test part of ~1,200 tiles, so 0.005 is six tiles."""
+    """A linear probe of ImageNet lite0 on 700 tiles per class of the shared sample, 40% of them tested: a test
+    part of ~840 tiles, so 0.005 is four tiles (bf16 is emulated, so slow, on CPUs without bf16 units)."""
     accs = {}
     for precision in ("fp32", "bf16"):
         exp = write_experiment(tmp_path / f"{precision}.toml", name=precision,
                                data_dir=str(lc25000 / "lung_image_sets"), backbones=["tf_efficientnet_lite0"],
                                protocols=["linear"], img_size=32, batch_size=64, robustness_n=0,
+                               max_per_class=700, ratios=[0.5, 0.1, 0.4],
                                precision=precision, results_dir=str(tmp_path / "results"))
         r = run_cli("run", exp, cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         rec = record(tmp_path / "results" / precision, "runs/tf_efficientnet_lite0/linear-seed0")
         accs[precision] = (rec["test_accuracy"], rec["n_test"])
     print(f"linear probe: fp32 {accs['fp32']}, bf16 {accs['bf16']}")
-    assert accs["fp32"][1] > 1000 and abs(accs["fp32"][0] - accs["bf16"][0]) <= 0.005
+    assert accs["fp32"][1] > 800 and abs(accs["fp32"][0] - accs["bf16"][0]) <= 0.005
