@@ -1,8 +1,10 @@
 """The ground floor for files, importable by every stage: atomic writes, checksums and a file's identity.
 
-Atomic writes: a reader never sees a half-written file or a half-made run folder. A file is written to a temporary name beside its target and renamed onto it; a run is trained into a
-staging folder and renamed into place when every file is there. Files get the user's normal permissions
-(umask), not the 0600 that temporary files are created with.
+Atomic writes: a reader never sees a half-written file or a half-made run folder. A file is written to a
+temporary name beside its target and renamed onto it; a run is trained into a staging folder and renamed into
+place when every file is there. Files get the user's normal permissions (umask), not the 0600 that temporary
+files are created with. A cache keys a source file by its identity (path, size, mtime); `os_error_line`
+words a failed write as one line naming the file and the setting that moves it.
 """
 
 from __future__ import annotations

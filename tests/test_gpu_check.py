@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 
 
+@pytest.mark.slow
 def test_without_cuda_it_says_so_in_one_line_and_exits_0():
     r = subprocess.run([sys.executable, str(SCRIPT), "--seconds", "1"], capture_output=True, text=True,
                        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=120)

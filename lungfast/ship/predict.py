@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from lungfast.data import loaders
 from lungfast.data.images import IMAGE_SUFFIXES, unreadable_reason
 from lungfast.errors import LungfastError
 
@@ -41,7 +42,7 @@ def predict(learn, paths: list[Path], tta: bool = False, progress: bool | None =
     rows = pd.DataFrame({"path": [str(p) for p in paths], "predicted": "", **{c: float("nan") for c in vocab},
                          "error": [errors[p] or "" for p in paths]})
     if good:
-        dl = learn.dls.test_dl(good)
+        dl = learn.dls.test_dl(good) if tta else loaders.inference(learn.dls.test_dl(good))
         if progress is None:  # a bar for a person at a terminal (on stderr: stdout may carry the CSV)
             from lungfast.progress import interactive
 

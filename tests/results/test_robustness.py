@@ -27,15 +27,19 @@ def scorer(rows: pd.DataFrame) -> pd.DataFrame:
     return table(rows, where[0] == "jpeg" or where[1] == "1")
 
 
-@pytest.fixture
-def swept(lc25000, tmp_path, monkeypatch):
-    monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path / "cache"))
+@pytest.fixture(scope="module")
+def swept(lc25000, tmp_path_factory):
+    """One sweep for every test here (it makes 135 shifted tiles), into its own cache."""
+    tmp_path = tmp_path_factory.mktemp("swept")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LUNGFAST_CACHE", str(tmp_path / "cache"))
     groups = pd.read_csv(lc25000 / "groups.csv").groupby("label").head(3)
     rows = pd.DataFrame({"path": [str(lc25000 / "lung_image_sets" / r.label / r.filename) for r in groups.itertuples()],
                          "label": groups.label.to_numpy(), "group_id": groups.group_id.to_numpy()})
     (tmp_path / "run").mkdir()
     run = RunDir(tmp_path / "run")
-    return robustness.sweep(scorer, table(rows, True), rows, VOCAB, run, "t"), run
+    yield robustness.sweep(scorer, table(rows, True), rows, VOCAB, run, "t"), run
+    mp.undo()
 
 
 def test_sweep_records_every_shift_and_severity_plus_none(swept):

@@ -34,6 +34,9 @@ def fine_tuned(lc_subset, tmp_path_factory):
 def test_bf16_fine_tuning_lands_inside_the_fp32_interval_and_back(fine_tuned):
     _, recs = fine_tuned
     a, b = recs["fp32"], recs["bf16"]
+    for name, r in recs.items():
+        print(f"fine-tune {name}: test accuracy {r['test_accuracy']:.4f} {r['test_ci95']['test_accuracy']}, "
+              f"ECE calibrated {r['ece_calibrated']:.4f} {r['test_ci95']['ece_calibrated']}, n_test {r['n_test']}")
     assert a["device"]["precision"] == "fp32" and b["device"]["precision"] == "bf16" and "bf16" in b["device"]["why"]
     for one, other in ((a, b), (b, a)):
         low, high = other["test_ci95"]["test_accuracy"]
