@@ -22,12 +22,12 @@ def fine_tuned(lc_subset, tmp_path_factory):
     recs = {}
     for precision in ("fp32", "bf16"):
         exp = write_experiment(work / f"{precision}.toml", name=precision, data_dir=str(lc_subset / "lung_image_sets"),
-                               backbones=["tiny"], img_size=32, batch_size=16, epochs=2, pretrained=False,
+                               backbones=["xresnet18"], img_size=32, batch_size=16, epochs=2, pretrained=False,
                                ratios=[0.5, 0.2, 0.3], robustness_n=0, precision=precision,
                                results_dir=str(work / "results"))
         r = run_cli("run", exp, cwd=work)
         assert r.returncode == 0, r.stderr[-3000:]
-        recs[precision] = record(work / "results" / precision, "runs/tiny/seed0")
+        recs[precision] = record(work / "results" / precision, "runs/xresnet18/seed0")
     return work, recs
 
 
@@ -47,7 +47,7 @@ def test_bf16_fine_tuning_lands_inside_the_fp32_interval_and_back(fine_tuned):
 
 def test_bf16_inference_agrees_with_fp32_on_at_least_99_percent_of_test_tiles(fine_tuned, tmp_path):
     work, _ = fine_tuned
-    run = work / "results" / "fp32" / "runs" / "tiny" / "seed0"
+    run = work / "results" / "fp32" / "runs" / "xresnet18" / "seed0"
     tiles = pd.read_csv(run / "test_predictions.csv").path.tolist()
     preds = {}
     for precision in ("fp32", "bf16"):
