@@ -202,12 +202,7 @@ def inference_dls(vocab: list[str], img_size: int, stats, batch_size: int = 64):
     return dls.new_empty()
 
 
-def test_dl(dls, split_df: pd.DataFrame):
-    """The held-out test part, labelled, read from its files through the inference pipeline (what `predict`
-    does, so the record's test figures are the exported learner's). Its items keep the order of the rows."""
-    return rows_dl(dls, split_df[split_df.part == "test"])
-
-
 def rows_dl(dls, rows: pd.DataFrame):
-    """Labelled rows (the class is the file's folder), read from their files, in row order."""
+    """Labelled rows (the class is the file's folder), read from their files through the inference pipeline
+    (what `predict` does, so a record's test figures are the exported learner's), in row order."""
     return inference(dls.test_dl(rows.path.tolist(), with_labels=True))

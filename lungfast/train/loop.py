@@ -1,7 +1,7 @@
 """The one loop: a `RunSpec` and its split -> a trained learner -> a complete `RunRecord`.
 
 Extended with callbacks (train.callbacks), never edited per backbone. The test part is touched only
-after training is over, by `results.evaluate`.
+after training is over, by the end every run shares (`results.run_end`).
 """
 
 from __future__ import annotations

@@ -63,7 +63,7 @@ def test_store_dataloaders_train_from_the_store_and_predict_from_files(lc25000, 
     valid = [torch.cat([b[0] for b in dls.valid]) for _ in range(2)]
     assert torch.equal(*valid) and valid[0].shape[0] == 6  # no augmentation, no shuffling: the same every time
     assert dls.vocab == sorted(frame.label.unique()) and dls.c == 3
-    test = loaders.test_dl(dls, frame)
+    test = loaders.rows_dl(dls, frame[frame.part == "test"])
     assert test.dataset is not None and len(test.dataset) == 6  # the file pipeline, what predict uses
     assert type(dls.new_empty()).__name__ == "DataLoaders"  # what learn.export keeps: no store inside
 
