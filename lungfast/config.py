@@ -16,12 +16,11 @@ import math
 import os
 import re
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lungfast import protocols as protocol_registry
+from lungfast import cohorts, typecheck
 from lungfast.errors import LungfastError
 
 log = logging.getLogger("lungfast")
@@ -37,7 +36,10 @@ class ExperimentConfig:
     name: str  # experiment name: records go to <results_dir>/<name>/
     data_dir: str  # folder with one sub-folder of images per class (LC25000's lung_image_sets/)
     backbones: list[str]  # registry names, see `lungfast backbones`
-    groups_csv: str | None = None  # filename,label,group_id; default: groups.csv in data_dir or its parent
+    groups_csv: str | None = None  # CSV with filename and group_column; default: groups.csv in data_dir or its parent
+    group_column: str = "group_id"  # the groups CSV's column holding the tile group (e.g. "patient_id")
+    group_pattern: str | None = None  # instead of a CSV: regex on file names, its first group is the tile group
+    benign_classes: list[str] = field(default_factory=lambda: ["lung_n"])  # the clinical pair's benign side
     scheme: str | list[str] = "grouped"  # "grouped" (no tile group in two parts), "random" (split-folders), or both
     ratios: list[float] = field(default_factory=lambda: [0.7, 0.2, 0.1])  # train/valid/test part fractions
     split_seed: int = 42  # seed of the one split every backbone and seed shares
@@ -55,49 +57,16 @@ class ExperimentConfig:
     augment: list[str] = field(default_factory=list)  # ["stain"]: H&E stain augmentation of training batches
     robustness_n: int = 300  # test tiles re-scored under each input shift (one fixed draw, by class); 0: no sweep
     results_dir: str = "results"  # where experiment folders are written
+    external: list[dict] = field(default_factory=list)  # [[external]] labelled sets from elsewhere (cohorts.py)
     precision: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with bf16 matrix units, else fp32), "fp32", "bf16"
 
+    external_sets = property(lambda self: cohorts.parse(self.external, "experiment"))
     schemes = property(lambda self: [self.scheme] if isinstance(self.scheme, str) else list(self.scheme))
     split_seed_list = property(lambda self: list(self.split_seeds) if self.split_seeds else [self.split_seed])
     single_split = property(lambda self: len(self.schemes) == 1 and len(self.split_seed_list) == 1)
 
     def epochs_for(self, backbone: str) -> int:
         return self.epochs_by_backbone.get(backbone, self.epochs)
-
-
-def _type_ok(value, hint) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
-    if origin is dict:
-        k, v = typing.get_args(hint)
-        return isinstance(value, dict) and all(_type_ok(a, k) and _type_ok(b, v) for a, b in value.items())
-    if hint is float:  # TOML writes 1 for 1.0; bool is an int in Python but never a number here
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)
-
-
-def _type_name(hint) -> str:
-    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
-
-
-def _parse_override(text: str):
-    """`--set key=value`: the value is read as TOML (numbers, lists, true), else taken as a string."""
-    if "=" not in text:
-        raise LungfastError(f"--set {text!r}: expected key=value, e.g. --set img_size=128")
-    key, raw = text.split("=", 1)
-    try:
-        value = tomllib.loads(f"v = {raw}")["v"]
-    except tomllib.TOMLDecodeError:
-        value = raw
-    return key.strip(), value
 
 
 def _renamed(raw: dict, source: str) -> dict:
@@ -118,19 +87,7 @@ def from_dict(raw: dict, source: str = "experiment", origins: dict[str, str] | N
     raw = _renamed(raw, source)
     origins = origins or {}
     where = lambda key: origins.get(key, source)  # noqa: E731
-    hints = typing.get_type_hints(ExperimentConfig)
-    known = [f.name for f in dataclasses.fields(ExperimentConfig)]
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        shown = ", ".join(k if k.isprintable() else repr(k) for k in unknown)
-        raise LungfastError(f"{source}: unknown key(s) {shown}; known keys: {', '.join(known)}")
-    missing = [f.name for f in dataclasses.fields(ExperimentConfig)
-               if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in raw]
-    if missing:
-        raise LungfastError(f"{source}: missing required key(s) {', '.join(missing)}")
-    for key, value in raw.items():
-        if not _type_ok(value, hints[key]):
-            raise LungfastError(f"{where(key)}: key {key!r} must be {_type_name(hints[key])}, got {value!r}")
+    typecheck.check_fields(ExperimentConfig, raw, source, where)
     exp = ExperimentConfig(**raw)
     exp.ratios = [float(r) for r in exp.ratios]
     for key in PATH_KEYS:  # `~` is the user's home wherever a path came from, never a folder named "~"
@@ -176,26 +133,16 @@ def _validate(exp: ExperimentConfig, where) -> None:
     known = protocol_registry.names()
     if not exp.protocols or any(p not in known for p in exp.protocols) or len(set(exp.protocols)) != len(exp.protocols):
         bad("protocols", f"protocols must be distinct names from {', '.join(known)}, got {exp.protocols}")
+    cohorts.check_groups(exp.groups_csv, exp.group_pattern, where("group_pattern"))
+    cohorts.parse(exp.external, where("external"))
     if not exp.backbones:
         bad("backbones", "backbones is empty: name at least one (see `lungfast backbones`)")
     if not exp.seeds or len(set(exp.seeds)) != len(exp.seeds):
         bad("seeds", f"seeds must be a non-empty list of distinct integers, got {exp.seeds}")
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,99}", exp.name):
         bad("name", f"name must be a plain folder name (letters, digits, _ . + -), got {exp.name!r}")
-    if any("\x00" in v for v in _strings(dataclasses.asdict(exp))):
+    if any("\x00" in v for v in typecheck.strings(dataclasses.asdict(exp))):
         bad(None, "a value holds a NUL character; no path or name can")
-
-
-def _strings(value):
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for k, v in value.items():
-            yield from _strings(k)
-            yield from _strings(v)
-    elif isinstance(value, list):
-        for v in value:
-            yield from _strings(v)
 
 
 PATH_KEYS = ("data_dir", "groups_csv", "results_dir")  # and every value of `weights`
@@ -214,6 +161,9 @@ def _paths_from(raw: dict, base: Path) -> dict:
     raw = {k: place(v) if k in PATH_KEYS else v for k, v in raw.items()}
     if isinstance(raw.get("weights"), dict):
         raw["weights"] = {k: place(v) for k, v in raw["weights"].items()}
+    if isinstance(raw.get("external"), list):  # an external set's folders, as the experiment's own
+        raw["external"] = [{k: place(v) if k in ("data_dir", "groups_csv") else v for k, v in e.items()}
+                           if isinstance(e, dict) else e for e in raw["external"]]
     return raw
 
 
@@ -231,7 +181,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
         raise LungfastError(f"{path}: not valid TOML ({e})") from None
     raw, origins = _paths_from(raw, path.parent), {}
     for text in overrides:
-        key, value = _parse_override(text)
+        key, value = typecheck.parse_override(text)
         if "." in key:  # --set weights.resnet50=FILE sets one entry of a table
             table, sub = key.split(".", 1)
             raw.setdefault(table, {})

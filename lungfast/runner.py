@@ -18,7 +18,7 @@ import pandas as pd
 
 from lungfast import files, protocols
 from lungfast.config import ExperimentConfig
-from lungfast.data import groups, images, split
+from lungfast.data import external, groups, images, split
 from lungfast.errors import LungfastError
 from lungfast.results import record
 from lungfast.results.layout import ExperimentDir, RunDir, SplitDir
@@ -30,11 +30,12 @@ log = logging.getLogger("lungfast")
 
 @dataclass(frozen=True)
 class DataSet:
-    """The readable images of data_dir with their tile groups, and what was left out."""
+    """The readable images of data_dir with their tile groups, what was left out, and the external sets."""
 
     frame: pd.DataFrame  # path, label, group_id
     skipped_files: tuple[str, ...]
     groups_csv: str | None
+    external: tuple = ()  # data.external.External, in the experiment's order
 
 
 def load_data(cfg: ExperimentConfig) -> DataSet:
@@ -43,15 +44,14 @@ def load_data(cfg: ExperimentConfig) -> DataSet:
         names = ", ".join(f"{Path(p).name} ({r.split(':')[0]})" for p, r in skipped[:5])
         more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
         log.warning("skipped %d unreadable image(s): %s%s", len(skipped), names, more)
-    csv = groups.find_groups_csv(cfg.data_dir, cfg.groups_csv)
-    if csv is not None:
-        df = groups.attach_groups(df, csv)
-    elif "grouped" in cfg.schemes:
-        raise LungfastError(f"scheme = \"grouped\" needs a groups CSV (filename,label,group_id): none given and "
-                            f"no groups.csv in {cfg.data_dir} or its parent; set groups_csv or use scheme = \"random\"")
-    else:  # no groups known: every image is its own group
+    df, source = groups.resolve(df, cfg.data_dir, cfg.groups_csv, cfg.group_column, cfg.group_pattern)
+    if source is None and "grouped" in cfg.schemes:
+        raise groups.grouped_without_groups(f"data_dir {cfg.data_dir} (no groups.csv in it or its parent)")
+    if source is None:  # no groups known: every image is its own group
         df = df.assign(group_id=df.path.map(lambda p: Path(p).stem))
-    return DataSet(df, tuple(p for p, _ in skipped), str(csv) if csv else None)
+    classes = sorted(df.label.unique())
+    outside = tuple(external.load(e, classes) for e in cfg.external_sets)
+    return DataSet(df, tuple(p for p, _ in skipped), source, outside)
 
 
 def _split_key(cfg: ExperimentConfig, scheme: str, split_seed: int, df: pd.DataFrame) -> dict:
@@ -98,7 +98,7 @@ def make_or_reuse_split(cfg: ExperimentConfig, data: DataSet, scheme: str, split
         if _stored_key(where.split_key) == key:
             log.info("reusing %s", where.split_csv)
             frame = _enough_to_train(split.read_csv(where.split_csv), cfg, where)
-            return split.Split(frame, data.skipped_files, data.groups_csv)
+            return split.Split(frame, data.skipped_files, data.groups_csv, data.external)
         if not force:
             raise LungfastError(f"{where.split_csv} was made from other data or split settings; use a new "
                                 f"experiment name, or --force to remake the split and every run")
@@ -106,7 +106,7 @@ def make_or_reuse_split(cfg: ExperimentConfig, data: DataSet, scheme: str, split
     files.write_csv(where.split_csv, frame)
     files.write_json(where.split_key, key)
     log.info("split (%s, seed %d): %s", scheme, split_seed, frame.part.value_counts().reindex(list(split.PARTS)).to_dict())
-    return split.Split(frame, data.skipped_files, data.groups_csv)
+    return split.Split(frame, data.skipped_files, data.groups_csv, data.external)
 
 
 def spec_for(cfg: ExperimentConfig, backbone: str, protocol: str, seed: int, scheme: str, split_seed: int,
@@ -120,7 +120,7 @@ def spec_for(cfg: ExperimentConfig, backbone: str, protocol: str, seed: int, sch
                    pretrained=pretrained, weights_file=weights_file, n_images=n_images, protocol=protocol,
                    # frozen bodies see no training augmentation
                    augment=() if protocols.get(protocol).frozen else tuple(cfg.augment), robustness_n=cfg.robustness_n,
-                   precision=cfg.precision)
+                   precision=cfg.precision, benign=tuple(cfg.benign_classes))
 
 
 def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:

@@ -43,6 +43,7 @@ class RunSpec:
     augment: tuple[str, ...] = ()  # training-time augmentations beyond flips and rotation: ("stain",) or ()
     robustness_n: int = 0  # test tiles the robustness sweep re-scores (0: none): what a run measures is part of it
     precision: str = "auto"  # as asked (config.PRECISIONS); the record's `device` says what ran and why
+    benign: tuple[str, ...] = ("lung_n",)  # the clinical pair's benign classes (config.benign_classes)
 
     @property
     def entry(self) -> str:
@@ -67,6 +68,7 @@ class RunSpec:
     def from_dict(cls, d: dict) -> "RunSpec":
         names = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
-        if "augment" in d:  # JSON has lists; the spec is frozen and hashable
-            d["augment"] = tuple(d["augment"])
+        for key in ("augment", "benign"):  # JSON has lists; the spec is frozen and hashable
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)

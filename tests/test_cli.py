@@ -141,7 +141,7 @@ def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, case):
             for f in (data / d).iterdir():
                 f.unlink()
             (data / d).rmdir()
-        fragments = ["needs at least 2 class folders, found lung_n"]
+        fragments = ["needs at least 2 class folder(s), found lung_n"]
     if case == "empty_class":
         (data / "lung_zzz").mkdir()
     if case == "grouped_without_csv":

@@ -1,12 +1,16 @@
-"""Tile groups: which images are augmented copies of one original tile (`groups.csv`: filename,label,group_id).
+"""Tile groups: which images belong together (augmented copies of one original tile, or one patient's images).
 
-The grouped scheme keeps a group in one part. LC25000 ships no groups; the LC25000-clean annotations
-(Batchkala et al., DEMI @ MICCAI 2024) give them.
+Given by a CSV (`groups.csv`: filename, a group column, optionally label: LC25000's is filename,label,group_id;
+a patient table works with `group_column = "patient_id"`), by a regex on file names (`group_pattern`), or by
+LC25000-clean's annotations folder (Batchkala et al., DEMI @ MICCAI 2024). The grouped scheme keeps a group
+in one part; intervals resample whole groups.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import re
 
 import pandas as pd
 
@@ -29,16 +33,56 @@ def find_groups_csv(data_dir: str, groups_csv: str | None) -> Path | None:
     return None
 
 
-def attach_groups(images: pd.DataFrame, csv: Path) -> pd.DataFrame:
-    """Add group_id to every image; the CSV must cover every image and agree on its label."""
+def grouped_without_groups(where: str) -> LungfastError:
+    return LungfastError(f"{where}: scheme = \"grouped\" needs tile groups, and none are given: set groups_csv (a CSV "
+                         f"with a filename column and a group column, named by group_column, e.g. \"patient_id\") or "
+                         f"group_pattern (a regex on file names whose first group is the tile group, e.g. "
+                         f"'^(.+)_\\d+$'); or use scheme = \"random\"")
+
+
+def resolve(images: pd.DataFrame, data_dir: str, groups_csv: str | None, column: str = "group_id",
+            pattern: str | None = None, one_class: bool = True) -> tuple[pd.DataFrame, str | None]:
+    """(images with group_id, where the groups came from), or (images, None) when no groups are known."""
+    if pattern is not None:
+        out = from_pattern(images, pattern)
+        if one_class:
+            check_one_class(out, f"group_pattern {pattern!r}", "change the pattern")
+        return out, f"pattern {pattern}"
+    csv = find_groups_csv(data_dir, groups_csv)
+    if csv is None:
+        return images, None
+    return attach_groups(images, csv, column, one_class), str(csv)
+
+
+def from_pattern(images: pd.DataFrame, pattern: str) -> pd.DataFrame:
+    """group_id from each file name (without its extension): the pattern's first group, or its whole match."""
+    rx = re.compile(pattern)
+    found = [rx.search(Path(p).stem) for p in images.path]
+    missed = [Path(p).name for p, m in zip(images.path, found) if m is None]
+    if missed:
+        raise LungfastError(f"group_pattern {pattern!r} matches no part of {len(missed)} file name(s) (e.g. "
+                            f"{', '.join(missed[:3])}); every image needs a group: change the pattern")
+    return images.assign(group_id=[m.group(1) if rx.groups else m.group(0) for m in found])
+
+
+def attach_groups(images: pd.DataFrame, csv: Path, column: str = "group_id", one_class: bool = True) -> pd.DataFrame:
+    """Add group_id to every image; the CSV must cover every image and, where it has a label column, agree on its
+    label. With `one_class`, a group must hold one class (the grouped split deals groups class by class)."""
     csv = Path(csv)
     if csv.is_dir():
         groups = from_lc25000_clean(csv)
     else:
         try:
-            groups = pd.read_csv(csv, usecols=["filename", "label", "group_id"], dtype={"group_id": str})
-        except (ValueError, pd.errors.ParserError) as e:
-            raise LungfastError(f"groups_csv {csv}: needs columns filename,label,group_id ({e})") from None
+            head = pd.read_csv(csv, nrows=0).columns
+            wanted = ["filename", column, *(["label"] if "label" in head and column != "label" else [])]
+            groups = pd.read_csv(csv, usecols=wanted, dtype={column: str})
+        except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
+            raise LungfastError(f"groups_csv {csv}: needs columns filename and {column} ({e}); group_column names "
+                                f"the group column") from None
+        groups = groups.rename(columns={column: "group_id"})
+        if "label" not in groups:  # the class folder is the label
+            groups = groups.drop_duplicates().merge(images.assign(filename=images.path.map(lambda p: Path(p).name))
+                                                    [["filename", "label"]].drop_duplicates(), on="filename")
     groups = groups.drop_duplicates()
     if groups.group_id.isna().any() or groups.filename.isna().any():
         row = int(groups.index[groups.group_id.isna() | groups.filename.isna()][0]) + 2  # 1-based, after the header
@@ -60,13 +104,20 @@ def attach_groups(images: pd.DataFrame, csv: Path) -> pd.DataFrame:
         bad = df[~df.path.isin(merged.path)]
         raise LungfastError(f"groups_csv {csv}: label disagrees with the class folder for {len(bad)} image(s) "
                             f"(e.g. {', '.join(bad.filename.head(3))}); fix the CSV or move the files")
-    labels = merged.groupby("group_id").label.unique()
-    mixed = labels[labels.map(len) > 1]
-    if len(mixed):  # such a group would land in two parts: the leak the grouped scheme exists to prevent
-        gid = mixed.index[0]
-        raise LungfastError(f"groups_csv {csv}: tile group {gid} holds images of {' and '.join(sorted(mixed[gid]))} "
-                            f"({len(mixed)} such group(s)); a group is the copies of one tile, so one class: fix the CSV")
+    if one_class:
+        check_one_class(merged, f"groups_csv {csv}", "fix the CSV")
     return merged[["path", "label", "group_id"]]
+
+
+def check_one_class(frame: pd.DataFrame, where: str, fix: str) -> None:
+    """A group of two classes would land in two parts (the grouped split deals groups class by class): the leak
+    the grouped scheme exists to prevent."""
+    labels = frame.groupby("group_id").label.unique()
+    mixed = labels[labels.map(len) > 1]
+    if len(mixed):
+        gid = mixed.index[0]
+        raise LungfastError(f"{where}: tile group {gid} holds images of {' and '.join(sorted(mixed[gid]))} "
+                            f"({len(mixed)} such group(s)); a group is the copies of one tile, so one class: {fix}")
 
 
 def from_lc25000_clean(annotations: Path, model: str = "UNI", variant: str = "resize_only") -> pd.DataFrame:

@@ -153,16 +153,17 @@ def checked(paths: list[Path], root: Path) -> list[str | None]:
     return reasons
 
 
-def scan(data_dir: str | Path) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
-    """(images with columns path,label sorted by label then name; [(skipped path, reason)])."""
+def scan(data_dir: str | Path, min_classes: int = 2) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """(images with columns path,label sorted by label then name; [(skipped path, reason)]). A training set needs
+    two classes; an external set may hold one."""
     root = Path(data_dir)
     if not root.is_dir():
         raise LungfastError(f"data_dir {root}: not a folder. Point data_dir at the folder holding one sub-folder "
                             f"per class (LC25000: lung_image_sets/), e.g. --set data_dir=PATH")
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if len(class_dirs) < 2:
+    if len(class_dirs) < min_classes:
         found = ", ".join(d.name for d in class_dirs) or "none"
-        raise LungfastError(f"data_dir {root}: needs at least 2 class folders, found {found}. "
+        raise LungfastError(f"data_dir {root}: needs at least {min_classes} class folder(s), found {found}. "
                             f"Each class is a sub-folder of images (lung_aca, lung_n, lung_scc)")
     by_class = {d.name: class_files(d) for d in class_dirs}
     empty = [c for c, fs in by_class.items() if not fs]

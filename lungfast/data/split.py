@@ -30,6 +30,7 @@ class Split:
     frame: pd.DataFrame  # COLUMNS
     skipped_files: tuple[str, ...] = ()  # unreadable images left out of the data set
     groups_csv: str | None = None  # where the tile groups came from
+    external: tuple = ()  # data.external.External sets every run of this split also scores
 
     def part(self, name: str) -> pd.DataFrame:
         return self.frame[self.frame.part == name]

@@ -1,6 +1,8 @@
 """Test-part evaluation of a trained learner: one pass of predictions, then sklearn metrics and figures.
 
-The clinical pair treats lung_aca + lung_scc as cancer and lung_n as benign.
+The clinical pair (cancer sensitivity, benign specificity) treats the experiment's `benign_classes` (LC25000:
+lung_n) as benign and every other class as cancer; with no benign class among the classes, or no other class,
+there is no pair and its figures are None, never a number of the wrong question.
 """
 
 from __future__ import annotations
@@ -16,13 +18,25 @@ from lungfast import files
 from lungfast.results import calibration, saliency, stats
 from lungfast.results.layout import RunDir
 
-BENIGN = "lung_n"
+BENIGN = ("lung_n",)  # LC25000's benign class, the default of `benign_classes`
 
 
-def predictions(learn, tdl, paths: list[str]) -> pd.DataFrame:
-    """path (the original file), actual, predicted, loss, probability (of the prediction), one column per class."""
-    probs, targs, losses = learn.get_preds(dl=tdl, with_loss=True)
-    return as_table(probs, targs, losses, list(learn.dls.vocab), paths)
+def clinical_pair(vocab: list[str], benign) -> bool:
+    """Whether the classes split into a benign side and a cancer side."""
+    return 0 < len(set(benign) & set(vocab)) < len(vocab)
+
+
+def predictions(learn, rows: pd.DataFrame) -> pd.DataFrame:
+    """path (the original file), actual, predicted, loss, probability (of the prediction), one column per class:
+    the rows' files through the learner's inference pipeline (what `predict` does), labels from `rows.label`
+    (an external set's folders need not be named like the classes)."""
+    from lungfast.data import loaders
+
+    vocab = list(learn.dls.vocab)
+    probs = learn.get_preds(dl=loaders.inference(learn.dls.test_dl(rows.path.tolist())))[0]
+    targs = torch.as_tensor(rows.label.map({c: i for i, c in enumerate(vocab)}).to_numpy())
+    losses = -torch.log(probs.gather(1, targs[:, None])[:, 0].clamp_min(1e-12))  # cross-entropy, per image
+    return as_table(probs, targs, losses, vocab, rows.path.tolist())
 
 
 def as_table(probs: torch.Tensor, targs: torch.Tensor, losses: torch.Tensor, vocab: list[str],
@@ -34,7 +48,7 @@ def as_table(probs: torch.Tensor, targs: torch.Tensor, losses: torch.Tensor, voc
     return pd.concat([df, pd.DataFrame(probs.numpy(), columns=vocab)], axis=1)
 
 
-def test_metrics(preds: pd.DataFrame, vocab: list[str]) -> dict:
+def test_metrics(preds: pd.DataFrame, vocab: list[str], benign=BENIGN) -> dict:
     y, yhat, probs = preds.actual, preds.predicted, preds[vocab].to_numpy()
     p, r, f, support = skm.precision_recall_fscore_support(y, yhat, labels=vocab, zero_division=0)
     out = {
@@ -47,8 +61,8 @@ def test_metrics(preds: pd.DataFrame, vocab: list[str]) -> dict:
     }
     if y.nunique() == len(vocab):  # AUC needs every class in the test part
         out["roc_auc_ovr"] = roc_auc(y, probs, vocab)
-    if BENIGN in vocab:
-        cancer, called = (y != BENIGN).to_numpy(), (yhat != BENIGN).to_numpy()
+    if clinical_pair(vocab, benign):
+        cancer, called = (~y.isin(list(benign))).to_numpy(), (~yhat.isin(list(benign))).to_numpy()
         out["cancer_sensitivity"] = float(skm.recall_score(cancer, called, zero_division=0))
         out["benign_specificity"] = float(skm.recall_score(~cancer, ~called, zero_division=0))
     return out
@@ -108,8 +122,9 @@ def calibration_record(preds: pd.DataFrame, vocab: list[str], temperature: float
 CI_FIGURES = ["test_accuracy", "balanced_accuracy", "cancer_sensitivity", "benign_specificity", "ece_calibrated"]
 
 
-def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series) -> dict:
-    """95% intervals of the test figures from a bootstrap over the test part's tile groups, within each class."""
+def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series, benign=BENIGN) -> dict:
+    """95% intervals of the test figures from a bootstrap over the test part's tile groups, within each class
+    (over all groups at once where a group holds several classes, e.g. a patient's normal and tumour tiles)."""
     y = preds.actual.to_numpy()
     yhat = preds.predicted.to_numpy()
     probs = preds[vocab].to_numpy(dtype=float)
@@ -118,26 +133,27 @@ def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series) -> 
     def figures(ix):
         t, p = y[ix], yhat[ix]
         warnings.simplefilter("ignore")  # a resample may lack a class: sklearn warns once per resample
-        cancer, called = t != BENIGN, p != BENIGN
+        cancer, called = ~np.isin(t, list(benign)), ~np.isin(p, list(benign))
         return [float((t == p).mean()), float(skm.balanced_accuracy_score(t, p)),
                 float(called[cancer].mean()) if cancer.any() else np.nan,
                 float((~called)[~cancer].mean()) if (~cancer).any() else np.nan,
                 calibration.ece(probs[ix], yi[ix])]
 
     with warnings.catch_warnings():
-        ci = dict(zip(CI_FIGURES, stats.group_bootstrap(figures, groups, strata=preds.actual)))
-    if BENIGN not in vocab:  # no benign class: no clinical pair, so no interval for one
+        one_class = (pd.DataFrame({"g": groups.to_numpy(), "y": y}).groupby("g").y.nunique() == 1).all()
+        ci = dict(zip(CI_FIGURES, stats.group_bootstrap(figures, groups, strata=preds.actual if one_class else None)))
+    if not clinical_pair(vocab, benign):  # no benign class: no clinical pair, so no interval for one
         ci = {k: v for k, v in ci.items() if k not in ("cancer_sensitivity", "benign_specificity")}
     return {"test_ci95": ci}
 
 
-def record_test(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) -> dict:
+def record_test(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str, benign=BENIGN) -> dict:
     """The test part's files and metrics from its predictions (`as_table`), however they were computed."""
     files.write_csv(stage.test_predictions, preds)
     review = preds.sort_values("loss", ascending=False)[["path", "actual", "predicted", "loss", "probability"]]
     files.write_csv(stage.top_losses, review)  # the review list for finding mislabelled tiles
     write_figures(learn, tdl, preds, stage, title)
-    out = test_metrics(preds, list(learn.dls.vocab))
+    out = test_metrics(preds, list(learn.dls.vocab), benign)
     out["test_accuracy"] = float(np.mean(preds.actual == preds.predicted))
     out["test_loss"] = float(preds.loss.mean())
     return out

@@ -49,6 +49,10 @@ class RunDir:
     robustness_predictions = property(lambda self: self.path / "robustness_predictions.csv")  # per tile and shift
     resume = property(lambda self: self.path / "resume")  # checkpoint of a run in progress
 
+    def external_predictions(self, name: str) -> Path:
+        """Per image predictions on an external set (path, actual, predicted, probabilities, folder, group)."""
+        return self.path / f"external-{name}.csv"
+
     def figure(self, name: str) -> Path:
         assert name in FIGURES or name in NEWER_FIGURES, name
         return self.path / name

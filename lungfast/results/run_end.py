@@ -6,7 +6,8 @@ fields only it knows. From there every protocol ends the same way, in this order
 
 1. the temperature is fitted on the valid part and folded into the learner (calibrated from here on);
 2. the test part is scored once; its metrics, figures, bootstrap intervals, calibration, referral threshold
-   and robustness sweep come from those predictions (`results.evaluate`, `referral`, `robustness`);
+   and robustness sweep come from those predictions (`results.evaluate`, `referral`, `robustness`); each
+   external set is scored by the same calibrated model (`results.external`);
 3. the learner is exported (atomically), then the manifest is written last, marking the run complete.
 
 A new metric touches its own module and this one, never a trainer.
@@ -26,7 +27,7 @@ import torch
 from lungfast import files
 from lungfast.data import loaders, shifts
 from lungfast.data.split import Split
-from lungfast.results import evaluate, record, referral, robustness
+from lungfast.results import evaluate, external, record, referral, robustness
 from lungfast.results.layout import RunDir
 from lungfast.results.record import RunRecord
 from lungfast.runspec import RunSpec
@@ -54,10 +55,13 @@ def finish(spec: RunSpec, split: Split, stage: RunDir, trained: Trained, tracker
     preds = trained.score(test)
     title = f"{spec.entry} seed {spec.seed}"
     conf, predicted = valid_probs.max(1)
-    metrics = {**evaluate.record_test(learn, loaders.rows_dl(learn.dls, test), preds, stage, title),
+    metrics = {**evaluate.record_test(learn, loaders.rows_dl(learn.dls, test), preds, stage, title, spec.benign),
                **evaluate.calibration_record(preds, vocab, temperature, stage, title),
-               **evaluate.test_intervals(preds, vocab, test.group_id),
+               **evaluate.test_intervals(preds, vocab, test.group_id, spec.benign),
                **referral.record(conf.numpy(), (predicted == trained.valid_y).numpy(), preds, stage, title)}
+    threshold = metrics["referral"]["threshold"]
+    metrics["external"] = {ext.name: external.score(ext, trained.score, vocab, spec.benign, threshold,
+                                                    stage.external_predictions(ext.name)) for ext in split.external}
     if spec.robustness_n:
         rows = shifts.sample(test, spec.robustness_n)
         metrics.update(robustness.sweep(trained.score, preds, rows, vocab, stage, title))

@@ -118,7 +118,7 @@ def trained(spec: RunSpec, learn, plan, lr: float, lr_found, world_size: int, ep
     probs, targets = learn.get_preds(dl=learn.dls.valid)
 
     def score(rows):
-        return evaluate.predictions(learn, loaders.rows_dl(learn.dls, rows), rows.path.tolist())
+        return evaluate.predictions(learn, rows)
 
     b, seconds = backbones.get(spec.backbone), sum(e["seconds"] for e in epochs)
     facts = dict(source=b.source, arch=b.arch, schedule=spec.schedule, lr_used=lr, lr_found=lr_found,
