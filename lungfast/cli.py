@@ -7,7 +7,6 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
 
 from lungfast.errors import INTERRUPTED, LungfastError
 from lungfast.files import os_error_line
@@ -22,125 +21,14 @@ def _quiet_imports():
     warnings.filterwarnings("ignore", message=r"load_learner. uses Python's insecure pickle")
 
 
-def cmd_backbones(args):
-    from lungfast.runspec import schedule_for
-    from lungfast.train import backbones, learner
-
-    print(f"{'name':24} {'source':12} {'weights':9} {'schedule':14} {'params_m':>8}  note")
-    for b in backbones.REGISTRY.values():
-        note = "  ".join(n for n in ("test only" if b.test_only else "", b.note, b.hub or "") if n)
-        print(f"{b.name:24} {b.source:12} {backbones.weights_kind(b):9} {schedule_for(b.has_weights):14} "
-              f"{learner.param_count(b) / 1e6:8.2f}  {note}".rstrip())
-
-
-def _shard(text: str | None) -> tuple[int, int]:
-    if text is None:
-        return 1, 1
-    try:
-        i, n = map(int, text.split("/"))
-        assert 1 <= i <= n
-    except (ValueError, AssertionError):
-        raise LungfastError(f"--shard {text!r}: expected i/n with 1 <= i <= n, e.g. --shard 2/4") from None
-    return i, n
-
-
-def cmd_run(args):
-    from lungfast import config, runner
-    from lungfast.results.layout import ExperimentDir
-
-    cfg = config.load(args.experiment, args.set)
-    text = runner.run(cfg, force=args.force, shard=_shard(args.shard), mlflow=args.mlflow)
-    if text:  # other ranks of a distributed run report nothing
-        print(text)
-        print(f"records: {ExperimentDir.of(cfg).path}")
-
-
-def cmd_leaderboard(args):
-    from lungfast.results import leaderboard
-    from lungfast.results.layout import ExperimentDir
-    from lungfast.results.summary import summarize
-
-    summary = summarize(ExperimentDir(args.dir))
-    print(leaderboard.write(summary))
-    if args.readme:  # the README's tables are regenerated from records, never typed
-        leaderboard.update_readme(Path(args.readme), summary, args.note)
-
-
-def cmd_prepare(args):
-    from lungfast.data import images, store
-
-    df, skipped = images.scan(args.data_dir)
-    for size in args.size:
-        tiles = store.ensure(df, size)
-        print(f"prepared {len(df)} images at {size} px: tile store {tiles.path}"
-              + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
-
-
-def cmd_groups(args):
-    from lungfast import files
-    from lungfast.data import groups
-
-    table = groups.from_lc25000_clean(Path(args.annotations), args.model, args.variant)
-    files.write_csv(args.out, table)
-    per = table.groupby("label").agg(images=("filename", "size"), groups=("group_id", "nunique"))
-    print(f"wrote {args.out}: " + ", ".join(f"{c} {r.images} images in {r.groups} groups" for c, r in per.iterrows()))
-
-
-def cmd_report(args):
-    from lungfast.results import report
-    from lungfast.results.layout import ExperimentDir
-    from lungfast.results.summary import summarize
-
-    print(f"wrote {report.write(summarize(ExperimentDir(args.dir)))}")
-
-
-def cmd_export(args):
-    from lungfast.results.layout import ExperimentDir
-    from lungfast.ship import export
-
-    exp = ExperimentDir(args.dir)
-    out = Path(args.out) if args.out else exp.default_export(args.format)
-    run = export.export(exp, out, args.format, args.trust)
-    print(f"exported {out} (from {run})")
-
-
-def cmd_predict(args):
-    from lungfast import files
-    from lungfast.ship import model_io, predict
-
-    if args.out:
-        files.check_writable(args.out)  # before the predictions, not after them
-    learn = model_io.load(args.model, args.trust, args.precision)
-    table = predict.predict(learn, predict.collect(args.paths), tta=args.tta,
-                            refer_below=model_io.refer_below(args.model))
-    if args.out:
-        files.write_csv(args.out, table)
-        print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)
-    else:
-        table.to_csv(sys.stdout, index=False)
-    bad = int((table.error != "").sum())
-    if bad:
-        log.warning("%d file(s) could not be read; see the error column", bad)
-
-
-def cmd_app(args):
-    from lungfast.ship import app
-
-    app.serve(args.model, host=args.host, port=args.port, trusted=args.trust)
-
-
-def cmd_demo(args):
-    from lungfast import demo
-
-    demo.run_demo(Path(args.workdir), force=args.force)
-
-
 def parser() -> argparse.ArgumentParser:
+    from lungfast import commands as c
+
     p = argparse.ArgumentParser(prog="lungfast", description="Compare image backbones on LC25000 lung tiles.")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
     p.add_argument("-v", "--verbose", action="store_true", help="debug detail (e.g. each rank's items)")
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("backbones", help="list the backbone registry").set_defaults(fn=cmd_backbones)
+    sub.add_parser("backbones", help="list the backbone registry").set_defaults(fn=c.cmd_backbones)
     r = sub.add_parser("run", help="run an experiment file")
     r.add_argument("experiment", help="experiments/NAME.toml")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
@@ -150,33 +38,33 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--mlflow", metavar="URI", help="also log to MLflow, e.g. sqlite:///mlflow.db")
     r.add_argument("--shard", metavar="I/N", help="run only every N-th run starting at the I-th (many machines, "
                                                    "one results folder); then `lungfast leaderboard` merges")
-    r.set_defaults(fn=cmd_run)
+    r.set_defaults(fn=c.cmd_run)
     lb = sub.add_parser("leaderboard", help="regenerate and print an experiment's leaderboard")
     lb.add_argument("dir", help="results/NAME")
     lb.add_argument("--readme", help="also refresh this README's <!-- leaderboard:NAME --> block")
     lb.add_argument("--note", default="", help="line shown above the table (command, wall time, machine)")
-    lb.set_defaults(fn=cmd_leaderboard)
+    lb.set_defaults(fn=c.cmd_leaderboard)
     pp = sub.add_parser("prepare", help="build a data set's tile store ahead of runs (the one "
                         "every run on all of its images reads: a login node, before sharded runs)")
     pp.add_argument("data_dir", help="folder with one sub-folder per class")
     pp.add_argument("--size", type=int, nargs="+", required=True, help="target size(s) in px")
-    pp.set_defaults(fn=cmd_prepare)
+    pp.set_defaults(fn=c.cmd_prepare)
     g = sub.add_parser("groups", help="write groups.csv (filename,label,group_id) from LC25000-clean's annotations/")
     g.add_argument("annotations", help="a clone's annotations/ folder (<class>/<model>/<variant>/final_clusters.csv)")
     g.add_argument("--out", default="groups.csv", help="output CSV (default groups.csv)")
     g.add_argument("--model", default="UNI", help="whose clusters to use (default UNI, the published choice)")
     g.add_argument("--variant", default="resize_only", help="annotation variant folder (default resize_only)")
-    g.set_defaults(fn=cmd_groups)
+    g.set_defaults(fn=c.cmd_groups)
     rp = sub.add_parser("report", help="regenerate an experiment's self-contained report.html")
     rp.add_argument("dir", help="results/NAME")
-    rp.set_defaults(fn=cmd_report)
+    rp.set_defaults(fn=c.cmd_report)
     e = sub.add_parser("export", help="write the top row's learner")
     e.add_argument("dir", help="results/NAME")
     e.add_argument("--out", help="output file (default DIR/lung.pkl or DIR/lung.safetensors)")
     e.add_argument("--format", choices=["pickle", "safetensors"], default="pickle",
                    help="pickle: fastai learner; safetensors: weights only + JSON, loads without pickle")
     e.add_argument("--trust", action="store_true", help="load run pickles lungfast cannot vouch for")
-    e.set_defaults(fn=cmd_export)
+    e.set_defaults(fn=c.cmd_export)
     pr = sub.add_parser("predict", help="label images with a saved model (CSV)")
     pr.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")
     pr.add_argument("paths", nargs="+", help="image files and folders (searched recursively)")
@@ -185,17 +73,31 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--trust", action="store_true", help="load a pickle lungfast did not write (runs its code)")
     pr.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                     help="auto: bf16 autocast where this CPU has bf16 matrix units, else fp32")
-    pr.set_defaults(fn=cmd_predict)
+    pr.set_defaults(fn=c.cmd_predict)
+    ev = sub.add_parser("evaluate", help="score a saved model on a labelled folder (an external cohort)")
+    ev.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")
+    ev.add_argument("data_dir", help="one sub-folder of images per class")
+    ev.add_argument("--label-map", action="append", default=[], metavar="GLOB=CLASS",
+                    help="map class folders onto the model's classes, e.g. 'aca_*=lung_aca' (repeatable; =  leaves out)")
+    ev.add_argument("--include", default="*", help="only files whose name matches this glob, e.g. '*_20x_*'")
+    ev.add_argument("--groups-csv", help="CSV with a filename column and a group column (e.g. patients)")
+    ev.add_argument("--group-column", default="group_id", help="the groups CSV's group column (default group_id)")
+    ev.add_argument("--group-pattern", help="regex on file names whose first group is the group (instead of a CSV)")
+    ev.add_argument("--benign", nargs="*", default=["lung_n"], help="benign class(es) of the clinical pair")
+    ev.add_argument("--out", help="folder for predictions.csv and metrics.json")
+    ev.add_argument("--trust", action="store_true", help="load a pickle lungfast did not write (runs its code)")
+    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    ev.set_defaults(fn=c.cmd_evaluate)
     ap = sub.add_parser("app", help="Gradio app: upload a tile, get probabilities and Grad-CAM")
     ap.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")
     ap.add_argument("--port", type=int, default=7860)
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
     ap.add_argument("--trust", action="store_true", help="load a pickle lungfast did not write (runs its code)")
-    ap.set_defaults(fn=cmd_app)
+    ap.set_defaults(fn=c.cmd_app)
     d = sub.add_parser("demo", help="synthetic data, full pipeline, CPU, minutes")
     d.add_argument("--workdir", default="results/demo-work", help="where data and records go")
     d.add_argument("--force", action="store_true", help="rerun even if records exist")
-    d.set_defaults(fn=cmd_demo)
+    d.set_defaults(fn=c.cmd_demo)
     return p
 
 

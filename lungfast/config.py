@@ -167,7 +167,9 @@ def _paths_from(raw: dict, base: Path) -> dict:
     return raw
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
+def load(path: str | Path, overrides: list[str] = (), values: dict | None = None) -> ExperimentConfig:
+    """An experiment file, with `--set KEY=VALUE` texts (`overrides`) and then Python `values` (the notebook API's
+    keyword overrides: the same keys) applied on top."""
     path = Path(path).expanduser()
     try:
         raw = tomllib.loads(path.read_text())
@@ -192,4 +194,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> ExperimentConfig:
         else:
             raw[key] = value
         origins[key] = f"--set {text}"
+    for key, value in (values or {}).items():
+        raw[key] = value
+        origins[key] = f"override {key}={value!r}"
     return from_dict(raw, source=str(path), origins=origins)

@@ -1,4 +1,5 @@
-"""Progress you can see: a tqdm bar on stderr at a terminal; in logs and CI (no TTY), a line per tenth.
+"""Progress you can see: a tqdm bar on stderr at a terminal, an HTML bar in a Jupyter notebook (fastprogress,
+as fastai draws its own there); in logs and CI (no TTY), a line per tenth.
 
 `--quiet` (logging above INFO) hides both; `-v` adds detail lines elsewhere. One helper for every long
 step (store building, embedding, scanning, preparing), so they all behave the same. tqdm, not fastprogress:
@@ -14,20 +15,34 @@ import sys
 log = logging.getLogger("lungfast")
 
 
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel, whose front end shows HTML bars (a terminal IPython is not one)."""
+    ipython = sys.modules.get("IPython")
+    shell = getattr(ipython, "get_ipython", lambda: None)() if ipython else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
+
+
 def interactive() -> bool:
-    """Bars only for a person at a terminal, and not under --quiet."""
-    return sys.stderr.isatty() and log.isEnabledFor(logging.INFO)
+    """Bars only for a person at a terminal or in a notebook, and not under --quiet."""
+    return (sys.stderr.isatty() or in_notebook()) and log.isEnabledFor(logging.INFO)
 
 
 def fastai_bars() -> bool:
-    """fastai's epoch and batch bars draw on stdout: only when both streams are a terminal (`run > log` logs)."""
-    return interactive() and sys.stdout.isatty()
+    """fastai's epoch and batch bars draw on stdout: only when both streams are a terminal (`run > log` logs),
+    or in a notebook."""
+    return interactive() and (sys.stdout.isatty() or in_notebook())
 
 
 def bar(total: int, what: str):
     """A callable taking the number done so far; the bar closes itself when `total` is reached."""
     if not log.isEnabledFor(logging.INFO) or total <= 0:
         return lambda n: None
+    if in_notebook() and interactive():
+        from fastprogress.fastprogress import NBProgressBar
+
+        nb = NBProgressBar(range(total), total=total, comment=what)
+        nb.update(0)
+        return lambda n: nb.update(n) if nb.last_v is not None and n > nb.last_v else None
     if interactive():
         from tqdm import tqdm
 

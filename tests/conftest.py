@@ -117,7 +117,7 @@ def write_experiment(path: Path, **keys) -> Path:
         if isinstance(v, str):
             return f'"{v}"'
         if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {toml(x)}" for k, x in v.items()) + " }"
+            return "{ " + ", ".join(f'"{k}" = {toml(x)}' for k, x in v.items()) + " }"
         if isinstance(v, list):
             return "[" + ", ".join(toml(x) for x in v) + "]"
         return str(v)

@@ -130,7 +130,7 @@ def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, case):
         "empty_class": ({}, ["lung_zzz hold no images"]),
         "unknown_backbone": ({"backbones": ["tiny", "resnet5O"]}, ["unknown backbone 'resnet5O'"]),
         "bad_key": ({"img_sise": 32}, ["unknown key(s) img_sise"]),
-        "grouped_without_csv": ({"scheme": "grouped"}, ["needs a groups CSV"]),
+        "grouped_without_csv": ({"scheme": "grouped"}, ["needs tile groups", "groups_csv", "group_pattern"]),
         "offline_weights": ({"backbones": ["resnet50d"], "pretrained": True},
                             ["resnet50d: pretrained weights could not be loaded", "pretrained = false",
                              "weights.resnet50d"]),

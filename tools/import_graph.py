@@ -3,7 +3,7 @@
     python tools/import_graph.py        # floor -> the floors it imports (every import, lazy ones too)
 
 Floors, bottom up: the ground floor (files, cache, errors, progress, protocols, config, runspec), data,
-results, train and probe, ship, and the commands (runner, demo, cli). A floor imports only floors below
+results, train and probe, ship, and the top (runner, demo, the notebook API, the CLI's commands, cli). A floor imports only floors below
 it, with one exception the flow of data asks for: trainers (train, probe) write run records through
 results, and results never imports a trainer. `FORBIDDEN` lists the arrows tests keep out; `cycles()`
 finds any import cycle between modules.
@@ -19,12 +19,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "lungfast"
 GROUND = {"files", "cache", "errors", "progress", "protocols", "config", "runspec", "lungfast"}
 FORBIDDEN = {  # floor -> floors it must not import
-    "ground": {"data", "results", "train", "probe", "ship", "runner", "demo", "cli"},
-    "data": {"results", "train", "probe", "ship", "runner", "demo", "cli"},
-    "results": {"train", "probe", "ship", "runner", "demo", "cli"},
-    "train": {"probe", "ship", "runner", "demo", "cli"},
-    "probe": {"ship", "runner", "demo", "cli"},
-    "ship": {"runner", "demo", "cli"},
+    "ground": {"data", "results", "train", "probe", "ship", "runner", "demo", "notebook", "commands", "cli"},
+    "data": {"results", "train", "probe", "ship", "runner", "demo", "notebook", "commands", "cli"},
+    "results": {"train", "probe", "ship", "runner", "demo", "notebook", "commands", "cli"},
+    "train": {"probe", "ship", "runner", "demo", "notebook", "commands", "cli"},
+    "probe": {"ship", "runner", "demo", "notebook", "commands", "cli"},
+    "ship": {"runner", "demo", "notebook", "commands", "cli"},
+    "notebook": {"commands", "cli"},
+    "commands": {"notebook", "cli"},
 }
 
 
@@ -103,7 +105,7 @@ def cycles() -> list[list[str]]:
 
 
 if __name__ == "__main__":
-    order = ["ground", "data", "results", "train", "probe", "ship", "runner", "demo", "cli"]
+    order = ["ground", "data", "results", "train", "probe", "ship", "runner", "demo", "notebook", "commands", "cli"]
     graph = floor_graph()
     for f in order:
         print(f"{f:8} -> {', '.join(sorted(graph.get(f, ()), key=order.index)) or '(nothing)'}")

@@ -60,8 +60,9 @@ def load(ext: ExternalSet, classes: list[str]) -> External:
     unmapped = sorted(f for f, t in mapping.items() if t is None)
     if unmapped:
         raise LungfastError(f"{where}: class folder(s) {', '.join(unmapped)} match no label_map entry and are not "
-                            f"training classes ({', '.join(classes)}); map them, e.g. label_map = "
-                            f"{{ \"{unmapped[0]}\" = \"{classes[0]}\" }}, or map them to \"\" to leave them out")
+                            f"training classes ({', '.join(classes)}); map each onto a class (an experiment's label_map = "
+                            f"{{ \"{unmapped[0]}\" = \"{classes[0]}\" }}, evaluate's --label-map "
+                            f"'{unmapped[0]}={classes[0]}'), or onto \"\" to leave it out")
     try:
         df, source = groups.resolve(df, ext.data_dir, ext.groups_csv, ext.group_column, ext.group_pattern,
                                     one_class=False)

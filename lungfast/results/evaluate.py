@@ -34,7 +34,7 @@ def predictions(learn, rows: pd.DataFrame) -> pd.DataFrame:
 
     vocab = list(learn.dls.vocab)
     probs = learn.get_preds(dl=loaders.inference(learn.dls.test_dl(rows.path.tolist())))[0]
-    targs = torch.as_tensor(rows.label.map({c: i for i, c in enumerate(vocab)}).to_numpy())
+    targs = torch.tensor(rows.label.map({c: i for i, c in enumerate(vocab)}).to_numpy(dtype="int64"))
     losses = -torch.log(probs.gather(1, targs[:, None])[:, 0].clamp_min(1e-12))  # cross-entropy, per image
     return as_table(probs, targs, losses, vocab, rows.path.tolist())
 

@@ -2,7 +2,7 @@
 
     <results_dir>/<name>/                    ExperimentDir
       experiment.json                        the resolved configuration
-      leaderboard.csv/.md, inflation.csv, comparison.json, report.html, lung.pkl (export default)
+      leaderboard.csv/.md, inflation.csv, ladder.csv, comparison.json, report.html, lung.pkl (export default)
       split.csv, split.key.json, runs/       one split: the experiment folder is its SplitDir
       <scheme>-split<seed>/                  several splits: one SplitDir each, with its own
         split.csv, split.key.json, runs/     split files and runs
@@ -116,6 +116,7 @@ class ExperimentDir:
     leaderboard_csv = property(lambda self: self.path / "leaderboard.csv")
     leaderboard_md = property(lambda self: self.path / "leaderboard.md")
     inflation_csv = property(lambda self: self.path / "inflation.csv")
+    ladder_csv = property(lambda self: self.path / "ladder.csv")  # random -> grouped -> external sets, per entry
     comparison_json = property(lambda self: self.path / "comparison.json")
     report_html = property(lambda self: self.path / "report.html")
 

@@ -9,8 +9,9 @@ from textwrap import fill
 import pandas as pd
 
 from lungfast import files, protocols
-from lungfast.results import readme, stats
-from lungfast.results.summary import Summary
+from lungfast.results import ladder, readme, stats
+from lungfast.results.evaluate import clinical_pair
+from lungfast.results.summary import EXTERNAL, Summary
 
 SHOWN = ["ci_kind", "n", "valid_accuracy", "macro_f1", "cancer_sensitivity", "benign_specificity", "ece",
          "ece_calibrated", "coverage_at_99", "shifted_accuracy", "worst_shift", "test_loss", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained", "scheme",
@@ -23,12 +24,35 @@ def _fmt(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
                               for m, s in zip(table.test_accuracy, table.test_accuracy_std)]
     shown["95% CI"] = [f"{lo:.{digits}f}–{hi:.{digits}f}" if lo == lo else "n=1"
                        for lo, hi in zip(table.ci95_low, table.ci95_high)]
-    for c in SHOWN:
+    for c in [*SHOWN, *external_columns(table)]:
         shown[c] = table[c]
     shown["worst_shift"] = [f"{name} {acc:.{digits}f}" if name else "–" for name, acc in
                             zip(table.worst_shift, table.worst_shift_accuracy)]
     shown.insert(1, "backbone", shown.pop("backbone").str.cat(table.augment.map(lambda a: f"+{a}" if a else "")))
     return shown
+
+
+def external_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c.startswith(EXTERNAL)]
+
+
+def notes(s: Summary) -> list[str]:
+    """What a column cannot say by itself: no clinical pair when no benign class is named among the classes."""
+    out = []
+    for vocab, benign in {(tuple(v), tuple(b)) for v, b in zip(s.ranked_runs.vocab, s.ranked_runs.benign)}:
+        if not clinical_pair(list(vocab), benign):
+            out.append(f"cancer_sensitivity and benign_specificity: not computed, because benign_classes "
+                       f"({', '.join(benign) or 'none'}) does not split the classes ({', '.join(vocab)}) into benign "
+                       f"and cancer; name the benign class(es) with benign_classes = [...]")
+    return out
+
+
+def ladder_text(s: Summary, floatfmt: str = ".3f") -> str:
+    """The ladder table (random split -> grouped split -> external sets), or "" without external sets."""
+    if s.ladder is None:
+        return ""
+    return ("\nGeneralisation ladder, accuracy (95% interval): random split -> grouped split -> each external set\n\n"
+            + ladder.as_text_table(s.ladder, s.entries).to_markdown(index=False) + "\n")
 
 
 def _ran(shown: pd.DataFrame) -> pd.DataFrame:
@@ -49,12 +73,15 @@ def to_terminal(s: Summary, width: int = WIDTH) -> str:
     """The key columns, at most `width` characters a line; everything else is in leaderboard.md/.csv and
     the report."""
     shown = _ran(_fmt(s.table, digits=3))
-    shown = shown[[c for c in TERMINAL if c in shown]]
+    shown = shown[[c for c in [*TERMINAL[:5], *external_columns(shown), *TERMINAL[5:]] if c in shown]]
     if s.table.protocol.nunique() == 1:  # said once by the entries themselves
         shown = shown.drop(columns="protocol")
+    elif external_columns(shown):  # columns are scarce: the entry (backbone/protocol) says both in one
+        shown = shown.drop(columns="protocol").assign(backbone=s.table.entry.to_numpy())
     optional = [c for c in GIVE_UP if c in shown]
     while True:
-        text = shown.rename(columns=SHORT).to_markdown(index=False, floatfmt=".3f")
+        short = {**SHORT, **{c: c.replace(EXTERNAL, "ext:") for c in external_columns(shown)}}
+        text = shown.rename(columns=short).to_markdown(index=False, floatfmt=".3f")
         if max(map(len, text.splitlines())) <= width or not optional:
             break
         shown = shown.drop(columns=optional.pop(0))
@@ -66,6 +93,8 @@ def to_terminal(s: Summary, width: int = WIDTH) -> str:
         if "protocol" in inflation and inflation.protocol.nunique() == 1:
             inflation = inflation.drop(columns="protocol")
         text += inflation.to_markdown(index=False, floatfmt=".3f") + "\n"
+    text += ladder_text(s)
+    text += "".join("\n" + fill(n, width) + "\n" for n in notes(s))
     if s.comparison is not None:
         text += "\n" + fill(stats.describe(s.comparison), width) + "\n"
     return text
@@ -79,7 +108,10 @@ def to_markdown(s: Summary) -> str:
              f"ships). coverage_at_99: share of test tiles kept by the confidence threshold that reaches 99% "
              f"accuracy on the valid part (the rest are referred). shifted_accuracy: mean test accuracy under "
              f"stain, stain re-targeting, blur, JPEG and magnification shifts at the middle severity; worst_shift: "
-             f"the lowest of them.\n")
+             f"the lowest of them. external:NAME: mean accuracy on that external set (another source), scored by "
+             f"the calibrated model each run ships.\n")
+    text += "".join(f"\n{n}\n" for n in notes(s))
+    text += ladder_text(s, ".4f")
     for name in dict.fromkeys(t for p in s.runs.protocol.unique() for t in protocols.get(p).tables):
         title, make = TABLES[name]
         table = make(s.runs)
@@ -97,6 +129,8 @@ def write(s: Summary) -> str:
     """Write leaderboard.csv/.md (+ inflation.csv, comparison.json) and return what a terminal shows."""
     exp = s.exp
     files.write_csv(exp.leaderboard_csv, s.table)
+    if s.ladder is not None:
+        files.write_csv(exp.ladder_csv, s.ladder)
     if s.inflation is not None:
         files.write_csv(exp.inflation_csv, s.inflation)
     if s.comparison is not None:

@@ -11,7 +11,7 @@ import pandas as pd
 
 from lungfast import files
 from lungfast.data import split
-from lungfast.results import charts, stats
+from lungfast.results import charts, ladder, stats
 from lungfast.results.layout import FIGURES, NEWER_FIGURES, ExperimentDir
 from lungfast.results.summary import Summary
 
@@ -86,6 +86,11 @@ def build(s: Summary) -> str:
                   *[_fig(fig, f"{name}: accuracy vs severity") for name, fig in shifts.items()], "</div>"]
     if s.inflation is not None:
         parts += ["<h2>Random-split inflation</h2>", _table(s.inflation, "inflation")]
+    if s.ladder is not None:
+        parts += ["<h2>Generalisation ladder: random split → grouped split → external sets</h2><div class='side'>",
+                  _table(ladder.as_text_table(s.ladder, s.entries), "ladder"),
+                  _fig(ladder.chart(s.ladder, s.entries, exp.name), "Accuracy per rung, 95% interval whiskers",
+                       "ladder-chart"), "</div>"]
     parts += ["<h2>Splits (images and tile groups per class and part)</h2>", _table(split_summary(exp), "splits")]
     for backbone in s.entries:
         best = s.best_run(backbone)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lungfast.errors import LungfastError
+from lungfast.results import ladder as ladders
 from lungfast.results import record, stats
 from lungfast.results.layout import ExperimentDir, RunDir
 from lungfast.runspec import entry_of
@@ -38,6 +39,7 @@ class Summary:
     table: pd.DataFrame  # the leaderboard: COLUMNS, best first
     inflation: pd.DataFrame | None  # grouped vs random test accuracy per backbone, when both ran
     comparison: dict | None  # stats.paired_comparison of #1 and #2, when there are two
+    ladder: pd.DataFrame | None = None  # results.ladder: random -> grouped -> external sets, when any were scored
 
     @property
     def ranked_runs(self) -> pd.DataFrame:
@@ -109,11 +111,20 @@ def _row(g: pd.DataFrame) -> dict:
             "img_size": int(g.img_size.iloc[0]), "entry": g.entry.iloc[0]}
 
 
+EXTERNAL = "external:"  # leaderboard columns "external:<name>": mean accuracy on that external set
+
+
+def _external_columns(g: pd.DataFrame, names: list[str]) -> dict:
+    return {f"{EXTERNAL}{n}": (ladders.external_runs(g, n).test_accuracy.mean() if len(ladders.external_runs(g, n))
+                               else math.nan) for n in names}
+
+
 def leaderboard(ranked: pd.DataFrame) -> pd.DataFrame:
-    table = pd.DataFrame([_row(g) for _, g in ranked.groupby("entry")])
+    names = ladders.external_names(ranked)
+    table = pd.DataFrame([{**_row(g), **_external_columns(g, names)} for _, g in ranked.groupby("entry")])
     table = table.sort_values(["test_accuracy", "test_loss"], ascending=[False, True]).reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
-    return table[COLUMNS]
+    return table[COLUMNS + [f"{EXTERNAL}{n}" for n in names]]
 
 
 def inflation(runs: pd.DataFrame) -> pd.DataFrame | None:
@@ -135,4 +146,4 @@ def summarize(exp: ExperimentDir) -> Summary:
     table = leaderboard(ranked)
     first, second = (table.entry.tolist() + [None, None])[:2]
     comparison = stats.paired_comparison(first, second, ranked, key="entry") if second else None
-    return Summary(exp, runs, scheme, table, inflation(runs), comparison)
+    return Summary(exp, runs, scheme, table, inflation(runs), comparison, ladders.ladder(runs, scheme, interval))
