@@ -168,8 +168,13 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
 
     todo = []
     for spec in specs:
-        if record.is_complete(where.run(spec.backbone, spec.seed, spec.protocol, spec.augment)) and not force:
+        done = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment)
+        if record.is_complete(done) and not force:
             log.info("%s: complete record found, skipped (--force reruns)", spec.label)
+            unscored = [e.name for e in one.external if e.name not in record.read(done).external]
+            if unscored:  # an external set added after the run: its column stays empty for this run
+                log.warning("%s: its record has no score on external set(s) %s (added later); --force reruns it",
+                            spec.label, ", ".join(unscored))
         else:
             todo.append(spec)
     if todo:  # every protocol reads the split's uint8 tile store: built once, by one process, before any run

@@ -2,7 +2,7 @@
 
     python tools/import_graph.py        # floor -> the floors it imports (every import, lazy ones too)
 
-Floors, bottom up: the ground floor (files, cache, errors, progress, protocols, config, runspec), data,
+Floors, bottom up: the ground floor (files, cache, errors, progress, protocols, config, typecheck, cohorts, runspec), data,
 results, train and probe, ship, and the top (runner, demo, the notebook API, the CLI's commands, cli). A floor imports only floors below
 it, with one exception the flow of data asks for: trainers (train, probe) write run records through
 results, and results never imports a trainer. `FORBIDDEN` lists the arrows tests keep out; `cycles()`
@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "lungfast"
-GROUND = {"files", "cache", "errors", "progress", "protocols", "config", "runspec", "lungfast"}
+GROUND = {"files", "cache", "errors", "progress", "protocols", "config", "runspec", "typecheck", "cohorts", "lungfast"}
 FORBIDDEN = {  # floor -> floors it must not import
     "ground": {"data", "results", "train", "probe", "ship", "runner", "demo", "notebook", "commands", "cli"},
     "data": {"results", "train", "probe", "ship", "runner", "demo", "notebook", "commands", "cli"},

@@ -42,7 +42,7 @@ def test_missing_data_dir(tmp_path):
 
 def test_fewer_than_two_classes(tmp_path):
     make_class(tmp_path, "lung_aca")
-    with pytest.raises(LungfastError, match="at least 2 class folders, found lung_aca"):
+    with pytest.raises(LungfastError, match=r"at least 2 class folder\(s\), found lung_aca"):
         images.scan(tmp_path)
 
 

@@ -1,6 +1,5 @@
 """Splits on synthetic tile groups (no shared data needed): schemes, parts, determinism, subsampling."""
 
-import pandas as pd
 import pytest
 
 from lungfast.data import groups, images, split, synthetic

@@ -1,6 +1,5 @@
 """The robustness sweep's bookkeeping, with a stand-in scorer whose answers under each shift are known."""
 
-import numpy as np
 import pandas as pd
 import pytest
 
