@@ -60,13 +60,14 @@ def parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=c.cmd_report)
     e = sub.add_parser("export", help="write the top row's learner")
     e.add_argument("dir", help="results/NAME")
-    e.add_argument("--out", help="output file (default DIR/lung.pkl or DIR/lung.safetensors)")
-    e.add_argument("--format", choices=["pickle", "safetensors"], default="pickle",
-                   help="pickle: fastai learner; safetensors: weights only + JSON, loads without pickle")
+    e.add_argument("--out", help="output file or folder (default DIR/lung.pkl, lung.safetensors, lung-timm/, lung.onnx)")
+    e.add_argument("--format", choices=["pickle", "safetensors", "timm", "onnx"], default="pickle",
+                   help="pickle: fastai learner; safetensors: weights only + JSON, loads without pickle; timm: a "
+                        "Hugging Face / timm folder (linear-probe winners); onnx: for ONNX Runtime")
     e.add_argument("--trust", action="store_true", help="load run pickles lungfast cannot vouch for")
     e.set_defaults(fn=c.cmd_export)
     pr = sub.add_parser("predict", help="label images with a saved model (CSV)")
-    pr.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")
+    pr.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors / lung.onnx")
     pr.add_argument("paths", nargs="+", help="image files and folders (searched recursively)")
     pr.add_argument("--out", help="CSV file (default: stdout)")
     pr.add_argument("--tta", action="store_true", help="fastai test-time augmentation")

@@ -102,9 +102,14 @@ def cmd_predict(args):
 
     if args.out:
         files.check_writable(args.out)  # before the predictions, not after them
-    learn = model_io.load(args.model, args.trust, args.precision)
-    table = predict.predict(learn, predict.collect(args.paths), tta=args.tta,
-                            refer_below=model_io.refer_below(args.model))
+    if Path(args.model).suffix == ".onnx":  # ONNX Runtime: no torch model, no pickle
+        from lungfast.ship import onnx_model
+
+        table = onnx_model.predict(Path(args.model), predict.collect(args.paths))
+    else:
+        learn = model_io.load(args.model, args.trust, args.precision)
+        table = predict.predict(learn, predict.collect(args.paths), tta=args.tta,
+                                refer_below=model_io.refer_below(args.model))
     if args.out:
         files.write_csv(args.out, table)
         print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)

@@ -26,6 +26,7 @@ NEWER_FIGURES = {"reliability.png": "Reliability before and after temperature sc
                  "risk_coverage.png": "Risk-coverage: accuracy of the tiles kept, most confident first",
                  "robustness.png": "Accuracy under stain, blur, JPEG and magnification shifts (test)"}
 TABLES = ("history.csv", "test_predictions.csv", "top_losses.csv")
+EXPORT_NAMES = {"pickle": "lung.pkl", "safetensors": "lung.safetensors", "timm": "lung-timm", "onnx": "lung.onnx"}
 MANIFEST = "metrics.json"  # the run record proper; written last, so its presence marks a finished run
 LEARNER = "learner.pkl"
 RUN_FILES = (MANIFEST, *TABLES, *FIGURES, LEARNER)
@@ -121,7 +122,7 @@ class ExperimentDir:
     report_html = property(lambda self: self.path / "report.html")
 
     def default_export(self, fmt: str) -> Path:
-        return self.path / ("lung.safetensors" if fmt == "safetensors" else "lung.pkl")
+        return self.path / EXPORT_NAMES[fmt]
 
     def split_dir(self, scheme: str, split_seed: int, only_split: bool) -> SplitDir:
         """An experiment with one split keeps the plain layout; several get a folder each."""

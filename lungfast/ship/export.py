@@ -1,12 +1,17 @@
-"""Export the leaderboard's winner: the top backbone's best run on the honest scheme.
+"""Export the leaderboard's winner: the top entry's best run on the honest scheme, in the format asked.
 
-`pickle` copies the run's fastai learner (what `load_learner` reads); `safetensors` writes its weights
-only, plus a JSON description, for loading without pickle. Both get a `<out>.json` sidecar naming the
-run they came from, and lungfast records the pickle's sha256 so it will load it without `--trust`.
+`FORMATS` is the registry: `pickle` copies the run's fastai learner (what `load_learner` reads); `safetensors`
+writes its weights only, plus a JSON description, for loading without pickle; `timm` writes the Hugging Face /
+timm folder (`timm.create_model("local-dir:OUT", pretrained=True)`), `onnx` a model ONNX Runtime runs. Every
+export carries a model card generated from the records (a timm folder's README.md, else `MODEL_CARD.md` beside
+the file) and a description (`<out>.json`, the timm folder's `lungfast.json`) naming the run it came from, the
+experiment as it ran and the package versions it was trained with. lungfast records a pickle's sha256 so it
+loads it without `--trust`.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -14,22 +19,74 @@ from lungfast import files
 from lungfast.results import record
 from lungfast.results.layout import ExperimentDir
 from lungfast.results.summary import summarize
-from lungfast.ship import model_io, trust
+from lungfast.ship import card, model_io, trust
+from lungfast.train import backbones
+
+LOAD = {  # how the card tells a reader to load each format
+    "pickle": "```python\nfrom fastai.learner import load_learner  # a pickle runs code: load only what you trust\n"
+              "learn = load_learner(\"lung.pkl\")\nlearn.predict(\"tile.jpeg\")\n```\nor `lungfast predict lung.pkl TILES`.",
+    "safetensors": "`lungfast predict lung.safetensors TILES` (rebuilt from the registry; runs no pickle code).",
+    "timm": "```python\nimport timm, torch\nmodel = timm.create_model(\"local-dir:PATH\", pretrained=True).eval()  # or "
+            "\"hf-hub:ORG/NAME\"\ncfg = timm.data.resolve_data_config({}, model=model)\ntransform = "
+            "timm.data.create_transform(**cfg)\nprobs = model(transform(image)[None]).softmax(1)  # calibrated\n```\n"
+            "Publish the folder with `hf upload ORG/NAME PATH .` (huggingface_hub's command line).",
+    "onnx": "`lungfast predict lung.onnx TILES`, or ONNX Runtime directly: input `pixels` (N x 3 x H x W float in "
+            "[0, 1], RGB squished to the size in `lung.onnx.json`), output `probabilities` (calibrated).",
+}
 
 
-def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = False) -> Path:
-    """Write the summary's winner to `out`; return the run folder it came from."""
-    run = summarize(exp).winner
-    rec = record.read(run)
-    if fmt == "safetensors":
-        model_io.export_safetensors(model_io.load_pickle(run.learner, trusted), rec, run, out)
-        return run.path
+def _pickle(run, rec, out: Path, trusted: bool) -> dict:
     if not (trusted or trust.vouched(run.learner)):
         raise model_io.refusal(run.learner)
     with files.atomic_path(out) as tmp:
         shutil.copyfile(run.learner, tmp)
-    digest = trust.remember(out)
-    files.write_json(model_io.sidecar(out), {"format": "fastai-pickle", "backbone": rec.spec.backbone,
-                                              "source_run": str(run.path.resolve()), "sha256": digest,
-                                              "vocab": rec.vocab, "refer_below": rec.referral.get("threshold")})
+    return {"format": "fastai-pickle", "sha256": trust.remember(out)}
+
+
+def _safetensors(run, rec, out: Path, trusted: bool) -> dict:
+    return model_io.export_safetensors(model_io.load_pickle(run.learner, trusted), rec, run, out)
+
+
+def _onnx(run, rec, out: Path, trusted: bool) -> dict:
+    from lungfast.ship import onnx_model
+
+    onnx_model.export(model_io.load_pickle(run.learner, trusted), backbones.get(rec.spec.backbone).stats,
+                      rec.spec.img_size, out)
+    return {"format": "onnx", "img_size": rec.spec.img_size, "input": "pixels: N x 3 x H x W float in [0, 1]",
+            "output": "probabilities (calibrated)"}
+
+
+def _timm(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
+    from lungfast.ship import timm_export
+
+    timm_export.export(model_io.load_pickle(run.learner, trusted), rec, out, card_text)
+    return {"format": "timm"}
+
+
+FORMATS = {"pickle": _pickle, "safetensors": _safetensors, "timm": _timm, "onnx": _onnx}
+
+
+def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = False) -> Path:
+    """Write the summary's winner to `out` with its card and description; return the run folder it came from."""
+    s = summarize(exp)
+    run = s.winner
+    rec = record.read(run)
+    experiment = json.loads(exp.config_json.read_text()) if exp.config_json.is_file() else {}
+    random = None
+    if s.inflation is not None:
+        mine = s.inflation[(s.inflation.backbone == rec.spec.backbone) & (s.inflation.protocol == rec.spec.protocol)]
+        random = float(mine.random_test_accuracy.iloc[0]) if len(mine) else None
+    library = "timm" if fmt == "timm" else "fastai" if fmt == "pickle" else fmt
+    ways = "\n\n".join(f"**{f}** (`lungfast export --format {f}`): {LOAD[f]}" for f in [fmt, *(f for f in LOAD if f != fmt)])
+    text = card.build(rec, run, experiment, ways, library, random)
+    out = Path(out)
+    meta = FORMATS[fmt](run, rec, out, trusted, text) if fmt == "timm" else FORMATS[fmt](run, rec, out, trusted)
+    description = {**(meta or {}), "backbone": rec.spec.backbone, "protocol": rec.spec.protocol,
+                   "source_run": str(run.path.resolve()), "vocab": rec.vocab, "img_size": rec.spec.img_size,
+                   "refer_below": rec.referral.get("threshold"), "experiment": experiment, "versions": rec.versions}
+    if fmt == "timm":
+        files.write_json(out / "lungfast.json", description)
+    else:
+        files.write_json(model_io.sidecar(out), description)
+        files.write_text(out.with_name("MODEL_CARD.md"), text)
     return run.path

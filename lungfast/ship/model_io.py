@@ -28,8 +28,9 @@ def sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def export_safetensors(learn, rec, run: RunDir, out: Path) -> None:
-    """Weights as safetensors, plus `<out>.json`: backbone, vocab, img_size, stats, versions, examples."""
+def export_safetensors(learn, rec, run: RunDir, out: Path) -> dict:
+    """Weights as safetensors; returns what its description `<out>.json` needs to rebuild the model: backbone,
+    vocab, img_size, stats, versions."""
     from safetensors.torch import save_file
 
     b = backbones.get(rec.spec.backbone)
@@ -40,7 +41,7 @@ def export_safetensors(learn, rec, run: RunDir, out: Path) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
     with files.atomic_path(out) as tmp:
         save_file(state, str(tmp))
-    files.write_json(sidecar(out), meta)
+    return meta  # the export writes it as the file's description, beside the rest of the bundle
 
 
 def refusal(path: Path) -> LungfastError:

@@ -1,0 +1,122 @@
+"""The model card of an export, generated from the run's record and its experiment (never typed by hand).
+
+Every export carries one: a timm folder's `README.md` (what the Hugging Face hub shows), `MODEL_CARD.md` beside a
+pickle, a safetensors file or an ONNX file. Its YAML header (license, tags, datasets, metrics) is what
+`huggingface_hub.ModelCard` parses; the body says what the model is for, what it was trained and tested on,
+how well (with intervals), where it fails, how to load it each way, and what it was made with.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import pandas as pd
+
+from lungfast.data import split as splits
+from lungfast.results.layout import RunDir
+
+LIMITS = ("It is a research model, not a diagnostic device: it has not been validated for clinical use and must not "
+          "guide a diagnosis. LC25000 comes from one source (one institution's slides, one scanner, one staining "
+          "protocol), holds 250 original tiles per class (the rest are rotations and flips of them), and its tiles "
+          "were chosen as clear examples of each class; expect lower accuracy on other labs' slides (see the "
+          "external sets and the robustness table when present), on other magnifications, and on tissue that is "
+          "none of the classes.")
+
+
+PATHS = ("data_dir", "groups_csv", "results_dir")
+
+
+def shareable(experiment: dict) -> dict:
+    """The experiment with its paths cut to their last part: a published card names folders, not the author's disk."""
+    cut = lambda v: Path(v).name if isinstance(v, str) and v else v  # noqa: E731
+    out = {k: cut(v) if k in PATHS else v for k, v in experiment.items()}
+    out["weights"] = {k: cut(v) for k, v in experiment.get("weights", {}).items()}
+    out["external"] = [{k: cut(v) if k in PATHS else v for k, v in e.items()} for e in experiment.get("external", [])]
+    return out
+
+
+def _fmt(v, digits: int = 4) -> str:
+    return "–" if v is None or v != v else f"{v:.{digits}f}"
+
+
+def _interval(ci) -> str:
+    return f"{ci[0]:.4f}–{ci[1]:.4f}" if ci and ci[0] == ci[0] else "–"
+
+
+def parts_table(run: RunDir) -> pd.DataFrame:
+    """Tiles and tile groups per class and part of the run's split."""
+    summary = splits.summary(splits.read_csv(run.split_dir.split_csv))
+    wide = summary.pivot_table(index="label", columns="part", values=["images", "groups"], aggfunc="sum")
+    wide.columns = [f"{part} {what}" for what, part in wide.columns]
+    return wide[[f"{p} {w}" for p in splits.PARTS for w in ("images", "groups")]].reset_index()
+
+
+def header(rec, library: str, license: str, metrics: dict) -> str:
+    tags = ["image-classification", "histopathology", "lung", "lc25000", "lungfast", library]
+    lines = ["---", f"license: {license}", f"library_name: {library}", "pipeline_tag: image-classification",
+             "tags:", *[f"- {t}" for t in dict.fromkeys(tags)], "datasets:", "- LC25000", "metrics:",
+             *[f"- {m}" for m in metrics], "---"]
+    return "\n".join(lines) + "\n"
+
+
+def build(rec, run: RunDir, experiment: dict, how_to_load: str, library: str, random_split: float | None = None,
+          license: str = "other", chosen_by: str = "") -> str:
+    """The card's markdown: YAML header, then the sections a reader of a medical model looks for."""
+    spec, cal, ref = rec.spec, rec.calibration, rec.referral
+    metrics = {"accuracy": rec.test_accuracy, "balanced_accuracy": rec.balanced_accuracy, "ece": rec.ece_calibrated}
+    parts = parts_table(run)
+    groups_line = (f"tile groups from {rec.groups_csv}" if rec.groups_csv else "no tile groups (each image its own)")
+    out = [header(rec, library, license, metrics),
+           f"# {spec.entry}: lung histopathology tile classifier ({', '.join(rec.vocab)})\n",
+           "Made by lungfast from its run records; every figure below is read from them.\n",
+           "## Intended use\n",
+           f"Research on H&E lung tissue tiles: classify a tile as one of {', '.join(rec.vocab)}, or refer it to a "
+           f"pathologist when the model is unsure. {LIMITS.split(': it')[0]}.\n",
+           "## Model\n",
+           f"- backbone: `{spec.backbone}` ({rec.source} `{rec.arch}`), {rec.params / 1e6:.2f} M parameters, "
+           f"{'pretrained weights' if spec.pretrained else 'trained from random initialisation'}",
+           f"- protocol: `{spec.protocol}` ({rec.schedule}); input: RGB squished to {spec.img_size} x {spec.img_size} "
+           f"px, scaled to [0, 1], normalised with the backbone's mean and std",
+           f"- output: calibrated class probabilities (temperature {cal.get('temperature', float('nan')):.4f} folded "
+           f"into the last layer)" + (f"\n- chosen: {chosen_by}" if chosen_by else ""), "",
+           "## Training data\n",
+           f"LC25000 lung tiles (Borkowski et al., arXiv:1912.12142), folder `{Path(experiment.get('data_dir', '?')).name}`: "
+           f"classes "
+           f"{', '.join(rec.vocab)}; `{spec.scheme}` scheme, split seed {spec.split_seed}, {groups_line}; "
+           f"{rec.n_train} train, {rec.n_valid} valid, {rec.n_test} test images ({rec.skipped_images} unreadable "
+           f"skipped). Tiles (images) and tile groups per class and part:\n",
+           parts.to_markdown(index=False) + "\n",
+           "## Test results\n",
+           f"On the test part (tile groups never seen in training), 95% intervals from a bootstrap over test tile "
+           f"groups:\n",
+           pd.DataFrame([{"figure": k, "value": _fmt(getattr(rec, k, None)), "95% interval": _interval(rec.test_ci95.get(k))}
+                         for k in ("test_accuracy", "balanced_accuracy", "cancer_sensitivity", "benign_specificity",
+                                   "ece_calibrated")]).to_markdown(index=False, disable_numparse=True) + "\n"]
+    if random_split is not None:
+        out.append(f"The same settings on a random split (copies of one tile in train and test, as most published "
+                   f"LC25000 results) scored {random_split:.4f}: the difference is what the random split inflates.\n")
+    if rec.external:
+        out += ["## External sets\n", pd.DataFrame([
+            {"set": name, "images": f["n"], "groups": f["n_groups"], "accuracy": _fmt(f["accuracy"]),
+             "95% interval": _interval(f["ci95"]["accuracy"]), "balanced accuracy": _fmt(f["balanced_accuracy"]),
+             "ECE": _fmt(f["ece_calibrated"]), "kept by referral": _fmt(f["referral"]["kept"], 3)}
+            for name, f in rec.external.items()]).to_markdown(index=False, disable_numparse=True) + "\n"]
+    out += ["## Calibration and referral\n",
+            f"Temperature scaling fitted on the valid part: test ECE {_fmt(cal.get('before', {}).get('ece'))} before, "
+            f"{_fmt(cal.get('after', {}).get('ece'))} after. Referral: below a calibrated confidence of "
+            f"{_fmt(ref.get('threshold'))} (the lowest at which the valid part was >= 99% accurate) a tile should go to a "
+            f"pathologist; on the test part that keeps {_fmt(ref.get('test_coverage'), 3)} of tiles, "
+            f"{_fmt(ref.get('test_accuracy_kept'))} of them right.\n"]
+    if rec.robustness.get("middle"):
+        out += ["## Robustness\n", f"Test accuracy on {rec.robustness.get('n')} test tiles under input shifts at the "
+                f"middle severity (clean: {_fmt(rec.robustness.get('clean_accuracy'))}):\n",
+                pd.DataFrame([{"shift": k, "accuracy": _fmt(v)} for k, v in rec.robustness["middle"].items()])
+                .to_markdown(index=False, disable_numparse=True) + "\n"]
+    out += ["## Limitations\n", LIMITS + "\n", "## How to load it\n", how_to_load + "\n",
+            "## Reproduce\n", "The experiment as it ran (rerun it with `lungfast run`):\n",
+            "```json\n" + json.dumps(shareable(experiment), indent=1, sort_keys=True) + "\n```\n",
+            "Made with " + ", ".join(f"{k} {v}" for k, v in {**rec.versions, "python": platform.python_version()}.items())
+            + f"; device {rec.device.get('device', '?')} ({rec.device.get('precision', 'fp32')}).\n"]
+    return "\n".join(out)

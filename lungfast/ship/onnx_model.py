@@ -1,0 +1,92 @@
+"""`lungfast export --format onnx` and `lungfast predict model.onnx FILES`: the model with its normalisation inside
+(float pixels in [0, 1], N x 3 x H x W, any batch size) and calibrated probabilities out, run by ONNX Runtime.
+
+Pixels for it come from the learner's own decode (`data.store.decode`: `to_rgb` + fastai's squish Resize), so
+ONNX Runtime sees what the pickle sees; the description `<model>.onnx.json` holds classes, size and referral.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lungfast import files
+from lungfast.errors import LungfastError
+
+
+class Normalised(torch.nn.Module):
+    """pixels in [0, 1] -> normalise -> model -> softmax: everything a caller would otherwise have to know."""
+
+    def __init__(self, model: torch.nn.Module, stats):
+        super().__init__()
+        self.model = model
+        self.register_buffer("mean", torch.tensor(stats[0], dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(stats[1], dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, pixels):
+        return self.model((pixels - self.mean) / self.std).float().softmax(1)
+
+
+def export(learn, stats, img_size: int, out: Path) -> None:
+    import contextlib
+    import io
+    import logging
+
+    wrapped = Normalised(learn.model.float().eval(), stats).eval()
+    example = torch.rand(2, 3, img_size, img_size)
+    with files.atomic_path(out) as tmp, contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates on stdout
+        for name in ("torch.onnx", "onnxscript", "onnx_ir"):  # progress notes, not problems
+            logging.getLogger(name).setLevel(logging.ERROR)
+        torch.onnx.export(wrapped, (example,), str(tmp), input_names=["pixels"], output_names=["probabilities"],
+                          dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
+
+
+def describe(path: Path) -> dict:
+    meta = Path(str(path) + ".json")
+    try:
+        return json.loads(meta.read_text())
+    except (OSError, ValueError) as e:
+        raise LungfastError(f"{path}: its description {meta.name} is missing or damaged ({type(e).__name__}); export "
+                            f"again with lungfast export DIR --format onnx") from None
+
+
+def session(path: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def pixels(paths: list[Path], size: int) -> np.ndarray:
+    """N x 3 x size x size float32 in [0, 1], decoded as the learner decodes."""
+    from lungfast.data.store import decode
+
+    return np.stack([decode(str(p), size) for p in paths]).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+
+
+def predict(path: Path, paths: list[Path], batch_size: int = 64) -> pd.DataFrame:
+    """The columns of `ship.predict.predict`: path, predicted, one per class, refer (when known), error."""
+    from lungfast.data.images import unreadable_reason
+
+    meta, run = describe(path), session(path)
+    vocab, size = meta["vocab"], int(meta["img_size"])
+    errors = {p: ("file not found" if not p.exists() else unreadable_reason(p)) for p in paths}
+    good = [p for p in paths if errors[p] is None]
+    rows = pd.DataFrame({"path": [str(p) for p in paths], "predicted": "", **{c: float("nan") for c in vocab},
+                         "error": [errors[p] or "" for p in paths]})
+    if good:
+        probs = np.concatenate([run.run(None, {"pixels": pixels(good[i:i + batch_size], size)})[0]
+                                for i in range(0, len(good), batch_size)])
+        ok = rows.error == ""
+        rows.loc[ok, vocab] = probs
+        rows.loc[ok, "predicted"] = [vocab[i] for i in probs.argmax(1)]
+    t = meta.get("refer_below", "unknown")
+    if t != "unknown":
+        below = float("inf") if t is None else float(t)
+        rows.insert(len(rows.columns) - 1, "refer", rows[vocab].max(axis=1).lt(below) & (rows.error == ""))
+    return rows
