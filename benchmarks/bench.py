@@ -185,6 +185,10 @@ def main():
         say("predict_over_forward", rates["predict_img_per_s"] / rates["forward_img_per_s"])
         say("predict_over_learn_predict", rates["predict_img_per_s"] / rates["learn_predict_img_per_s"],
             "over a loop of fastai's learn.predict on the same files (fastai#2614)")
+        say("onnx_predict_img_per_s", rates["onnx_predict_img_per_s"], "lungfast predict lung.onnx: ONNX Runtime "
+            "(CPU provider, fp32) on the same model and files")
+        say("onnx_over_torch_predict", rates["onnx_predict_img_per_s"] / rates["predict_img_per_s"],
+            "above 1: predict through ONNX Runtime is faster here")
     cpu = device.plan_for(device.describe(cpu=True))
     say("cpu_plan", cpu.precision, cpu.why)
     for name in SPEEDUP_BACKBONES:

@@ -4,6 +4,7 @@ forward and over a loop of fastai's `learn.predict` on the same files (fastai#26
 
 from __future__ import annotations
 
+import json
 import time
 
 import torch
@@ -89,4 +90,11 @@ def predict_rates(paths: list[str], size: int, repeats: int) -> dict:
                     plain.predict(p)
 
         one = _rate(one_by_one, len(few), 1)
-    return {"predict_img_per_s": ours, "forward_img_per_s": forward, "learn_predict_img_per_s": one}
+        from lungfast.ship import onnx_model  # the same model through ONNX Runtime, files decoded the same way
+
+        onnx_file = Path(tmp, "m.onnx")
+        onnx_model.export(load(pkl, precision="fp32"), b.stats, size, onnx_file)
+        Path(tmp, "m.onnx.json").write_text(json.dumps({"vocab": list(dls.vocab), "img_size": size}))
+        onnx = _rate(lambda: onnx_model.predict(onnx_file, [Path(p) for p in paths]), len(paths), repeats)
+    return {"predict_img_per_s": ours, "forward_img_per_s": forward, "learn_predict_img_per_s": one,
+            "onnx_predict_img_per_s": onnx}
