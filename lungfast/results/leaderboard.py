@@ -13,7 +13,7 @@ from lungfast.results import ladder, readme, stats
 from lungfast.results.evaluate import clinical_pair
 from lungfast.results.summary import EXTERNAL, Summary
 
-SHOWN = ["ci_kind", "n", "valid_accuracy", "macro_f1", "cancer_sensitivity", "benign_specificity", "ece",
+SHOWN = ["ci_kind", "vs_best", "n", "valid_accuracy", "macro_f1", "cancer_sensitivity", "benign_specificity", "ece",
          "ece_calibrated", "coverage_at_99", "shifted_accuracy", "worst_shift", "test_loss", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained", "scheme",
          "img_size"]
 
@@ -24,6 +24,8 @@ def _fmt(table: pd.DataFrame, digits: int = 4) -> pd.DataFrame:
                               for m, s in zip(table.test_accuracy, table.test_accuracy_std)]
     shown["95% CI"] = [f"{lo:.{digits}f}–{hi:.{digits}f}" if lo == lo else "n=1"
                        for lo, hi in zip(table.ci95_low, table.ci95_high)]
+    shown["one model 95%"] = [f"{lo:.{digits}f}–{hi:.{digits}f}" if lo == lo else "–"
+                              for lo, hi in zip(table.pi95_low, table.pi95_high)]
     for c in [*SHOWN, *external_columns(table)]:
         shown[c] = table[c]
     shown["worst_shift"] = [f"{name} {acc:.{digits}f}" if name else "–" for name, acc in
@@ -47,6 +49,23 @@ def notes(s: Summary) -> list[str]:
     return out
 
 
+def pairs_text(s: Summary) -> str:
+    """Every pair of entries, Holm-adjusted, and the Friedman test over splits (or why there is none)."""
+    from lungfast.results import pairs
+
+    if s.pairs is None:
+        return ""
+    text = ("\nAll pairs, paired permutation test on the same test tiles (pooled over splits), p Holm-adjusted over "
+            f"{len(s.pairs)} pair(s):\n\n" + s.pairs.to_markdown(index=False, floatfmt=".4f") + "\n")
+    if s.friedman:
+        f = s.friedman
+        text += (f"\nFriedman test over {f['n_splits']} splits: chi2 = {f['statistic']:.3f}, p = {f['p_value']:.4g}; "
+                 f"Nemenyi critical difference {f['critical_difference']:.3f} in mean rank (report: diagram).\n")
+    else:
+        text += "\n" + pairs.why_no_friedman(s.ranked_runs, s.entries) + "\n"
+    return text
+
+
 def ladder_text(s: Summary, floatfmt: str = ".3f") -> str:
     """The ladder table (random split -> grouped split -> external sets), or "" without external sets."""
     if s.ladder is None:
@@ -61,8 +80,8 @@ def _ran(shown: pd.DataFrame) -> pd.DataFrame:
     return shown.drop(columns=empty)
 
 
-TERMINAL = ["rank", "backbone", "protocol", "test_accuracy", "95% CI", "n", "ece_calibrated", "coverage_at_99",
-            "shifted_accuracy", "cancer_sensitivity"]
+TERMINAL = ["rank", "backbone", "protocol", "test_accuracy", "95% CI", "vs_best", "n", "ece_calibrated",
+            "coverage_at_99", "shifted_accuracy", "cancer_sensitivity"]
 GIVE_UP = ["n", "cancer_sensitivity", "coverage_at_99", "ece_calibrated", "shifted_accuracy", "protocol", "95% CI"]
 SHORT = {"test_accuracy": "test acc", "ece_calibrated": "ece cal", "coverage_at_99": "cov@99",
          "shifted_accuracy": "shifted", "cancer_sensitivity": "cancer sens"}  # the files keep the full names
@@ -111,6 +130,11 @@ def to_markdown(s: Summary) -> str:
              f"the lowest of them. external:NAME: mean accuracy on that external set (another source), scored by "
              f"the calibrated model each run ships.\n")
     text += "".join(f"\n{n}\n" for n in notes(s))
+    text += ("\nvs_best: against #1, Holm-adjusted paired test (tied: no evidence #1 is better at 0.05). one model 95%: "
+             "where a single model of the entry is expected to score on new tile groups (a prediction interval over "
+             "splits, or with one split the group bootstrap of the run that ships), wider than the interval of the "
+             "mean.\n")
+    text += pairs_text(s)
     text += ladder_text(s, ".4f")
     for name in dict.fromkeys(t for p in s.runs.protocol.unique() for t in protocols.get(p).tables):
         title, make = TABLES[name]

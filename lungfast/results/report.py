@@ -11,7 +11,7 @@ import pandas as pd
 
 from lungfast import files
 from lungfast.data import split
-from lungfast.results import charts, ladder, stats
+from lungfast.results import charts, ladder, pairs, stats
 from lungfast.results.layout import FIGURES, NEWER_FIGURES, ExperimentDir
 from lungfast.results.summary import Summary
 
@@ -20,7 +20,8 @@ margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{bac
 .figs{display:flex;flex-wrap:wrap;gap:1em}.figs figure{margin:0}.figs img{max-width:420px;border:1px solid #ddd}
 .side{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}details{margin:1em 0}
 details table{font-size:90%}summary{cursor:pointer}"""
-KEY_COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "ci95_low", "ci95_high", "n", "ece_calibrated",
+KEY_COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "ci95_low", "ci95_high", "vs_best", "pi95_low",
+               "pi95_high", "n", "ece_calibrated",
                "coverage_at_99", "shifted_accuracy", "worst_shift"]  # the rest sit behind a toggle
 
 
@@ -80,6 +81,13 @@ def build(s: Summary) -> str:
              "<details><summary>All columns</summary>", _table(table, "leaderboard-all"), "</details>"]
     if s.comparison:
         parts.append(f"<p id='comparison'>{html.escape(stats.describe(s.comparison))}</p>")
+    if s.pairs is not None:
+        parts += ["<h2>All pairs (paired test, Holm-adjusted)</h2>", _table(s.pairs, "pairs")]
+        if s.friedman:
+            parts.append(_fig(pairs.cd_diagram(s.friedman, exp.name), "Critical-difference diagram (Nemenyi, 0.05)",
+                              "cd-diagram"))
+        else:
+            parts.append(f"<p id='no-friedman'>{html.escape(pairs.why_no_friedman(s.ranked_runs, s.entries))}</p>")
     shifts = charts.per_shift(s)
     if shifts:
         parts += ["<h2>Robustness: accuracy under each input shift</h2><div class='figs' id='shifts'>",

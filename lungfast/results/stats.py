@@ -26,6 +26,11 @@ def t_interval(values: pd.Series, level: float = 0.95) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def t_quantile(n: int, level: float = 0.95) -> float:
+    """The two-sided t quantile for n values (n - 1 degrees of freedom)."""
+    return float(stats.t.ppf(0.5 + level / 2, n - 1)) if n > 1 else math.nan
+
+
 def per_image_correct(runs: pd.DataFrame) -> pd.Series:
     """Share of a backbone's runs that got each (split_seed, test image) right, averaged over seeds."""
     frames = []

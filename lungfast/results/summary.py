@@ -16,11 +16,12 @@ import pandas as pd
 
 from lungfast.errors import LungfastError
 from lungfast.results import ladder as ladders
-from lungfast.results import record, stats
+from lungfast.results import pairs, record, stats
 from lungfast.results.layout import ExperimentDir, RunDir
 from lungfast.runspec import entry_of
 
-COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "test_accuracy_std", "ci95_low", "ci95_high", "ci_kind", "n",
+COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "test_accuracy_std", "ci95_low", "ci95_high", "ci_kind",
+           "vs_best", "pi95_low", "pi95_high", "pi_kind", "n",
            "n_seeds",
            "n_splits", "valid_accuracy", "test_loss", "macro_f1", "balanced_accuracy", "roc_auc_ovr",
            "cancer_sensitivity", "benign_specificity", "ece", "ece_calibrated", "coverage_at_99", "shifted_accuracy",
@@ -40,16 +41,18 @@ class Summary:
     inflation: pd.DataFrame | None  # grouped vs random test accuracy per backbone, when both ran
     comparison: dict | None  # stats.paired_comparison of #1 and #2, when there are two
     ladder: pd.DataFrame | None = None  # results.ladder: random -> grouped -> external sets, when any were scored
+    pairs: pd.DataFrame | None = None  # results.pairs.all_pairs: every two entries, Holm-adjusted
+    friedman: dict | None = None  # results.pairs.friedman over splits, when there are enough of them
 
     @property
     def ranked_runs(self) -> pd.DataFrame:
         return self.runs[self.runs.scheme == self.scheme]
 
     def best_run(self, entry: str) -> RunDir:
-        """The entry's (backbone, or backbone/protocol) run with the best test accuracy, then lowest test loss,
-        on the ranked scheme."""
+        """The run of an entry that ships, chosen without looking at the test part (SHIPPED_RULE)."""
         mine = self.ranked_runs[self.ranked_runs.entry == entry]
-        return RunDir(mine.sort_values(["test_accuracy", "test_loss"], ascending=[False, True]).run_dir.iloc[0])
+        order = mine.sort_values(["valid_accuracy", "valid_loss", "split_seed", "seed"], ascending=[False, True, True, True])
+        return RunDir(order.run_dir.iloc[0])
 
     @property
     def entries(self) -> list[str]:
@@ -98,19 +101,37 @@ def interval(g: pd.DataFrame) -> tuple[float, float, str]:
     return acc.mean() - half, acc.mean() + half, "seeds + test tiles" if len(g) > 1 else "test tiles (group bootstrap)"
 
 
+def single_model_interval(g: pd.DataFrame) -> tuple[float, float, str]:
+    """95% interval for ONE model on new tile groups (what the shipped model will score), not for the mean: over
+    several splits a t prediction interval, mean ± t(n-1) s sqrt(1 + 1/n) (each split's test part is new groups);
+    on one split, the shipped run's own group bootstrap."""
+    acc = g.test_accuracy.astype(float)
+    if g.split_seed.nunique() > 1:
+        half = stats.t_quantile(len(acc)) * acc.std(ddof=1) * math.sqrt(1 + 1 / len(acc))
+        return acc.mean() - half, acc.mean() + half, "prediction (splits)"
+    valid_first = g.sort_values(["valid_accuracy", "valid_loss"], ascending=[False, True])
+    ci = valid_first.test_ci95.iloc[0] if "test_ci95" in g else None
+    low, high = (ci or {}).get("test_accuracy", (math.nan, math.nan))
+    return low, high, "shipped run (group bootstrap)"
+
+
 def _row(g: pd.DataFrame) -> dict:
     acc = g.test_accuracy.astype(float)
     low, high, kind = interval(g)
+    pi_low, pi_high, pi_kind = single_model_interval(g)
     low, high = (min(max(v, 0.0), 1.0) for v in (low, high))  # an accuracy lies in [0, 1]
     return {"backbone": g.backbone.iloc[0], "protocol": g.protocol.iloc[0], "test_accuracy": acc.mean(),
             "test_accuracy_std": acc.std(ddof=1) if len(g) > 1 else math.nan, "ci95_low": low, "ci95_high": high,
-            "ci_kind": kind, "n": len(g), "n_seeds": g.seed.nunique(),
+            "ci_kind": kind, "pi95_low": max(pi_low, 0.0), "pi95_high": min(pi_high, 1.0), "pi_kind": pi_kind,
+            "n": len(g), "n_seeds": g.seed.nunique(),
             "n_splits": g.split_seed.nunique(), **{c: pd.to_numeric(g[c]).mean() for c in MEANS},
             **dict(zip(("worst_shift", "worst_shift_accuracy"), worst_shift(g))),
             "pretrained": bool(g.pretrained.iloc[0]), "augment": g.augment.iloc[0], "scheme": g.scheme.iloc[0],
             "img_size": int(g.img_size.iloc[0]), "entry": g.entry.iloc[0]}
 
 
+SHIPPED_RULE = ("the entry's run with the highest valid accuracy (then lowest valid loss, then lowest split seed and "
+                "training seed): chosen on the valid part only, never on the test part")
 EXTERNAL = "external:"  # leaderboard columns "external:<name>": mean accuracy on that external set
 
 
@@ -124,7 +145,7 @@ def leaderboard(ranked: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame([{**_row(g), **_external_columns(g, names)} for _, g in ranked.groupby("entry")])
     table = table.sort_values(["test_accuracy", "test_loss"], ascending=[False, True]).reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
-    return table[COLUMNS + [f"{EXTERNAL}{n}" for n in names]]
+    return table[[c for c in COLUMNS if c in table] + [f"{EXTERNAL}{n}" for n in names]]  # vs_best: summarize
 
 
 def inflation(runs: pd.DataFrame) -> pd.DataFrame | None:
@@ -146,4 +167,7 @@ def summarize(exp: ExperimentDir) -> Summary:
     table = leaderboard(ranked)
     first, second = (table.entry.tolist() + [None, None])[:2]
     comparison = stats.paired_comparison(first, second, ranked, key="entry") if second else None
-    return Summary(exp, runs, scheme, table, inflation(runs), comparison, ladders.ladder(runs, scheme, interval))
+    every = pairs.all_pairs(ranked, table.entry.tolist())
+    table.insert(COLUMNS.index("vs_best"), "vs_best", pairs.versus_best(every, table.entry.tolist()))
+    return Summary(exp, runs, scheme, table, inflation(runs), comparison, ladders.ladder(runs, scheme, interval),
+                   every, pairs.friedman(ranked, table.entry.tolist()))

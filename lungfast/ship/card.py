@@ -62,7 +62,7 @@ def header(rec, library: str, license: str, metrics: dict) -> str:
 
 
 def build(rec, run: RunDir, experiment: dict, how_to_load: str, library: str, random_split: float | None = None,
-          license: str = "other", chosen_by: str = "") -> str:
+          license: str = "other", chosen_by: str = "", entry_row: dict | None = None) -> str:
     """The card's markdown: YAML header, then the sections a reader of a medical model looks for."""
     spec, cal, ref = rec.spec, rec.calibration, rec.referral
     metrics = {"accuracy": rec.test_accuracy, "balanced_accuracy": rec.balanced_accuracy, "ece": rec.ece_calibrated}
@@ -89,11 +89,17 @@ def build(rec, run: RunDir, experiment: dict, how_to_load: str, library: str, ra
            f"skipped). Tiles (images) and tile groups per class and part:\n",
            parts.to_markdown(index=False) + "\n",
            "## Test results\n",
-           f"On the test part (tile groups never seen in training), 95% intervals from a bootstrap over test tile "
+           "On the test part (tile groups never seen in training), 95% intervals from a bootstrap over test tile "
            f"groups:\n",
            pd.DataFrame([{"figure": k, "value": _fmt(getattr(rec, k, None)), "95% interval": _interval(rec.test_ci95.get(k))}
                          for k in ("test_accuracy", "balanced_accuracy", "cancer_sensitivity", "benign_specificity",
                                    "ece_calibrated")]).to_markdown(index=False, disable_numparse=True) + "\n"]
+    if entry_row:
+        r = entry_row
+        out.append(f"Over the entry's {r['n']} run(s) ({spec.entry} on the {spec.scheme} scheme): mean test accuracy "
+                   f"{r['test_accuracy']:.4f}, 95% interval of the mean {_interval((r['ci95_low'], r['ci95_high']))} "
+                   f"({r['ci_kind']}); for one model on new tile groups, as this one: "
+                   f"{_interval((r['pi95_low'], r['pi95_high']))} ({r['pi_kind']}).\n")
     if random_split is not None:
         out.append(f"The same settings on a random split (copies of one tile in train and test, as most published "
                    f"LC25000 results) scored {random_split:.4f}: the difference is what the random split inflates.\n")

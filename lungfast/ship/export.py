@@ -1,4 +1,5 @@
-"""Export the leaderboard's winner: the top entry's best run on the honest scheme, in the format asked.
+"""Export the leaderboard's winner: the top entry's run on the honest scheme chosen on the valid part
+(`summary.SHIPPED_RULE`, never the test part), in the format asked.
 
 `FORMATS` is the registry: `pickle` copies the run's fastai learner (what `load_learner` reads); `safetensors`
 writes its weights only, plus a JSON description, for loading without pickle; `timm` writes the Hugging Face /
@@ -18,7 +19,7 @@ from pathlib import Path
 from lungfast import files
 from lungfast.results import record
 from lungfast.results.layout import ExperimentDir
-from lungfast.results.summary import summarize
+from lungfast.results.summary import SHIPPED_RULE, summarize
 from lungfast.ship import card, model_io, trust
 from lungfast.train import backbones
 
@@ -78,12 +79,16 @@ def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = F
         random = float(mine.random_test_accuracy.iloc[0]) if len(mine) else None
     library = "timm" if fmt == "timm" else "fastai" if fmt == "pickle" else fmt
     ways = "\n\n".join(f"**{f}** (`lungfast export --format {f}`): {LOAD[f]}" for f in [fmt, *(f for f in LOAD if f != fmt)])
-    text = card.build(rec, run, experiment, ways, library, random)
+    row = s.table[s.table.entry == rec.spec.entry].iloc[0].to_dict()
+    text = card.build(rec, run, experiment, ways, library, random, chosen_by=SHIPPED_RULE, entry_row=row)
     out = Path(out)
     meta = FORMATS[fmt](run, rec, out, trusted, text) if fmt == "timm" else FORMATS[fmt](run, rec, out, trusted)
     description = {**(meta or {}), "backbone": rec.spec.backbone, "protocol": rec.spec.protocol,
                    "source_run": str(run.path.resolve()), "vocab": rec.vocab, "img_size": rec.spec.img_size,
-                   "refer_below": rec.referral.get("threshold"), "experiment": experiment, "versions": rec.versions}
+                   "refer_below": rec.referral.get("threshold"), "chosen_by": SHIPPED_RULE,
+                   "test_accuracy": rec.test_accuracy, "test_ci95": rec.test_ci95.get("test_accuracy"),
+                   "entry_mean_ci95": [row["ci95_low"], row["ci95_high"]], "one_model_95": [row["pi95_low"], row["pi95_high"]],
+                   "one_model_kind": row["pi_kind"], "experiment": experiment, "versions": rec.versions}
     if fmt == "timm":
         files.write_json(out / "lungfast.json", description)
     else:
