@@ -20,7 +20,8 @@ def cmd_backbones(args):
 
     print(f"{'name':24} {'source':12} {'weights':9} {'schedule':14} {'params_m':>8}  note")
     for b in backbones.REGISTRY.values():
-        note = "  ".join(n for n in ("test only" if b.test_only else "", b.note, b.hub or "") if n)
+        note = "  ".join(n for n in ("test only" if b.test_only else "", b.note, b.hub or "",
+                                     f"license {b.license}" if b.license else "") if n)
         print(f"{b.name:24} {b.source:12} {backbones.weights_kind(b):9} {schedule_for(b.has_weights):14} "
               f"{learner.param_count(b) / 1e6:8.2f}  {note}".rstrip())
 

@@ -55,6 +55,7 @@ class ExperimentConfig:
     protocols: list[str] = field(default_factory=lambda: ["fine_tune"])  # `lungfast.protocols`: fine_tune, linear, knn, fewshot
     max_per_class: int | None = None  # subsample each class to this many images, spread over groups
     augment: list[str] = field(default_factory=list)  # ["stain"]: H&E stain augmentation of training batches
+    train_fractions: list[float] = field(default_factory=lambda: [1.0])  # labelled share of non-test tile groups per run
     robustness_n: int = 300  # test tiles re-scored under each input shift (one fixed draw, by class); 0: no sweep
     results_dir: str = "results"  # where experiment folders are written
     external: list[dict] = field(default_factory=list)  # [[external]] labelled sets from elsewhere (cohorts.py)
@@ -128,6 +129,10 @@ def _validate(exp: ExperimentConfig, where) -> None:
         bad("augment", f"augment must be distinct names from {', '.join(AUGMENTS)}, got {exp.augment}")
     if exp.precision not in PRECISIONS:
         bad("precision", f"precision must be one of {', '.join(PRECISIONS)}, got {exp.precision!r}")
+    fr = exp.train_fractions
+    if not fr or any(not (0 < f <= 1) for f in fr) or len(set(fr)) != len(fr):
+        bad("train_fractions", f"train_fractions must be distinct fractions in (0, 1], e.g. [0.05, 0.2, 1.0], got {fr}")
+    exp.train_fractions = sorted(float(f) for f in fr)
     if exp.robustness_n < 0:
         bad("robustness_n", f"robustness_n must be 0 (no sweep) or a number of test tiles, got {exp.robustness_n}")
     known = protocol_registry.names()

@@ -110,7 +110,7 @@ def make_or_reuse_split(cfg: ExperimentConfig, data: DataSet, scheme: str, split
 
 
 def spec_for(cfg: ExperimentConfig, backbone: str, protocol: str, seed: int, scheme: str, split_seed: int,
-             n_images: int) -> RunSpec:
+             n_images: int, fraction: float = 1.0) -> RunSpec:
     """The one place a run's identity is assembled."""
     from lungfast.train.learner import resolve_weights
 
@@ -120,7 +120,7 @@ def spec_for(cfg: ExperimentConfig, backbone: str, protocol: str, seed: int, sch
                    pretrained=pretrained, weights_file=weights_file, n_images=n_images, protocol=protocol,
                    # frozen bodies see no training augmentation
                    augment=() if protocols.get(protocol).frozen else tuple(cfg.augment), robustness_n=cfg.robustness_n,
-                   precision=cfg.precision, benign=tuple(cfg.benign_classes))
+                   precision=cfg.precision, benign=tuple(cfg.benign_classes), train_fraction=fraction)
 
 
 def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:
@@ -139,16 +139,17 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
     if main:
         files.write_json(exp.config_json, dataclasses.asdict(cfg))
     splits = [(scheme, s) for scheme in cfg.schemes for s in cfg.split_seed_list]
-    jobs = [(k, b, p, seed) for k in range(len(splits)) for b in cfg.backbones for p in cfg.protocols
-            for seed in cfg.seeds]
+    jobs = [(k, b, p, seed, f) for k in range(len(splits)) for f in cfg.train_fractions[::-1] for b in cfg.backbones
+            for p in cfg.protocols for seed in cfg.seeds]
     i, n = shard
     mine = jobs[i - 1::n]
     for k, (scheme, split_seed) in enumerate(splits):
-        picked = [(b, p, seed) for kk, b, p, seed in mine if kk == k]
+        picked = [(b, p, seed, f) for kk, b, p, seed, f in mine if kk == k]
         if picked:
             where = exp.split_dir(scheme, split_seed, cfg.single_split)
             one = distributed.once(make_or_reuse_split, cfg, data, scheme, split_seed, where, force)
-            specs = [spec_for(cfg, b, p, seed, scheme, split_seed, len(one.frame)) for b, p, seed in picked]
+            specs = [spec_for(cfg, b, p, seed, scheme, split_seed, len(labelled(one, f, split_seed, cfg).frame), f)
+                     for b, p, seed, f in picked]
             run_split(specs, one, where, force, tracker)
     if not main:
         return ""
@@ -161,6 +162,18 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
     return text
 
 
+def labelled(one: split.Split, fraction: float, split_seed: int, cfg: ExperimentConfig) -> split.Split:
+    """The split a run at `fraction` of the labels trains on (`Split.labelled_fraction`), with enough to train."""
+    mine = one.labelled_fraction(fraction, split_seed)
+    if fraction < 1:
+        n = int((mine.frame.part == "train").sum())
+        if n < cfg.batch_size:
+            raise LungfastError(f"train_fractions {fraction:g}: the train part then holds {n} images, fewer than "
+                                f"batch_size {cfg.batch_size}, so no step would train; raise the fraction or set "
+                                f"batch_size to at most {n}")
+    return mine
+
+
 def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bool, tracker=None) -> None:
     """Train the runs of one split that have no complete record (all of them with force)."""
     from lungfast.data import store as tile_store
@@ -168,7 +181,7 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
 
     todo = []
     for spec in specs:
-        done = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment)
+        done = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment, spec.train_fraction)
         if record.is_complete(done) and not force:
             log.info("%s: complete record found, skipped (--force reruns)", spec.label)
             unscored = [e.name for e in one.external if e.name not in record.read(done).external]
@@ -180,11 +193,12 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
     if todo:  # every protocol reads the split's uint8 tile store: built once, by one process, before any run
         distributed.once(tile_store.ensure, one.frame, todo[0].img_size)
     for spec in todo:
-        final, protocol = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment), protocols.get(spec.protocol)
+        final = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment, spec.train_fraction)
+        protocol, mine = protocols.get(spec.protocol), one.labelled_fraction(spec.train_fraction, spec.split_seed)
         if not distributed.is_main():  # other ranks train alongside rank 0 and write nothing that lasts
             if not protocol.frozen:  # frozen-embedding protocols run on rank 0 alone
                 with tempfile.TemporaryDirectory() as scratch:
-                    protocol.load("trainer")(spec, one, RunDir(scratch))
+                    protocol.load("trainer")(spec, mine, RunDir(scratch))
             continue
         with files.exclusive(final.lock, spec.label):  # another plain `lungfast run` may be on this run
             if not force and record.is_complete(final):
@@ -194,7 +208,7 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
             log.info("%s: training (%s, %d px, %s split %d)", spec.label, b.source, spec.img_size, spec.scheme,
                      spec.split_seed)
             with files.staged_folder(final.path, final.staging.path, fresh=force):
-                rec = protocol.load("trainer")(spec, one, final.staging, tracker)
+                rec = protocol.load("trainer")(spec, mine, final.staging, tracker)
                 # vouch before the rename: a kill between the two must not leave an untrusted complete record
                 trust.remember(final.learner, rec.learner_sha256)
         log.info("%s: test_accuracy=%.4f valid_accuracy=%.4f (%.1fs)", spec.label, rec.test_accuracy,

@@ -44,6 +44,7 @@ class RunSpec:
     robustness_n: int = 0  # test tiles the robustness sweep re-scores (0: none): what a run measures is part of it
     precision: str = "auto"  # as asked (config.PRECISIONS); the record's `device` says what ran and why
     benign: tuple[str, ...] = ("lung_n",)  # the clinical pair's benign classes (config.benign_classes)
+    train_fraction: float = 1.0  # share of the split's labelled tile groups it trains on (label efficiency)
 
     @property
     def entry(self) -> str:
@@ -53,7 +54,7 @@ class RunSpec:
     @property
     def label(self) -> str:
         """How logs name the run."""
-        return f"{self.entry}/seed{self.seed}"
+        return f"{self.entry}/seed{self.seed}" + (f"/{self.train_fraction:g} of labels" if self.train_fraction < 1 else "")
 
     @property
     def schedule(self) -> str:

@@ -9,6 +9,7 @@ One split per (scheme, split seed), shared by every backbone and training seed.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -37,9 +38,26 @@ class Split:
 
     def facts(self) -> dict:
         """The data fields of a run record."""
+        labelled = self.frame[self.frame.part != "test"]
         return {**{f"n_{p}": int((self.frame.part == p).sum()) for p in PARTS},
                 "skipped_images": len(self.skipped_files), "skipped_files": list(self.skipped_files),
-                "groups_csv": self.groups_csv}
+                "groups_csv": self.groups_csv, "labelled_groups": int(labelled.group_id.nunique())}
+
+    def labelled_fraction(self, fraction: float, seed: int) -> "Split":
+        """This split with `fraction` of its labelled (non-test) tile groups, class by class and part by part
+        (at least one group each), the test part untouched. Nested: the groups of a smaller fraction are a prefix
+        of a fixed seeded order, so they are among a larger fraction's."""
+        if fraction >= 1:
+            return self
+        rng = np.random.default_rng(seed)
+        keep = [self.frame[self.frame.part == "test"]]
+        for (_, part), rows in self.frame[self.frame.part != "test"].groupby(["label", "part"], sort=True):
+            order = rows.group_id.drop_duplicates().sort_values().to_numpy()
+            order = order[rng.permutation(len(order))]
+            chosen = set(order[: max(1, math.ceil(fraction * len(order)))])
+            keep.append(rows[rows.group_id.isin(chosen)])
+        frame = pd.concat(keep).sort_index()
+        return Split(frame, self.skipped_files, self.groups_csv, self.external)
 
 
 def read_csv(path) -> pd.DataFrame:

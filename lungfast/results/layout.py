@@ -86,10 +86,10 @@ class SplitDir:
     split_csv = property(lambda self: self.path / "split.csv")
     split_key = property(lambda self: self.path / "split.key.json")
 
-    def run(self, backbone: str, seed: int, protocol: str = protocols.DEFAULT, augment=()) -> RunDir:
+    def run(self, backbone: str, seed: int, protocol: str = protocols.DEFAULT, augment=(), fraction: float = 1.0) -> RunDir:
         """runs/<backbone>/seed<k> for fine-tuning, runs/<backbone>/<protocol>-seed<k> for the others;
-        runs/<backbone>+stain/... when trained with stain augmentation."""
-        name = protocols.get(protocol).run_folder(seed)
+        runs/<backbone>+stain/... when trained with stain augmentation; ...-labels0.05 on a share of the labels."""
+        name = protocols.get(protocol).run_folder(seed) + (f"-labels{fraction:g}" if fraction < 1 else "")
         return RunDir(self.path / "runs" / "+".join([backbone, *augment]) / name)
 
     def runs(self) -> list[RunDir]:
@@ -118,6 +118,7 @@ class ExperimentDir:
     leaderboard_md = property(lambda self: self.path / "leaderboard.md")
     inflation_csv = property(lambda self: self.path / "inflation.csv")
     ladder_csv = property(lambda self: self.path / "ladder.csv")  # random -> grouped -> external sets, per entry
+    efficiency_csv = property(lambda self: self.path / "label_efficiency.csv")  # accuracy per share of the labels
     comparison_json = property(lambda self: self.path / "comparison.json")
     report_html = property(lambda self: self.path / "report.html")
 

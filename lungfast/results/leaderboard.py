@@ -66,6 +66,16 @@ def pairs_text(s: Summary) -> str:
     return text
 
 
+def efficiency_text(s: Summary) -> str:
+    from lungfast.results import efficiency
+
+    if s.efficiency is None:
+        return ""
+    return ("\nLabel efficiency, test accuracy (95% interval) by share of the labelled tile groups (nested, "
+            "class-balanced; the test part unchanged):\n\n"
+            + efficiency.as_text_table(s.efficiency, s.entries).to_markdown(index=False) + "\n")
+
+
 def ladder_text(s: Summary, floatfmt: str = ".3f") -> str:
     """The ladder table (random split -> grouped split -> external sets), or "" without external sets."""
     if s.ladder is None:
@@ -113,6 +123,7 @@ def to_terminal(s: Summary, width: int = WIDTH) -> str:
             inflation = inflation.drop(columns="protocol")
         text += inflation.to_markdown(index=False, floatfmt=".3f") + "\n"
     text += ladder_text(s)
+    text += efficiency_text(s)
     text += "".join("\n" + fill(n, width) + "\n" for n in notes(s))
     if s.comparison is not None:
         text += "\n" + fill(stats.describe(s.comparison), width) + "\n"
@@ -136,9 +147,10 @@ def to_markdown(s: Summary) -> str:
              "mean.\n")
     text += pairs_text(s)
     text += ladder_text(s, ".4f")
+    text += efficiency_text(s)
     for name in dict.fromkeys(t for p in s.runs.protocol.unique() for t in protocols.get(p).tables):
         title, make = TABLES[name]
-        table = make(s.runs)
+        table = make(s.runs[s.runs.train_fraction == s.top_fraction])
         if table is not None:
             text += f"\n{title}:\n\n" + table.to_markdown(index=False) + "\n"
     if s.inflation is not None:
@@ -155,6 +167,8 @@ def write(s: Summary) -> str:
     files.write_csv(exp.leaderboard_csv, s.table)
     if s.ladder is not None:
         files.write_csv(exp.ladder_csv, s.ladder)
+    if s.efficiency is not None:
+        files.write_csv(exp.efficiency_csv, s.efficiency)
     if s.inflation is not None:
         files.write_csv(exp.inflation_csv, s.inflation)
     if s.comparison is not None:

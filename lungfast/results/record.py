@@ -74,6 +74,7 @@ class RunRecord:
     shifted_accuracy: float | None = None  # mean test accuracy over the shifts at the middle severity
     worst_shift: str | None = None  # the shift with the lowest accuracy at the middle severity
     worst_shift_accuracy: float | None = None
+    labelled_groups: int | None = None  # tile groups in the train and valid parts it learned from
     external: dict = field(default_factory=dict)  # external set -> accuracy, intervals, per class, ECE, referral
     embed_img_per_s: float | None = None  # frozen-embedding protocols: embedding throughput (of the cache fill)
     probe: dict = field(default_factory=dict)  # frozen-embedding protocols: chosen setting, sweep, k-NN, few-shot

@@ -11,7 +11,7 @@ import pandas as pd
 
 from lungfast import files
 from lungfast.data import split
-from lungfast.results import charts, ladder, pairs, stats
+from lungfast.results import charts, efficiency, ladder, pairs, stats
 from lungfast.results.layout import FIGURES, NEWER_FIGURES, ExperimentDir
 from lungfast.results.summary import Summary
 
@@ -99,6 +99,11 @@ def build(s: Summary) -> str:
                   _table(ladder.as_text_table(s.ladder, s.entries), "ladder"),
                   _fig(ladder.chart(s.ladder, s.entries, exp.name), "Accuracy per rung, 95% interval whiskers",
                        "ladder-chart"), "</div>"]
+    if s.efficiency is not None:
+        parts += ["<h2>Label efficiency</h2><div class='side'>",
+                  _table(efficiency.as_text_table(s.efficiency, s.entries), "efficiency"),
+                  _fig(efficiency.chart(s.efficiency, s.entries, exp.name), "Test accuracy against labelled tiles",
+                       "efficiency-chart"), "</div>"]
     parts += ["<h2>Splits (images and tile groups per class and part)</h2>", _table(split_summary(exp), "splits")]
     for backbone in s.entries:
         best = s.best_run(backbone)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from lungfast.errors import LungfastError
 from lungfast.results import ladder as ladders
-from lungfast.results import pairs, record, stats
+from lungfast.results import efficiency, pairs, record, stats
 from lungfast.results.layout import ExperimentDir, RunDir
 from lungfast.runspec import entry_of
 
@@ -43,10 +43,12 @@ class Summary:
     ladder: pd.DataFrame | None = None  # results.ladder: random -> grouped -> external sets, when any were scored
     pairs: pd.DataFrame | None = None  # results.pairs.all_pairs: every two entries, Holm-adjusted
     friedman: dict | None = None  # results.pairs.friedman over splits, when there are enough of them
+    efficiency: pd.DataFrame | None = None  # results.efficiency: accuracy per share of the labels, when several ran
+    top_fraction: float = 1.0  # the share of the labels the table ranks (the largest that ran)
 
     @property
     def ranked_runs(self) -> pd.DataFrame:
-        return self.runs[self.runs.scheme == self.scheme]
+        return self.runs[(self.runs.scheme == self.scheme) & (self.runs.train_fraction == self.top_fraction)]
 
     def best_run(self, entry: str) -> RunDir:
         """The run of an entry that ships, chosen without looking at the test part (SHIPPED_RULE)."""
@@ -163,11 +165,14 @@ def inflation(runs: pd.DataFrame) -> pd.DataFrame | None:
 def summarize(exp: ExperimentDir) -> Summary:
     runs = load_runs(exp)
     scheme = primary_scheme(runs)
-    ranked = runs[runs.scheme == scheme]
+    top = float(runs.train_fraction.max())
+    full = runs[runs.train_fraction == top]  # the leaderboard, inflation and ladder compare entries on all labels
+    ranked = full[full.scheme == scheme]
     table = leaderboard(ranked)
     first, second = (table.entry.tolist() + [None, None])[:2]
     comparison = stats.paired_comparison(first, second, ranked, key="entry") if second else None
     every = pairs.all_pairs(ranked, table.entry.tolist())
     table.insert(COLUMNS.index("vs_best"), "vs_best", pairs.versus_best(every, table.entry.tolist()))
-    return Summary(exp, runs, scheme, table, inflation(runs), comparison, ladders.ladder(runs, scheme, interval),
-                   every, pairs.friedman(ranked, table.entry.tolist()))
+    return Summary(exp, runs, scheme, table, inflation(full), comparison, ladders.ladder(full, scheme, interval),
+                   every, pairs.friedman(ranked, table.entry.tolist()),
+                   efficiency.table(runs[runs.scheme == scheme], interval), top)

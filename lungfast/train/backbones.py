@@ -33,6 +33,8 @@ class Backbone:
     embedding: str = "pooled"  # frozen features: "pooled" (the model's own pooling) or "cls+patch_mean"
     prefix_tokens: int = 1  # class + register tokens before the patch tokens (for "cls+patch_mean")
     note: str = ""  # shown by `lungfast backbones`
+    license: str = ""  # the weights' license, from the model card (shown by `lungfast backbones`)
+    hub_weights: Callable[["Backbone"], str] | None = None  # hub repo in another layout -> a timm weights file
 
     def kwargs(self) -> dict:
         return self.timm_kwargs() if self.timm_kwargs else {}
@@ -58,6 +60,17 @@ def _uni2_kwargs() -> dict:
     return {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5, "embed_dim": 1536,
             "mlp_ratio": 2.66667 * 2, "no_embed_class": True, "mlp_layer": timm.layers.SwiGLUPacked,
             "act_layer": torch.nn.SiLU, "reg_tokens": 8, "dynamic_img_size": True}
+
+
+def _h0_mini_kwargs() -> dict:
+    import timm
+    import torch
+
+    return {"img_size": 224, "mlp_layer": timm.layers.SwiGLUPacked, "act_layer": torch.nn.SiLU}
+
+
+def _midnight_kwargs() -> dict:
+    return {"img_size": 224, "dynamic_img_size": False}
 
 
 def _virchow2_kwargs() -> dict:
@@ -102,6 +115,23 @@ REGISTRY: dict[str, Backbone] = {b.name: b for b in [
     Backbone("h_optimus_0", "timm", "vit_giant_patch14_reg4_dinov2", True, hub="hf-hub:bioptimus/H-optimus-0",
              timm_kwargs=lambda: {"img_size": 224, "init_values": 1e-5, "dynamic_img_size": False},
              norm=((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517)), note="GPU for fine_tune"),
+    # H0-mini (Bioptimus, ViT-B/14 with 4 registers distilled from H-optimus-1, gated): the card's
+    # create_model("hf-hub:bioptimus/H0-mini", mlp_layer=SwiGLUPacked, act_layer=SiLU); its features are the class
+    # token concatenated with the mean patch token (tokens 1-4 are registers); H-optimus normalisation.
+    Backbone("h0_mini", "timm", "vit_base_patch14_reg4_dinov2", True, hub="hf-hub:bioptimus/H0-mini", gated=True,
+             timm_kwargs=_h0_mini_kwargs, norm=((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517)),
+             embedding="cls+patch_mean", prefix_tokens=5, license="CC-BY-NC-ND-4.0"),
+    # Midnight-12k (kaiko.ai, DINOv2 ViT-g/14, 12k slides, open): the card loads transformers' AutoModel; lungfast
+    # converts those weights to timm's vit_giant_patch14_dinov2 once. 224 px, mean = std = 0.5; features: class
+    # token + mean patch token (3072).
+    Backbone("midnight_12k", "timm", "vit_giant_patch14_dinov2", True, hub="hf-hub:kaiko-ai/midnight",
+             timm_kwargs=_midnight_kwargs, norm=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), embedding="cls+patch_mean",
+             license="MIT", hub_weights=offline.dinov2_hub_file, note="GPU for fine_tune"),
+    # Phikon-v2 (Owkin, DINOv2 ViT-L/16, open): transformers weights converted to timm's vit_large_patch16_224 with
+    # layer scale; ImageNet normalisation; features: the class token (1024).
+    Backbone("phikon_v2", "timm", "vit_large_patch16_224", True, hub="hf-hub:owkin/phikon-v2",
+             timm_kwargs=lambda: {"init_values": 1e-5}, norm=IMAGENET_STATS, license="Owkin non-commercial",
+             hub_weights=offline.dinov2_hub_file, note="GPU for fine_tune"),
 ]}
 
 

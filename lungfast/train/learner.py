@@ -44,6 +44,8 @@ class TorchvisionFromFile:
 
 
 def _timm(b: Backbone, weights_file: str | None, pretrained: bool):
+    if b.hub_weights and pretrained and not weights_file:  # a hub repo in another layout, converted to a file
+        weights_file = b.hub_weights(b)
     kwargs = {"pretrained_cfg_overlay": {"file": weights_file}} if weights_file else {}
     # hub entries download from their model card's repo; a local file or random init uses the bare architecture
     name = b.hub if (b.hub and pretrained and not weights_file) else b.arch
@@ -75,16 +77,16 @@ def resolve_weights(b: Backbone, pretrained: bool, weights: dict[str, str]) -> t
 
 def create_model(b: Backbone, n_out: int, pretrained: bool = False, weights_file: str | None = None):
     """The registry entry as fastai builds it for a learner: body (model[0]) + head (model[1])."""
-    arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file, pretrained)
     with weights_errors(b, weights_file):
+        arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file, pretrained)
         if isinstance(arch, str):
             return create_timm_model(arch, n_out, pretrained=pretrained, **kwargs)[0]
         return create_vision_model(arch, n_out, pretrained=pretrained)
 
 
 def build(dls, b: Backbone, pretrained: bool, weights_file: str | None, path=".") -> Learner:
-    arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file, pretrained)
     with weights_errors(b, weights_file):
+        arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file, pretrained)
         # the loss fastai would infer from a CategoryBlock, named: the store's loaders carry no dataset
         return vision_learner(dls, arch, normalize=False, pretrained=pretrained, metrics=accuracy,
                               loss_func=CrossEntropyLossFlat(), path=path, **kwargs)

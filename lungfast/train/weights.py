@@ -65,3 +65,75 @@ def check_file(backbone: str, path: str) -> None:
             state = state[key]
     if not (isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise LungfastError(f"{where}: holds no state dict of tensors; give torch.save(model.state_dict(), FILE)")
+
+
+# transformers' Dinov2Model -> timm's VisionTransformer; both spellings of the attention (files saved by
+# transformers 4: attention.attention.query/key/value + attention.output.dense; transformers 5: q/k/v/o_proj)
+_DINOV2 = [
+    (r"embeddings\.cls_token", "cls_token"),
+    (r"embeddings\.register_tokens", "reg_token"),
+    (r"embeddings\.position_embeddings", "pos_embed"),
+    (r"embeddings\.patch_embeddings\.projection\.(weight|bias)", r"patch_embed.proj.\1"),
+    (r"encoder\.layer\.(\d+)\.norm([12])\.(weight|bias)", r"blocks.\1.norm\2.\3"),
+    (r"encoder\.layer\.(\d+)\.layer_scale([12])\.lambda1", r"blocks.\1.ls\2.gamma"),
+    (r"encoder\.layer\.(\d+)\.mlp\.(fc[12])\.(weight|bias)", r"blocks.\1.mlp.\2.\3"),
+    (r"encoder\.layer\.(\d+)\.mlp\.weights_in\.(weight|bias)", r"blocks.\1.mlp.fc1.\2"),
+    (r"encoder\.layer\.(\d+)\.mlp\.(?:weights_out|down_proj)\.(weight|bias)", r"blocks.\1.mlp.fc2.\2"),
+    (r"encoder\.layer\.(\d+)\.attention\.(?:output\.dense|o_proj)\.(weight|bias)", r"blocks.\1.attn.proj.\2"),
+    (r"layernorm\.(weight|bias)", r"norm.\1"),
+]
+_QKV = r"encoder\.layer\.(\d+)\.attention\.(?:attention\.)?(query|key|value|q_proj|k_proj|v_proj)\.(weight|bias)"
+_GATE_UP = r"encoder\.layer\.(\d+)\.mlp\.(gate_proj|up_proj)\.(weight|bias)"  # transformers 5 splits weights_in
+_DROP = r"embeddings\.mask_token|pooler\..*"  # used in pretraining only
+
+
+def dinov2_to_timm(state: dict) -> dict:
+    """A transformers Dinov2Model state dict as timm VisionTransformer keys (q, k, v stacked into qkv; a SwiGLU's
+    gate and up into fc1). A key it
+    does not know is an error: a silently dropped tensor would be a silently different model."""
+    import re
+
+    import torch
+
+    out, qkv, gate_up = {}, {}, {}
+    for key, tensor in state.items():
+        key = re.sub(r"^(dinov2|model)\.", "", key)
+        if re.fullmatch(_DROP, key):
+            continue
+        m = re.fullmatch(_QKV, key)
+        if m:
+            part = {"query": 0, "key": 1, "value": 2, "q_proj": 0, "k_proj": 1, "v_proj": 2}[m[2]]
+            qkv.setdefault((f"blocks.{m[1]}.attn.qkv", m[3]), {})[part] = tensor
+            continue
+        m = re.fullmatch(_GATE_UP, key)
+        if m:  # timm's SwiGLUPacked fc1 = [gate; up], as transformers 4's weights_in
+            gate_up.setdefault((f"blocks.{m[1]}.mlp.fc1", m[3]), {})[m[2] == "up_proj"] = tensor
+            continue
+        for pattern, target in _DINOV2:
+            if re.fullmatch(pattern, key):
+                out[re.sub(pattern, target, key)] = tensor
+                break
+        else:
+            raise LungfastError(f"transformers Dinov2 weights: unknown tensor {key}; this is not a Dinov2Model")
+    for (name, kind), parts in [*qkv.items(), *gate_up.items()]:
+        out[f"{name}.{kind}"] = torch.cat([parts[i] for i in range(len(parts))])
+    return out
+
+
+def dinov2_hub_file(backbone) -> str:
+    """A hub repo that ships transformers weights (Midnight-12k, Phikon-v2), fetched once and converted to timm
+    keys in the cache. Offline the hub's OSError reaches `learner.weights_errors`, which names the fixes."""
+    import torch
+    from huggingface_hub import hf_hub_download
+    from safetensors.torch import load_file
+
+    repo = backbone.hub.split(":", 1)[-1]
+    source = hf_hub_download(repo, "model.safetensors")
+    import hashlib
+
+    stamp = hashlib.sha1(files.identity_key(source).encode()).hexdigest()[:16]
+    target = cache_dir() / "weights" / f"{backbone.name}.{stamp}.timm.pth"
+    if not target.exists():
+        with files.atomic_path(target) as tmp:
+            torch.save(dinov2_to_timm(load_file(source)), tmp)
+    return str(target)

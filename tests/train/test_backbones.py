@@ -48,7 +48,11 @@ FOUNDATION = {  # model card figures: parameters (millions, rounded), normalisat
     "uni2_h": (681, backbones.IMAGENET_STATS, "pooled"),
     "virchow2": (631, backbones.IMAGENET_STATS, "cls+patch_mean"),
     "h_optimus_0": (1134, ([0.707223, 0.578729, 0.703617], [0.211883, 0.230117, 0.177517]), "pooled"),
+    "h0_mini": (72, ([0.707223, 0.578729, 0.703617], [0.211883, 0.230117, 0.177517]), "cls+patch_mean"),
+    "midnight_12k": (1136, ([0.5] * 3, [0.5] * 3), "cls+patch_mean"),
+    "phikon_v2": (304, backbones.IMAGENET_STATS, "pooled"),
 }
+LICENSES = {"h0_mini": "CC-BY-NC-ND-4.0", "midnight_12k": "MIT", "phikon_v2": "Owkin non-commercial"}
 
 
 @pytest.mark.parametrize("name", sorted(FOUNDATION))
@@ -57,10 +61,11 @@ def test_foundation_models_follow_their_model_cards(name):
     params_m, stats, embedding = FOUNDATION[name]
     assert b.hub.startswith("hf-hub:") and b.stats == (list(stats[0]), list(stats[1])) and b.embedding == embedding
     assert abs(learner.param_count(b) / 1e6 - params_m) / params_m < 0.01  # head adds a little
-    assert backbones.weights_kind(b) == ("gated" if name in {"uni", "uni2_h", "virchow2"} else "hub")
+    assert backbones.weights_kind(b) == ("gated" if name in {"uni", "uni2_h", "virchow2", "h0_mini"} else "hub")
+    assert b.license == LICENSES.get(name, b.license)
 
 
-@pytest.mark.parametrize("name", ["phikon", "uni"])
+@pytest.mark.parametrize("name", ["phikon", "uni", "h0_mini", "midnight_12k", "phikon_v2"])
 def test_offline_hub_weights_are_one_line_naming_the_fixes(name):
     b = backbones.get(name)
     with pytest.raises(LungfastError) as e:
