@@ -83,6 +83,7 @@ def test_the_leaderboard_has_a_column_per_set_and_a_ladder(run_with_external):
     md = (exp / "leaderboard.md").read_text()
     assert re.search(r"\| entry\s+\| random split\s+\| grouped split\s+\| other-20x\s+\| other-40x", md)
     assert 'id="ladder"' in (exp / "report.html").read_text() and "ladder-chart" in (exp / "report.html").read_text()
+    assert "No Friedman test or critical-difference diagram" in md and "1 split(s) and 2 entries" in md
 
 
 def test_evaluate_gives_a_colleague_the_runs_own_figures(run_with_external, other_lab, tmp_path):
