@@ -90,7 +90,7 @@ def build(rec, run: RunDir, experiment: dict, how_to_load: str, library: str, ra
            parts.to_markdown(index=False) + "\n",
            "## Test results\n",
            "On the test part (tile groups never seen in training), 95% intervals from a bootstrap over test tile "
-           f"groups:\n",
+           "groups:\n",
            pd.DataFrame([{"figure": k, "value": _fmt(getattr(rec, k, None)), "95% interval": _interval(rec.test_ci95.get(k))}
                          for k in ("test_accuracy", "balanced_accuracy", "cancer_sensitivity", "benign_specificity",
                                    "ece_calibrated")]).to_markdown(index=False, disable_numparse=True) + "\n"]
