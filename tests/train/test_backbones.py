@@ -106,13 +106,14 @@ def test_scratch_entries_and_pretrained_false_ignore_weights():
 
 
 @pytest.mark.slow
-def test_a_foundation_model_loads_from_a_local_weights_file(tmp_path):
-    """Offline, `--set weights.phikon=FILE` (a timm-keyed state dict) replaces the hub download."""
+@pytest.mark.parametrize("name", ["phikon", "h0_mini"])
+def test_a_foundation_model_loads_from_a_local_weights_file(tmp_path, name):
+    """Offline, `--set weights.NAME=FILE` (a timm-keyed state dict) replaces the hub download."""
     import timm
 
-    b = backbones.get("phikon")
+    b = backbones.get(name)
     reference = timm.create_model(b.arch, pretrained=False, num_classes=0, **b.kwargs())
-    torch.save(reference.state_dict(), tmp_path / "phikon.pth")
-    pretrained, path = learner.resolve_weights(b, True, {"phikon": str(tmp_path / "phikon.pth")})
+    torch.save(reference.state_dict(), tmp_path / "w.pth")
+    pretrained, path = learner.resolve_weights(b, True, {name: str(tmp_path / "w.pth")})
     model = learner.create_model(b, 3, pretrained=pretrained, weights_file=path)
     assert torch.equal(model[0].model.blocks[-1].mlp.fc2.weight, reference.blocks[-1].mlp.fc2.weight)
