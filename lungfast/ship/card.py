@@ -67,7 +67,8 @@ def build(rec, run: RunDir, experiment: dict, how_to_load: str, library: str, ra
     spec, cal, ref = rec.spec, rec.calibration, rec.referral
     metrics = {"accuracy": rec.test_accuracy, "balanced_accuracy": rec.balanced_accuracy, "ece": rec.ece_calibrated}
     parts = parts_table(run)
-    groups_line = (f"tile groups from {rec.groups_csv}" if rec.groups_csv else "no tile groups (each image its own)")
+    groups_line = (f"tile groups from {Path(rec.groups_csv).name}" if rec.groups_csv  # a name, not the author's disk
+                   else "no tile groups (each image its own)")
     out = [header(rec, library, license, metrics),
            f"# {spec.entry}: lung histopathology tile classifier ({', '.join(rec.vocab)})\n",
            "Made by lungfast from its run records; every figure below is read from them.\n",

@@ -78,7 +78,7 @@ def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = F
         mine = s.inflation[(s.inflation.backbone == rec.spec.backbone) & (s.inflation.protocol == rec.spec.protocol)]
         random = float(mine.random_test_accuracy.iloc[0]) if len(mine) else None
     library = "timm" if fmt == "timm" else "fastai" if fmt == "pickle" else fmt
-    ways = "\n\n".join(f"**{f}** (`lungfast export --format {f}`): {LOAD[f]}" for f in [fmt, *(f for f in LOAD if f != fmt)])
+    ways = "\n\n".join(f"**{f}** (`lungfast export --format {f}`):\n\n{LOAD[f]}" for f in [fmt, *(f for f in LOAD if f != fmt)])
     row = s.table[s.table.entry == rec.spec.entry].iloc[0].to_dict()
     text = card.build(rec, run, experiment, ways, library, random, chosen_by=SHIPPED_RULE, entry_row=row)
     out = Path(out)

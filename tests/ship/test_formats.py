@@ -28,7 +28,7 @@ def experiments(lc_subset, tmp_path_factory):
     return work / "r"
 
 
-def test_timm_folder_gives_the_pickles_probabilities_in_a_fresh_process(experiments, tmp_path):
+def test_timm_folder_gives_the_pickles_probabilities_in_a_fresh_process(experiments, lc_subset, tmp_path):
     from fastai.learner import load_learner
     from huggingface_hub import ModelCard
 
@@ -71,6 +71,9 @@ def test_timm_folder_gives_the_pickles_probabilities_in_a_fresh_process(experime
         assert section in card.text, section
     rec = json.loads((experiments / "lin" / "runs" / "tiny" / "linear-seed0" / "metrics.json").read_text())
     assert f"{rec['test_accuracy']:.4f}" in card.text and "not a diagnostic device" in card.text
+    for folder in (experiments, lc_subset):  # folder names only: a published card does not show the author's disk
+        assert str(folder) not in card.text
+    assert ":\n\n```python\nimport timm" in card.text  # code blocks start on their own line
 
 
 def test_a_fine_tuned_winner_is_refused_as_timm_in_one_line(experiments, tmp_path):
