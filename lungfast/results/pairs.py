@@ -58,9 +58,10 @@ def why_no_friedman(ranked: pd.DataFrame, entries: list[str]) -> str | None:
     n_splits = ranked.split_seed.nunique()
     if n_splits >= MIN_SPLITS and len(entries) >= MIN_ENTRIES:
         return None
+    fix = "more split_seeds" if n_splits < MIN_SPLITS else "more entries (backbones or protocols)"
     return (f"No Friedman test or critical-difference diagram: they compare entries over splits and need at least "
             f"{MIN_SPLITS} split seeds and {MIN_ENTRIES} entries; this experiment has {n_splits} split(s) and "
-            f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} (set split_seeds = [...]).")
+            f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} ({fix}).")
 
 
 def friedman(ranked: pd.DataFrame, entries: list[str]) -> dict | None:
