@@ -7,7 +7,6 @@ calibrated ECE, and what the run's referral threshold keeps (share of images, th
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from lungfast.results import calibration, evaluate, referral
@@ -48,7 +47,3 @@ def describe(name: str, f: dict) -> str:
     return (f"{name}: accuracy {f['accuracy']:.3f}{interval}, balanced {f['balanced_accuracy']:.3f}, "
             f"ECE {f['ece_calibrated']:.3f}, n={f['n']}{kept}")
 
-
-def mean_accuracy(values) -> float:
-    v = [x for x in values if x == x]
-    return float(np.mean(v)) if v else float("nan")
