@@ -148,8 +148,8 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
         if picked:
             where = exp.split_dir(scheme, split_seed, cfg.single_split)
             one = distributed.once(make_or_reuse_split, cfg, data, scheme, split_seed, where, force)
-            specs = [spec_for(cfg, b, p, seed, scheme, split_seed, len(labelled(one, f, split_seed, cfg).frame), f)
-                     for b, p, seed, f in picked]
+            sizes = {f: len(labelled(one, f, split_seed, cfg).frame) for f in {f for *_, f in picked}}
+            specs = [spec_for(cfg, b, p, seed, scheme, split_seed, sizes[f], f) for b, p, seed, f in picked]
             run_split(specs, one, where, force, tracker)
     if not main:
         return ""

@@ -52,9 +52,7 @@ class Summary:
 
     def best_run(self, entry: str) -> RunDir:
         """The run of an entry that ships, chosen without looking at the test part (SHIPPED_RULE)."""
-        mine = self.ranked_runs[self.ranked_runs.entry == entry]
-        order = mine.sort_values(["valid_accuracy", "valid_loss", "split_seed", "seed"], ascending=[False, True, True, True])
-        return RunDir(order.run_dir.iloc[0])
+        return RunDir(shipped(self.ranked_runs[self.ranked_runs.entry == entry]).run_dir)
 
     @property
     def entries(self) -> list[str]:
@@ -111,8 +109,7 @@ def single_model_interval(g: pd.DataFrame) -> tuple[float, float, str]:
     if g.split_seed.nunique() > 1:
         half = stats.t_quantile(len(acc)) * acc.std(ddof=1) * math.sqrt(1 + 1 / len(acc))
         return acc.mean() - half, acc.mean() + half, "prediction (splits)"
-    valid_first = g.sort_values(["valid_accuracy", "valid_loss"], ascending=[False, True])
-    ci = valid_first.test_ci95.iloc[0] if "test_ci95" in g else None
+    ci = shipped(g).get("test_ci95")
     low, high = (ci or {}).get("test_accuracy", (math.nan, math.nan))
     return low, high, "shipped run (group bootstrap)"
 
@@ -134,6 +131,14 @@ def _row(g: pd.DataFrame) -> dict:
 
 SHIPPED_RULE = ("the entry's run with the highest valid accuracy (then lowest valid loss, then lowest split seed and "
                 "training seed): chosen on the valid part only, never on the test part")
+
+
+def shipped(g: pd.DataFrame) -> pd.Series:
+    """The run of an entry's runs that ships (SHIPPED_RULE)."""
+    return g.sort_values(["valid_accuracy", "valid_loss", "split_seed", "seed"],
+                         ascending=[False, True, True, True]).iloc[0]
+
+
 EXTERNAL = "external:"  # leaderboard columns "external:<name>": mean accuracy on that external set
 
 

@@ -36,7 +36,7 @@ LOAD = {  # how the card tells a reader to load each format
 }
 
 
-def _pickle(run, rec, out: Path, trusted: bool) -> dict:
+def _pickle(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
     if not (trusted or trust.vouched(run.learner)):
         raise model_io.refusal(run.learner)
     with files.atomic_path(out) as tmp:
@@ -44,11 +44,11 @@ def _pickle(run, rec, out: Path, trusted: bool) -> dict:
     return {"format": "fastai-pickle", "sha256": trust.remember(out)}
 
 
-def _safetensors(run, rec, out: Path, trusted: bool) -> dict:
+def _safetensors(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
     return model_io.export_safetensors(model_io.load_pickle(run.learner, trusted), rec, run, out)
 
 
-def _onnx(run, rec, out: Path, trusted: bool) -> dict:
+def _onnx(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
     from lungfast.ship import onnx_model
 
     onnx_model.export(model_io.load_pickle(run.learner, trusted), backbones.get(rec.spec.backbone).stats,
@@ -64,6 +64,7 @@ def _timm(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
     return {"format": "timm"}
 
 
+# name -> (run, record, out, trusted, card text) -> the description's format fields
 FORMATS = {"pickle": _pickle, "safetensors": _safetensors, "timm": _timm, "onnx": _onnx}
 
 
@@ -82,7 +83,7 @@ def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = F
     row = s.table[s.table.entry == rec.spec.entry].iloc[0].to_dict()
     text = card.build(rec, run, experiment, ways, library, random, chosen_by=SHIPPED_RULE, entry_row=row)
     out = Path(out)
-    meta = FORMATS[fmt](run, rec, out, trusted, text) if fmt == "timm" else FORMATS[fmt](run, rec, out, trusted)
+    meta = FORMATS[fmt](run, rec, out, trusted, text)  # (the timm folder holds its card; the rest get MODEL_CARD.md)
     description = {**(meta or {}), "backbone": rec.spec.backbone, "protocol": rec.spec.protocol,
                    "source_run": str(run.path.resolve()), "vocab": rec.vocab, "img_size": rec.spec.img_size,
                    "refer_below": rec.referral.get("threshold"), "chosen_by": SHIPPED_RULE,
