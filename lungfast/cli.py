@@ -8,10 +8,15 @@ import os
 import sys
 import warnings
 
+from lungfast.config import PRECISIONS
 from lungfast.errors import INTERRUPTED, LungfastError
 from lungfast.files import os_error_line
 
 log = logging.getLogger("lungfast")
+
+
+PRECISION_HELP = ("default: the precision the model's figures (accuracy, calibration, referral threshold) were made "
+                  "in, recorded at export; another one prints the gap export measured")
 
 
 def _quiet_imports():
@@ -72,8 +77,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", help="CSV file (default: stdout)")
     pr.add_argument("--tta", action="store_true", help="fastai test-time augmentation")
     pr.add_argument("--trust", action="store_true", help="load a pickle lungfast did not write (runs its code)")
-    pr.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
-                    help="auto: bf16 autocast where this CPU has bf16 matrix units, else fp32")
+    pr.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     pr.set_defaults(fn=c.cmd_predict)
     ev = sub.add_parser("evaluate", help="score a saved model on a labelled folder (an external cohort)")
     ev.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")
@@ -87,7 +91,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--benign", nargs="*", default=["lung_n"], help="benign class(es) of the clinical pair")
     ev.add_argument("--out", help="folder for predictions.csv and metrics.json")
     ev.add_argument("--trust", action="store_true", help="load a pickle lungfast did not write (runs its code)")
-    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    ev.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     ev.set_defaults(fn=c.cmd_evaluate)
     ap = sub.add_parser("app", help="Gradio app: upload a tile, get probabilities and Grad-CAM")
     ap.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")

@@ -106,6 +106,9 @@ def cmd_predict(args):
     if Path(args.model).suffix == ".onnx":  # ONNX Runtime: no torch model, no pickle
         from lungfast.ship import onnx_model
 
+        note = model_io.precision_note(args.model, "onnx", "ONNX Runtime runs the fp32 graph")
+        if note:
+            log.warning("%s", note)
         table = onnx_model.predict(Path(args.model), predict.collect(args.paths))
     else:
         learn = model_io.load(args.model, args.trust, args.precision)

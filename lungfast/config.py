@@ -59,6 +59,8 @@ class ExperimentConfig:
     robustness_n: int = 300  # test tiles re-scored under each input shift (one fixed draw, by class); 0: no sweep
     results_dir: str = "results"  # where experiment folders are written
     external: list[dict] = field(default_factory=list)  # [[external]] labelled sets from elsewhere (cohorts.py)
+    refer_target: float = 0.99  # referral promise: accuracy of the tiles kept, on new tile groups (results.certify)
+    refer_delta: float = 0.05  # ... kept with probability at least 1 - refer_delta over the evidence drawn
     precision: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with bf16 matrix units, else fp32), "fp32", "bf16"
 
     external_sets = property(lambda self: cohorts.parse(self.external, "experiment"))
@@ -133,6 +135,9 @@ def _validate(exp: ExperimentConfig, where) -> None:
     if not fr or any(not (0 < f <= 1) for f in fr) or len(set(fr)) != len(fr):
         bad("train_fractions", f"train_fractions must be distinct fractions in (0, 1], e.g. [0.05, 0.2, 1.0], got {fr}")
     exp.train_fractions = sorted(float(f) for f in fr)
+    for key in ("refer_target", "refer_delta"):
+        if not 0 < getattr(exp, key) < 1:
+            bad(key, f"{key} must lie strictly between 0 and 1, got {getattr(exp, key)}")
     if exp.robustness_n < 0:
         bad("robustness_n", f"robustness_n must be 0 (no sweep) or a number of test tiles, got {exp.robustness_n}")
     known = protocol_registry.names()

@@ -115,7 +115,8 @@ class Model:
         return cohort_eval.score(str(self.path), str(data_dir), **how).figures
 
 
-def load(path: str | Path, trust: bool = False, precision: str = "auto") -> Model:
+def load(path: str | Path, trust: bool = False, precision: str | None = None) -> Model:
+    """An exported model, in the precision its figures were made in unless `precision` asks for another."""
     from lungfast.ship import model_io
 
     return Model(Path(path), model_io.load(path, trust, precision))

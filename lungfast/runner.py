@@ -120,7 +120,8 @@ def spec_for(cfg: ExperimentConfig, backbone: str, protocol: str, seed: int, sch
                    pretrained=pretrained, weights_file=weights_file, n_images=n_images, protocol=protocol,
                    # frozen bodies see no training augmentation
                    augment=() if protocols.get(protocol).frozen else tuple(cfg.augment), robustness_n=cfg.robustness_n,
-                   precision=cfg.precision, benign=tuple(cfg.benign_classes), train_fraction=fraction)
+                   precision=cfg.precision, benign=tuple(cfg.benign_classes), train_fraction=fraction,
+                   refer_target=cfg.refer_target, refer_delta=cfg.refer_delta)
 
 
 def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:

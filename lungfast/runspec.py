@@ -45,6 +45,8 @@ class RunSpec:
     precision: str = "auto"  # as asked (config.PRECISIONS); the record's `device` says what ran and why
     benign: tuple[str, ...] = ("lung_n",)  # the clinical pair's benign classes (config.benign_classes)
     train_fraction: float = 1.0  # share of the split's labelled tile groups it trains on (label efficiency)
+    refer_target: float = 0.99  # the referral promise: kept tiles on new tile groups at least this accurate...
+    refer_delta: float = 0.05  # ...with probability at least 1 - refer_delta (results.certify)
 
     @property
     def entry(self) -> str:

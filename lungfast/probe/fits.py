@@ -1,5 +1,8 @@
 """The fits of the frozen-embedding protocols (`lungfast.protocols`), fitted on the train part, chosen on the valid part, scored on the test part.
 
+Every fit takes `only`: the setting an earlier fit chose ("C=0.1"), to refit that classifier alone on other
+parts (the out-of-fold predictions that calibrate a probe, `probe.run.out_of_fold`).
+
 - linear: logistic regression (scikit-learn) on standardised embeddings, its inverse regularisation C chosen
   on the valid part from `C_GRID` (Patho-Bench sweeps the cost the same way).
 - knn: cosine k-NN; the run predicts with k = 20 (probabilities are the neighbours' shares) and records the
@@ -58,11 +61,12 @@ def _best(rows: list[dict]) -> int:
     return max(range(len(rows)), key=lambda i: (rows[i]["accuracy"], -rows[i]["valid_loss"]))
 
 
-def linear(parts: dict, n_classes: int, seed: int) -> Fit:
+def linear(parts: dict, n_classes: int, seed: int, only: str | None = None) -> Fit:
     (xt, yt) = parts["train"]
     scaler = StandardScaler().fit(xt)
     fitted, rows = [], []
-    for c in C_GRID:
+    grid = [c for c in C_GRID if only in (None, f"C={c:g}")]
+    for c in grid:
         lr = LogisticRegression(C=c, max_iter=300, random_state=seed).fit(scaler.transform(xt), yt)
         w, b = lr.coef_ / scaler.scale_, lr.intercept_ - (lr.coef_ * scaler.mean_ / scaler.scale_).sum(1)
         if n_classes == 2:  # scikit-learn keeps one row for two classes: logits [0, z]
@@ -74,10 +78,10 @@ def linear(parts: dict, n_classes: int, seed: int) -> Fit:
         fitted.append(clf)
         rows.append(_row(f"C={c:g}", clf, parts))
     i = _best(rows)
-    return Fit(fitted[i], rows, rows[i]["setting"], {"C": C_GRID[i]})
+    return Fit(fitted[i], rows, rows[i]["setting"], {"C": grid[i]})
 
 
-def knn(parts: dict, n_classes: int, seed: int) -> Fit:
+def knn(parts: dict, n_classes: int, seed: int, only: str | None = None) -> Fit:
     (xt, yt) = parts["train"]
     bank, labels = torch.as_tensor(xt, dtype=torch.float32), torch.as_tensor(yt)
     fits = {k: heads.KNN(bank, labels, n_classes, min(k, len(xt))) for k in (K_ONE, K_MAIN)}
@@ -92,8 +96,11 @@ def _centroids(x: np.ndarray, y: np.ndarray, mean: np.ndarray, n_classes: int) -
     return heads.Centroids(torch.as_tensor(mean), c)
 
 
-def fewshot(parts: dict, n_classes: int, seed: int) -> Fit:
+def fewshot(parts: dict, n_classes: int, seed: int, only: str | None = None) -> Fit:
     (xt, yt), (xs, ys) = parts["train"], parts["test"]
+    if only is not None:  # a refit of the chosen classifier (cross-fitting): no episodes
+        clf = _centroids(xt, yt, xt.mean(0), n_classes)
+        return Fit(clf, [_row("all shots", clf, parts)], "all shots")
     mean = xt.mean(0)
     rng = np.random.default_rng(seed)
     by_class = [np.flatnonzero(yt == k) for k in range(n_classes)]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
 import torch
 from fastai.callback.progress import ProgressCallback
 from fastai.learner import Learner
@@ -25,8 +26,8 @@ from torch.nn import functional as F
 from lungfast import files, protocols
 from lungfast.data import loaders
 from lungfast.data.split import PARTS, Split
-from lungfast.probe import embeddings, heads
-from lungfast.results import evaluate, run_end
+from lungfast.probe import embeddings, fits, heads
+from lungfast.results import certify, evaluate, run_end
 from lungfast.results.layout import RunDir
 from lungfast.runspec import RunSpec
 from lungfast.train import backbones, device, learner
@@ -75,6 +76,9 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run
         v, _ = embeddings.embed(rows, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan)
         return _table(logits(v), rows.label.map(index).to_numpy(), vocab, rows.path.tolist())
 
+    labelled = (split.frame.part != "test").to_numpy()
+    evidence = out_of_fold(protocols.get(spec.protocol).load("fit"), x[labelled], y[labelled],
+                           split.frame.group_id.to_numpy()[labelled], len(vocab), spec.seed, fit.chosen)
     chosen = next(r for r in fit.history if r["setting"] == fit.chosen)
     facts = dict(source=b.source, arch=b.arch, schedule=f"{spec.protocol} on frozen embeddings", lr_used=None,
                  lr_found=None, epochs_run=0, valid_loss=chosen["valid_loss"], valid_accuracy=chosen["accuracy"],
@@ -82,8 +86,26 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run
                  train_img_per_s=len(parts["train"][0]) / max(seconds, 1e-9), world_size=1, device=plan.as_dict(),
                  embed_img_per_s=embed_speed,
                  probe={"protocol": spec.protocol, "chosen": fit.chosen, **fit.extra, "embedding_dim": int(x.shape[1])})
-    trained = run_end.Trained(learn, logits(parts["valid"][0]), torch.as_tensor(parts["valid"][1]), score, facts)
+    trained = run_end.Trained(learn, score, {**facts, "selection_accuracy": chosen["accuracy"]}, evidence)
     return run_end.finish(spec, split, stage, trained, tracker)
+
+
+FOLDS = 5
+
+
+def out_of_fold(fit_fn, x, y, groups, n_classes: int, seed: int, setting: str) -> run_end.Evidence:
+    """Out-of-fold logits over the labelled (train + valid) tiles: the chosen classifier refitted on all folds but
+    one, whole tile groups per fold, predicting the one left out. Cheap on cached embeddings, and evidence the
+    shipped head never fitted; the test part stays untouched."""
+    folds = certify.folds(groups, FOLDS, seed)
+    out = torch.zeros(len(y), n_classes)
+    for f in np.unique(folds):
+        held = folds == f
+        parts = {"train": (x[~held], y[~held]), "valid": (x[held], y[held]), "test": (x[held], y[held])}
+        out[torch.as_tensor(held)] = fits.logits(fit_fn(parts, n_classes, seed, only=setting).classifier, x[held])
+    return run_end.Evidence(out, torch.as_tensor(y), groups, folds,
+                            f"out-of-fold predictions over the {len(np.unique(groups))} tile groups of the train and "
+                            f"valid parts ({len(np.unique(folds))} group folds, the chosen setting refitted)")
 
 
 def _table(logits: torch.Tensor, y, vocab: list[str], paths: list[str]):

@@ -100,13 +100,6 @@ def write_figures(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) ->
     files.save_figure(saliency.figure(learn, preds), stage.figure("saliency.png"))
 
 
-def calibrate(learn, valid_logits: torch.Tensor, valid_y: torch.Tensor) -> float:
-    """Fit the temperature on the valid part and fold it into the learner's model; return it."""
-    t = calibration.fit_temperature(valid_logits, valid_y)
-    calibration.fold(learn.model, t)
-    return t
-
-
 def calibration_record(preds: pd.DataFrame, vocab: list[str], temperature: float, stage: RunDir, title: str) -> dict:
     """Test-part calibration before and after the temperature (`preds` hold the calibrated probabilities),
     and the reliability diagram."""

@@ -14,7 +14,7 @@ from lungfast.results.evaluate import clinical_pair
 from lungfast.results.summary import EXTERNAL, Summary
 
 SHOWN = ["ci_kind", "vs_best", "n", "valid_accuracy", "macro_f1", "cancer_sensitivity", "benign_specificity", "ece",
-         "ece_calibrated", "coverage_at_99", "shifted_accuracy", "worst_shift", "test_loss", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained", "scheme",
+         "ece_calibrated", "refer_kept", "refer_kept_accuracy", "refer_met", "shifted_accuracy", "worst_shift", "test_loss", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained", "scheme",
          "img_size"]
 
 
@@ -39,14 +39,26 @@ def external_columns(table: pd.DataFrame) -> list[str]:
 
 
 def notes(s: Summary) -> list[str]:
-    """What a column cannot say by itself: no clinical pair when no benign class is named among the classes."""
-    out = []
+    """What a column cannot say by itself: the referral promise and whether it could be given; no clinical pair
+    when no benign class is named among the classes."""
+    out = [referral_note(s)] if "referral" in s.ranked_runs else []
     for vocab, benign in {(tuple(v), tuple(b)) for v, b in zip(s.ranked_runs.vocab, s.ranked_runs.benign)}:
         if not clinical_pair(list(vocab), benign):
             out.append(f"cancer_sensitivity and benign_specificity: not computed, because benign_classes "
                        f"({', '.join(benign) or 'none'}) does not split the classes ({', '.join(vocab)}) into benign "
                        f"and cancer; name the benign class(es) with benign_classes = [...]")
     return out
+
+
+def referral_note(s: Summary) -> str:
+    """The winner's referral promise, or why there is none, with what it did on the test part."""
+    from lungfast.results.external import kept_text
+    from lungfast.results.summary import shipped
+
+    ref = shipped(s.ranked_runs[s.ranked_runs.entry == s.entries[0]]).referral
+    if not isinstance(ref, dict) or "message" not in ref:
+        return "referral: this record predates certified thresholds; rerun with --force for one"
+    return f"referral of {s.entries[0]} (the run export ships): {ref['message']}; on its test part: {kept_text({**ref['test'], 'threshold': ref['threshold'], 'target': ref['target']})}"
 
 
 def pairs_text(s: Summary) -> str:
@@ -91,9 +103,10 @@ def _ran(shown: pd.DataFrame) -> pd.DataFrame:
 
 
 TERMINAL = ["rank", "backbone", "protocol", "test_accuracy", "95% CI", "vs_best", "n", "ece_calibrated",
-            "coverage_at_99", "shifted_accuracy", "cancer_sensitivity"]
-GIVE_UP = ["n", "cancer_sensitivity", "coverage_at_99", "ece_calibrated", "shifted_accuracy", "protocol", "95% CI"]
-SHORT = {"test_accuracy": "test acc", "ece_calibrated": "ece cal", "coverage_at_99": "cov@99",
+            "refer_kept", "refer_kept_accuracy", "shifted_accuracy", "cancer_sensitivity"]
+GIVE_UP = ["n", "cancer_sensitivity", "refer_kept", "refer_kept_accuracy", "ece_calibrated", "shifted_accuracy",
+           "protocol", "95% CI"]
+SHORT = {"test_accuracy": "test acc", "ece_calibrated": "ece cal", "refer_kept": "kept", "refer_kept_accuracy": "kept acc",
          "shifted_accuracy": "shifted", "cancer_sensitivity": "cancer sens"}  # the files keep the full names
 WIDTH = 100
 
@@ -135,8 +148,10 @@ def to_markdown(s: Summary) -> str:
     text += (f"\nn counts runs (training seeds x split seeds) on the {s.scheme} scheme; ci_kind says what the 95% "
              f"interval covers: runs (t interval over them), test tiles (bootstrap over the test part's tile "
              f"groups), or both combined. ece: before temperature scaling; ece_calibrated: after (what export "
-             f"ships). coverage_at_99: share of test tiles kept by the confidence threshold that reaches 99% "
-             f"accuracy on the valid part (the rest are referred). shifted_accuracy: mean test accuracy under "
+             f"ships; the temperature is kept only where it lowered the evidence's cross-fitted ECE). refer_kept: share of "
+             f"test tiles kept by the run's certified referral threshold (the rest go to a pathologist; 0 where "
+             f"none could be certified), refer_kept_accuracy: their accuracy, refer_met: runs whose kept test "
+             f"tiles reached the referral target. shifted_accuracy: mean test accuracy under "
              f"stain, stain re-targeting, blur, JPEG and magnification shifts at the middle severity; worst_shift: "
              f"the lowest of them. external:NAME: mean accuracy on that external set (another source), scored by "
              f"the calibrated model each run ships.\n")

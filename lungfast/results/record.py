@@ -68,8 +68,10 @@ class RunRecord:
     ece_calibrated: float | None = None  # after it (what the exported learner gives)
     calibration: dict = field(default_factory=dict)  # temperature; ECE, MCE, NLL, Brier before and after
     test_ci95: dict = field(default_factory=dict)  # figure -> [low, high], bootstrap over the test part's tile groups
-    referral: dict = field(default_factory=dict)  # threshold for 99% accuracy (valid part), coverage and accuracy (test)
-    coverage_at_99: float | None = None  # share of test tiles kept at that threshold
+    referral: dict = field(default_factory=dict)  # certify.Certified (threshold, promise, evidence) + what it does on test
+    refer_kept: float | None = None  # share of test tiles the certified threshold keeps (0: it refers every tile)
+    refer_kept_accuracy: float | None = None  # their accuracy (None: none kept), beside the target in `referral`
+    selection_accuracy: float | None = None  # what export's choice reads (valid part; fine-tuning: its selection half)
     robustness: dict = field(default_factory=dict)  # sweep: sample size, settings, accuracy per shift at mid severity
     shifted_accuracy: float | None = None  # mean test accuracy over the shifts at the middle severity
     worst_shift: str | None = None  # the shift with the lowest accuracy at the middle severity

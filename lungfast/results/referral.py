@@ -1,20 +1,27 @@
-"""Knowing when to refer: a run's risk-coverage curve and the confidence threshold for 99% accuracy.
+"""Knowing when to refer: a run's risk-coverage curve and what its referral threshold does.
 
 Tiles are ordered by calibrated confidence (top-label probability); keeping the most confident share
-`coverage` gives the accuracy of the kept tiles. The threshold is chosen on the valid part (the lowest
-confidence whose kept valid tiles are still >= 99% right), then read on the test part: the share of test
-tiles it keeps and their accuracy. Below it, `predict` and the app say "refer to a pathologist".
+`coverage` gives the accuracy of the kept tiles. The threshold is certified on the run's evidence
+(`results.certify`: a stated promise over new tile groups), then read on the test part and on every external
+set: the share of tiles it keeps, their accuracy with a tile-group bootstrap interval, and whether that meets
+the target. Below it, `predict` and the app say "refer to a pathologist".
+
+`threshold` is the rule lungfast used before #26 (the lowest confidence whose kept tiles are >= the target on
+one part, tiles as the unit): kept for the simulation that shows it breaks its promise.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 
 from lungfast import files
+from lungfast.results import certify, stats
 from lungfast.results.layout import RunDir
 
-TARGET = 0.99
+TARGET = certify.TARGET
 
 
 def curve(confidence: np.ndarray, correct: np.ndarray) -> pd.DataFrame:
@@ -42,26 +49,38 @@ def at(confidence: np.ndarray, correct: np.ndarray, t: float | None) -> tuple[fl
     return float(kept.mean()) if len(kept) else 0.0, float(np.asarray(correct)[kept].mean()) if kept.any() else None
 
 
-def record(valid_conf: np.ndarray, valid_correct: np.ndarray, test: pd.DataFrame, stage: RunDir, title: str) -> dict:
-    """The referral figures for the record (test: the run's calibrated test predictions), and the figure."""
-    t = threshold(valid_conf, valid_correct)
+def kept_figures(confidence: np.ndarray, correct: np.ndarray, groups, t: float | None, target: float) -> dict:
+    """What threshold t does to labelled tiles: share kept, their accuracy with a 95% bootstrap interval over
+    tile groups, and whether it meets the target (None where nothing is kept)."""
+    share, accuracy = at(confidence, correct, t)
+    kept = np.zeros(len(confidence), bool) if t is None else np.asarray(confidence) >= t
+    ci = (math.nan, math.nan)
+    if kept.any():
+        right = np.asarray(correct, dtype=float)[kept]
+        ci = stats.group_bootstrap(lambda ix: [right[ix].mean()], pd.Series(np.asarray(groups)[kept]))[0]
+    return {"kept": share, "accuracy_kept": accuracy, "accuracy_kept_ci95": list(ci),
+            "met": None if accuracy is None else bool(accuracy >= target)}
+
+
+def record(cert: certify.Certified, evidence: str, ev_conf: np.ndarray, ev_correct: np.ndarray, test: pd.DataFrame,
+           stage: RunDir, title: str) -> dict:
+    """The referral figures for the record: the certified threshold and its evidence, then what it does on the
+    test part (test: the run's calibrated predictions with its tile groups), and the figure."""
     test_conf, test_correct = test.probability.to_numpy(), (test.actual == test.predicted).to_numpy()
-    coverage, accuracy = at(test_conf, test_correct, t)
-    valid_coverage, _ = at(valid_conf, valid_correct, t)
-    files.save_figure(figure(curve(test_conf, test_correct), curve(valid_conf, valid_correct), t, title),
-                       stage.figure("risk_coverage.png"))
-    return {"referral": {"target_accuracy": TARGET, "threshold": t, "valid_coverage": valid_coverage,
-                         "valid_n": int(len(valid_conf)), "test_coverage": coverage, "test_accuracy_kept": accuracy},
-            "coverage_at_99": coverage}
+    on_test = kept_figures(test_conf, test_correct, test.group_id, cert.threshold, cert.target)
+    files.save_figure(figure(curve(test_conf, test_correct), curve(ev_conf, ev_correct), cert.threshold, title,
+                             cert.target), stage.figure("risk_coverage.png"))
+    return {"referral": {**cert.as_dict(), "evidence": evidence, "test": on_test},
+            "refer_kept": on_test["kept"], "refer_kept_accuracy": on_test["accuracy_kept"]}
 
 
-def figure(test: pd.DataFrame, valid: pd.DataFrame, t: float | None, title: str):
+def figure(test: pd.DataFrame, evidence: pd.DataFrame, t: float | None, title: str, target: float = TARGET):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.step(valid.coverage, valid.accuracy, where="post", linestyle="--", label="valid part")
+    ax.step(evidence.coverage, evidence.accuracy, where="post", linestyle="--", label="evidence (certifies)")
     ax.step(test.coverage, test.accuracy, where="post", label="test part")
-    ax.axhline(TARGET, color="grey", linewidth=0.8)
+    ax.axhline(target, color="grey", linewidth=0.8)
     if t is not None:
         kept = test[test.threshold >= t]
         if len(kept):

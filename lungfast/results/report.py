@@ -22,7 +22,7 @@ margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{bac
 details table{font-size:90%}summary{cursor:pointer}"""
 KEY_COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "ci95_low", "ci95_high", "vs_best", "pi95_low",
                "pi95_high", "n", "ece_calibrated",
-               "coverage_at_99", "shifted_accuracy", "worst_shift"]  # the rest sit behind a toggle
+               "refer_kept", "refer_kept_accuracy", "refer_met", "shifted_accuracy", "worst_shift"]  # the rest sit behind a toggle
 
 
 def _img(path: Path, caption: str) -> str:

@@ -1,13 +1,15 @@
 """The end of every run, whatever its protocol: calibrate, score the test part, evaluate, export, record.
 
 A trainer (`lungfast.protocols`: `train.loop` fine-tunes, `probe.run` fits on frozen embeddings) hands over a
-`Trained`: the learner that will ship, its valid-part logits, its way to score labelled rows, and the record
-fields only it knows. From there every protocol ends the same way, in this order:
+`Trained`: the learner that will ship, its way to score labelled rows, the record fields only it knows, and
+the evidence that calibrates it. From there every protocol ends the same way, in this order:
 
-1. the temperature is fitted on the valid part and folded into the learner (calibrated from here on);
-2. the test part is scored once; its metrics, figures, bootstrap intervals, calibration, referral threshold
-   and robustness sweep come from those predictions (`results.evaluate`, `referral`, `robustness`); each
-   external set is scored by the same calibrated model (`results.external`);
+1. on the trainer's `Evidence` (data that did not pick the run and is not the test part), the temperature is
+   fitted and kept only where it lowers the evidence's cross-fitted ECE (`calibration.choose`), then folded
+   into the learner (calibrated from here on); the referral threshold is certified there (`certify`);
+2. the test part is scored once; its metrics, figures, bootstrap intervals, calibration, what the threshold
+   keeps and robustness sweep come from those predictions (`results.evaluate`, `referral`, `robustness`);
+   each external set is scored by the same calibrated model (`results.external`);
 3. the learner is exported (atomically), then the manifest is written last, marking the run complete.
 
 A new metric touches its own module and this one, never a trainer.
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import fastai
+import numpy as np
 import pandas as pd
 import timm
 import torch
@@ -27,10 +30,22 @@ import torch
 from lungfast import files
 from lungfast.data import loaders, shifts
 from lungfast.data.split import Split
-from lungfast.results import evaluate, external, record, referral, robustness
+from lungfast.results import calibration, certify, evaluate, external, record, referral, robustness
 from lungfast.results.layout import RunDir
 from lungfast.results.record import RunRecord
 from lungfast.runspec import RunSpec
+
+
+@dataclass
+class Evidence:
+    """Where temperature and referral threshold are fitted: predictions on labelled tiles that neither chose the
+    shipped run nor belong to the test part."""
+
+    logits: torch.Tensor  # uncalibrated logits
+    y: torch.Tensor  # class indices
+    groups: np.ndarray  # tile group of each row: the unit of evidence
+    folds: np.ndarray  # fold of each row (whole groups), for the cross-fitted temperature check
+    kind: str  # what it is, for the record and the card
 
 
 @dataclass
@@ -38,10 +53,9 @@ class Trained:
     """What a trainer hands to the end of its run."""
 
     learn: object  # the fastai Learner that ships (uncalibrated): its dls give the vocab and the file pipeline
-    valid_logits: torch.Tensor  # uncalibrated logits of the valid part, rows as valid_y
-    valid_y: torch.Tensor  # class indices of the valid part
     score: Callable[[pd.DataFrame], pd.DataFrame]  # labelled rows -> predictions table (evaluate.as_table), calibrated
     facts: dict  # record fields only the trainer knows: source, arch, schedule, lr, epochs, speed, device, probe...
+    evidence: Evidence  # for calibration and the referral threshold
 
 
 def finish(spec: RunSpec, split: Split, stage: RunDir, trained: Trained, tracker=None) -> RunRecord:
@@ -49,18 +63,22 @@ def finish(spec: RunSpec, split: Split, stage: RunDir, trained: Trained, tracker
     from fastai.callback.progress import ProgressCallback
 
     learn, vocab = trained.learn, list(trained.learn.dls.vocab)
-    temperature = evaluate.calibrate(learn, trained.valid_logits, trained.valid_y)
-    valid_probs = torch.softmax(trained.valid_logits / temperature, 1)  # as the calibrated model gives them
+    ev = trained.evidence
+    temperature, chosen = calibration.choose(ev.logits, ev.y, ev.folds)
+    calibration.fold(learn.model, temperature)
+    conf, predicted = torch.softmax(ev.logits.float() / temperature, 1).max(1)  # as the calibrated model gives them
+    ev_correct = (predicted == ev.y).numpy()
+    cert = certify.certify(conf.numpy(), ev_correct, ev.groups, spec.refer_target, spec.refer_delta)
     test = split.part("test")
     preds = trained.score(test)
     title = f"{spec.entry} seed {spec.seed}"
-    conf, predicted = valid_probs.max(1)
     metrics = {**evaluate.record_test(learn, loaders.rows_dl(learn.dls, test), preds, stage, title, spec.benign),
                **evaluate.calibration_record(preds, vocab, temperature, stage, title),
                **evaluate.test_intervals(preds, vocab, test.group_id, spec.benign),
-               **referral.record(conf.numpy(), (predicted == trained.valid_y).numpy(), preds, stage, title)}
-    threshold = metrics["referral"]["threshold"]
-    metrics["external"] = {ext.name: external.score(ext, trained.score, vocab, spec.benign, threshold,
+               **referral.record(cert, ev.kind, conf.numpy(), ev_correct, preds.assign(group_id=test.group_id.to_numpy()),
+                                 stage, title)}
+    metrics["calibration"].update(chosen, evidence=ev.kind)
+    metrics["external"] = {ext.name: external.score(ext, trained.score, vocab, spec.benign, cert,
                                                     stage.external_predictions(ext.name)) for ext in split.external}
     if spec.robustness_n:
         rows = shifts.sample(test, spec.robustness_n)

@@ -24,11 +24,11 @@ COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "test_accuracy_std",
            "vs_best", "pi95_low", "pi95_high", "pi_kind", "n",
            "n_seeds",
            "n_splits", "valid_accuracy", "test_loss", "macro_f1", "balanced_accuracy", "roc_auc_ovr",
-           "cancer_sensitivity", "benign_specificity", "ece", "ece_calibrated", "coverage_at_99", "shifted_accuracy",
-           "worst_shift", "worst_shift_accuracy", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained",
+           "cancer_sensitivity", "benign_specificity", "ece", "ece_calibrated", "refer_kept", "refer_kept_accuracy",
+           "refer_met", "shifted_accuracy", "worst_shift", "worst_shift_accuracy", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained",
            "augment", "scheme", "img_size", "entry"]
 MEANS = ["valid_accuracy", "test_loss", "macro_f1", "balanced_accuracy", "roc_auc_ovr", "cancer_sensitivity",
-         "benign_specificity", "ece", "ece_calibrated", "coverage_at_99", "shifted_accuracy", "params_m",
+         "benign_specificity", "ece", "ece_calibrated", "refer_kept", "refer_kept_accuracy", "shifted_accuracy", "params_m",
          "seconds_per_epoch", "train_img_per_s"]
 
 
@@ -124,19 +124,31 @@ def _row(g: pd.DataFrame) -> dict:
             "ci_kind": kind, "pi95_low": max(pi_low, 0.0), "pi95_high": min(pi_high, 1.0), "pi_kind": pi_kind,
             "n": len(g), "n_seeds": g.seed.nunique(),
             "n_splits": g.split_seed.nunique(), **{c: pd.to_numeric(g[c]).mean() for c in MEANS},
-            **dict(zip(("worst_shift", "worst_shift_accuracy"), worst_shift(g))),
+            **dict(zip(("worst_shift", "worst_shift_accuracy"), worst_shift(g))), "refer_met": refer_met(g),
             "pretrained": bool(g.pretrained.iloc[0]), "augment": g.augment.iloc[0], "scheme": g.scheme.iloc[0],
             "img_size": int(g.img_size.iloc[0]), "entry": g.entry.iloc[0]}
 
 
-SHIPPED_RULE = ("the entry's run with the highest valid accuracy (then lowest valid loss, then lowest split seed and "
-                "training seed): chosen on the valid part only, never on the test part")
+def refer_met(g: pd.DataFrame) -> str:
+    """How many of an entry's runs kept test tiles at least as accurate as their referral target: "2/3 met",
+    or why none could ("not certified": every run refers every tile)."""
+    found = [r["test"].get("met") for r in g.get("referral", []) if isinstance(r, dict) and "test" in r]
+    judged = [m for m in found if m is not None]
+    if not judged:
+        return "not certified" if found else ""
+    return f"{sum(judged)}/{len(judged)} met"
+
+
+SHIPPED_RULE = ("the entry's run with the highest selection accuracy (the valid part; for fine-tuning its selection "
+                "half, the other half calibrates), then lowest valid loss, lowest split seed and training seed: "
+                "chosen without the test part or the evidence that calibrates it")
 
 
 def shipped(g: pd.DataFrame) -> pd.Series:
     """The run of an entry's runs that ships (SHIPPED_RULE)."""
-    return g.sort_values(["valid_accuracy", "valid_loss", "split_seed", "seed"],
-                         ascending=[False, True, True, True]).iloc[0]
+    chosen_on = g.selection_accuracy.fillna(g.valid_accuracy) if "selection_accuracy" in g else g.valid_accuracy
+    return g.assign(_chosen_on=chosen_on).sort_values(["_chosen_on", "valid_loss", "split_seed", "seed"],
+                                                      ascending=[False, True, True, True]).iloc[0]
 
 
 EXTERNAL = "external:"  # leaderboard columns "external:<name>": mean accuracy on that external set

@@ -16,6 +16,7 @@ import pandas as pd
 
 from lungfast.data import split as splits
 from lungfast.results.layout import RunDir
+from lungfast.ship.parity import markdown as parity_markdown
 
 LIMITS = ("It is a research model, not a diagnostic device: it has not been validated for clinical use and must not "
           "guide a diagnosis. LC25000 comes from one source (one institution's slides, one scanner, one staining "
@@ -61,8 +62,42 @@ def header(rec, library: str, license: str, metrics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _met(r: dict) -> str:
+    return "no threshold" if r.get("threshold") is None else "–" if r.get("met") is None else \
+        ("met" if r["met"] else "not met")
+
+
+def calibration_text(cal: dict) -> str:
+    where = cal.get("evidence", "the valid part")
+    if "kept" not in cal:  # a record from before #26: fitted on the valid part and always folded in
+        choice = f"Temperature {cal.get('temperature', float('nan')):.4f}, fitted on the valid part."
+    elif cal["kept"]:
+        choice = (f"Temperature {cal['temperature']:.4f}, fitted on {where}: kept because it lowered that evidence's "
+                  f"cross-fitted ECE ({_fmt(cal['evidence_ece_uncalibrated'])} to "
+                  f"{_fmt(cal['evidence_ece_cross_fitted'])}).")
+    else:
+        choice = (f"No temperature folded in: the one fitted on {where} ({cal['fitted_temperature']:.4f}) did not lower "
+                  f"that evidence's cross-fitted ECE ({_fmt(cal['evidence_ece_uncalibrated'])} uncalibrated, "
+                  f"{_fmt(cal['evidence_ece_cross_fitted'])} scaled).")
+    return (f"{choice} Test ECE {_fmt(cal.get('before', {}).get('ece'))} unscaled, {_fmt(cal.get('after', {}).get('ece'))} "
+            f"as shipped.\n")
+
+
+def referral_text(ref: dict) -> str:
+    if "message" not in ref:  # a record from before #26
+        return (f"Referral below a calibrated confidence of {_fmt(ref.get('threshold'))}, the lowest at which the valid "
+                f"part was >= 99% accurate: a point estimate with no stated guarantee (rerun for a certified one).\n")
+    t = ref["test"]
+    found = ("every test tile is referred" if ref["threshold"] is None else
+             f"on the test part it keeps {_fmt(t['kept'], 3)} of tiles, {_fmt(t['accuracy_kept'])} of them right "
+             f"(95% interval {_interval(t.get('accuracy_kept_ci95'))}, tile groups resampled): target "
+             f"{ref['target']:.0%} {_met(t)}")
+    return (f"Referral, certified on {ref.get('evidence', 'its evidence')}: {ref['message']}. Tiles below the threshold "
+            f"should go to a pathologist; {found}.\n")
+
+
 def build(rec, run: RunDir, experiment: dict, how_to_load: str, library: str, random_split: float | None = None,
-          license: str = "other", chosen_by: str = "", entry_row: dict | None = None) -> str:
+          license: str = "other", chosen_by: str = "", entry_row: dict | None = None, parity: dict | None = None) -> str:
     """The card's markdown: YAML header, then the sections a reader of a medical model looks for."""
     spec, cal, ref = rec.spec, rec.calibration, rec.referral
     metrics = {"accuracy": rec.test_accuracy, "balanced_accuracy": rec.balanced_accuracy, "ece": rec.ece_calibrated}
@@ -108,14 +143,14 @@ def build(rec, run: RunDir, experiment: dict, how_to_load: str, library: str, ra
         out += ["## External sets\n", pd.DataFrame([
             {"set": name, "images": f["n"], "groups": f["n_groups"], "accuracy": _fmt(f["accuracy"]),
              "95% interval": _interval(f["ci95"]["accuracy"]), "balanced accuracy": _fmt(f["balanced_accuracy"]),
-             "ECE": _fmt(f["ece_calibrated"]), "kept by referral": _fmt(f["referral"]["kept"], 3)}
+             "ECE": _fmt(f["ece_calibrated"]), "kept by referral": _fmt(f["referral"]["kept"], 3),
+             "kept accuracy": _fmt(f["referral"]["accuracy_kept"]),
+             "kept 95% interval": _interval(f["referral"].get("accuracy_kept_ci95")),
+             "target": _met(f["referral"])}
             for name, f in rec.external.items()]).to_markdown(index=False, disable_numparse=True) + "\n"]
-    out += ["## Calibration and referral\n",
-            f"Temperature scaling fitted on the valid part: test ECE {_fmt(cal.get('before', {}).get('ece'))} before, "
-            f"{_fmt(cal.get('after', {}).get('ece'))} after. Referral: below a calibrated confidence of "
-            f"{_fmt(ref.get('threshold'))} (the lowest at which the valid part was >= 99% accurate) a tile should go to a "
-            f"pathologist; on the test part that keeps {_fmt(ref.get('test_coverage'), 3)} of tiles, "
-            f"{_fmt(ref.get('test_accuracy_kept'))} of them right.\n"]
+    out += ["## Calibration and referral\n", calibration_text(cal), referral_text(ref)]
+    if parity is not None:
+        out += ["## Precision\n", parity_markdown(parity)]
     if rec.robustness.get("middle"):
         out += ["## Robustness\n", f"Test accuracy on {rec.robustness.get('n')} test tiles under input shifts at the "
                 f"middle severity (clean: {_fmt(rec.robustness.get('clean_accuracy'))}):\n",

@@ -14,7 +14,7 @@ from lungfast import files
 from lungfast.cohorts import ExternalSet
 from lungfast.data import external as external_data
 from lungfast.errors import LungfastError
-from lungfast.results import evaluate, external
+from lungfast.results import evaluate, external, referral
 from lungfast.ship import model_io
 
 
@@ -44,15 +44,16 @@ def parse_label_map(items: list[str]) -> dict[str, str]:
 
 def score(model: str, data_dir: str, label_map: dict[str, str] | None = None, include: str = "*",
           groups_csv: str | None = None, group_column: str = "group_id", group_pattern: str | None = None,
-          benign=evaluate.BENIGN, trusted: bool = False, precision: str = "auto") -> Scored:
+          benign=evaluate.BENIGN, trusted: bool = False, precision: str | None = None) -> Scored:
     learn = model_io.load(model, trusted, precision)
     vocab = list(learn.dls.vocab)
     name = re.sub(r"[^A-Za-z0-9_.+-]", "_", Path(data_dir).resolve().name) or "external"
     ext = external_data.load(ExternalSet(name, str(data_dir), label_map or {}, include, groups_csv, group_column,
                                          group_pattern), vocab)
     preds = evaluate.predictions(learn, ext.frame)
+    target = model_io.described(model).get("refer_target") or referral.TARGET
     figures = {**ext.facts(), **external.figures(preds, vocab, ext.frame.group_id, tuple(benign),
-                                                 model_io.refer_below(model))}
+                                                 model_io.refer_below(model), target)}
     return Scored(name, figures, preds.assign(folder=ext.frame.folder.to_numpy(), group_id=ext.frame.group_id.to_numpy()))
 
 

@@ -20,7 +20,7 @@ from lungfast import files
 from lungfast.results import record
 from lungfast.results.layout import ExperimentDir
 from lungfast.results.summary import SHIPPED_RULE, summarize
-from lungfast.ship import card, model_io, trust
+from lungfast.ship import card, model_io, parity, trust
 from lungfast.train import backbones
 
 LOAD = {  # how the card tells a reader to load each format
@@ -81,12 +81,16 @@ def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = F
     library = "timm" if fmt == "timm" else "fastai" if fmt == "pickle" else fmt
     ways = "\n\n".join(f"**{f}** (`lungfast export --format {f}`):\n\n{LOAD[f]}" for f in [fmt, *(f for f in LOAD if f != fmt)])
     row = s.table[s.table.entry == rec.spec.entry].iloc[0].to_dict()
-    text = card.build(rec, run, experiment, ways, library, random, chosen_by=SHIPPED_RULE, entry_row=row)
+    precision = parity.measure(run, rec, trusted)  # before the card, which shows it
+    text = card.build(rec, run, experiment, ways, library, random, chosen_by=SHIPPED_RULE, entry_row=row,
+                      parity=precision)
     out = Path(out)
     meta = FORMATS[fmt](run, rec, out, trusted, text)  # (the timm folder holds its card; the rest get MODEL_CARD.md)
     description = {**(meta or {}), "backbone": rec.spec.backbone, "protocol": rec.spec.protocol,
                    "source_run": str(run.path.resolve()), "vocab": rec.vocab, "img_size": rec.spec.img_size,
-                   "refer_below": rec.referral.get("threshold"), "chosen_by": SHIPPED_RULE,
+                   "refer_below": rec.referral.get("threshold"), "refer_target": rec.referral.get("target"),
+                   "refer_delta": rec.referral.get("delta"), "precision": precision["recorded"], "parity": precision,
+                   "chosen_by": SHIPPED_RULE,
                    "test_accuracy": rec.test_accuracy, "test_ci95": rec.test_ci95.get("test_accuracy"),
                    "entry_mean_ci95": [row["ci95_low"], row["ci95_high"]], "one_model_95": [row["pi95_low"], row["pi95_high"]],
                    "one_model_kind": row["pi_kind"], "experiment": experiment, "versions": rec.versions}

@@ -7,6 +7,7 @@ registry entry named in its JSON sidecar, and the inference pipeline from the sa
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -23,6 +24,8 @@ from lungfast.results.layout import MANIFEST, RunDir
 from lungfast.ship import trust
 from lungfast.train import backbones, device, learner
 
+log = logging.getLogger("lungfast")
+
 
 def sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".json")
@@ -35,7 +38,7 @@ def export_safetensors(learn, rec, run: RunDir, out: Path) -> dict:
 
     b = backbones.get(rec.spec.backbone)
     meta = {"format": "lungfast-safetensors-1", "backbone": b.name, "vocab": list(learn.dls.vocab),
-            "protocol": rec.spec.protocol, "refer_below": rec.referral.get("threshold"),
+            "protocol": rec.spec.protocol,
             "img_size": rec.spec.img_size, "stats": [list(s) for s in b.stats], "source_run": str(run.path.resolve()),
             "versions": {"fastai": fastai.__version__, "timm": timm.__version__, "torch": torch.__version__}}
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
@@ -99,33 +102,60 @@ def load_safetensors(path: Path):
     return learn
 
 
-def load(path: str | Path, trusted: bool = False, precision: str = "auto"):
+def load(path: str | Path, trusted: bool = False, precision: str | None = None):
     """A fastai Learner ready for `dls.test_dl`, `get_preds` and `tta`, from either format, on the CPU (as
-    fastai loads it) under this CPU's plan: bf16 autocast + channels_last where it has bf16 units."""
+    fastai loads it), in the precision the model was evaluated, calibrated and thresholded in (recorded at
+    export), on any machine; `precision` (auto, fp32, bf16) asks for another, and a gap is said in one line."""
     path = Path(path)
     if not path.is_file():
         raise LungfastError(f"{path}: model file not found; make one with lungfast export DIR --out FILE")
     learn = load_safetensors(path) if path.suffix == ".safetensors" else load_pickle(path, trusted)
     learn.model.eval()
-    device.apply(learn, device.plan_for(device.describe(cpu=True), precision))
+    plan = device.plan_for(device.describe(cpu=True), precision or described(path).get("precision") or "auto")
+    device.apply(learn, plan)
+    note = precision_note(path, plan.precision, plan.why)
+    if note:
+        log.warning("%s", note)
     return learn
 
 
-def refer_below(path: str | Path) -> float | None:
-    """The calibrated confidence below which the model was under 99% accurate on its valid part (tiles below
-    it go to a pathologist): from the export's description, or the run record of a run's own learner.
-    inf: no confidence reached 99% (refer every tile); None: not recorded (models older than the referral)."""
+def described(path: str | Path) -> dict:
+    """What lungfast recorded about a model: its export description (`<model>.json`), or for a run's own
+    learner the run record's referral and precision; {} when neither is there or readable (a damaged
+    description costs the advice it holds, never the prediction)."""
     path = Path(path)
     try:
         if sidecar(path).is_file():
-            found = json.loads(sidecar(path).read_text())
-        elif (path.parent / MANIFEST).is_file():
-            found = {"refer_below": record.read(RunDir(path.parent)).referral.get("threshold", "unknown")}
-        else:
-            return None
-    except (ValueError, LungfastError):  # a damaged description only costs the referral advice
+            return json.loads(sidecar(path).read_text())
+        if (path.parent / MANIFEST).is_file():
+            rec = record.read(RunDir(path.parent))
+            return {"refer_below": rec.referral.get("threshold", "unknown"), "refer_target": rec.referral.get("target"),
+                    "precision": rec.device.get("precision")}
+    except (ValueError, LungfastError):
+        pass
+    return {}
+
+
+def precision_note(path: str | Path, used: str, why: str = "") -> str | None:
+    """One line when a model predicts in another precision than its figures were made in, with the gap export
+    measured between the two (ship.parity); None when they agree or nothing was recorded."""
+    d = described(path)
+    recorded = d.get("precision")
+    if not recorded or recorded == used or (recorded, used) == ("fp32", "onnx"):  # ONNX Runtime runs fp32
         return None
-    t = found.get("refer_below", "unknown")
+    pair = (d.get("parity") or {}).get("pairs", {}).get("|".join(sorted((recorded, used))))
+    gap = (f"export measured a largest probability gap of {pair['max_gap']:.2g} between the two on "
+           f"{d['parity']['n']} test tiles ({pair['class_flips']} class and {pair['refer_flips']} refer flips)"
+           if pair else "the gap between the two was not measured (export it again to measure it)")
+    return (f"note: {Path(path).name} was evaluated, calibrated and thresholded in {recorded}; it predicts in {used} "
+            f"here{f' ({why})' if why else ''}: {gap}")
+
+
+def refer_below(path: str | Path) -> float | None:
+    """The certified referral threshold (tiles below it go to a pathologist): from the export's description, or
+    the run record of a run's own learner. inf: none could be certified (refer every tile); None: not recorded
+    (models older than the referral)."""
+    t = described(path).get("refer_below", "unknown")
     return None if t == "unknown" else float("inf") if t is None else float(t)
 
 

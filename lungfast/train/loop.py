@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # runs write PNGs; there is no screen
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from fastai.callback.progress import ProgressCallback  # noqa: E402
 from fastai.torch_core import set_seed  # noqa: E402
@@ -21,7 +22,7 @@ from fastcore.basics import noop  # noqa: E402
 from lungfast import progress  # noqa: E402
 from lungfast.data import loaders  # noqa: E402
 from lungfast.data.split import Split  # noqa: E402
-from lungfast.results import evaluate, run_end  # noqa: E402
+from lungfast.results import certify, evaluate, run_end  # noqa: E402
 from lungfast.results.layout import RunDir  # noqa: E402
 from lungfast.runspec import RunSpec  # noqa: E402
 from lungfast.train import augment, backbones, device, distributed, learner  # noqa: E402
@@ -107,15 +108,18 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
         return None
     with distributed.alone():
         history = next(c for c in cbs if isinstance(c, EpochHistory))  # fit's callbacks leave with the fit
-        return run_end.finish(spec, split, stage, trained(spec, learn, plan, lr, lr_found, world_size, history.rows),
-                              tracker)
+        return run_end.finish(spec, split, stage, trained(spec, split, learn, plan, lr, lr_found, world_size,
+                                                          history.rows), tracker)
 
 
-def trained(spec: RunSpec, learn, plan, lr: float, lr_found, world_size: int, epochs: list[dict]) -> run_end.Trained:
-    """The fine-tuned learner for the end of the run: valid logits, its own way to score rows (its files through
-    its inference pipeline, as `predict` reads them), and the record fields of the training."""
+def trained(spec: RunSpec, split: Split, learn, plan, lr: float, lr_found, world_size: int,
+            epochs: list[dict]) -> run_end.Trained:
+    """The fine-tuned learner for the end of the run: its own way to score rows (its files through its inference
+    pipeline, as `predict` reads them), the record fields of the training, and its evidence (`halves`)."""
     valid_loss, valid_acc = learn.validate()
     probs, targets = learn.get_preds(dl=learn.dls.valid)
+    selection_accuracy, evidence = halves(torch.log(probs.clamp_min(1e-12)), targets,
+                                          split.part("valid").group_id.to_numpy(), spec.seed)
 
     def score(rows):
         return evaluate.predictions(learn, rows)
@@ -125,5 +129,21 @@ def trained(spec: RunSpec, learn, plan, lr: float, lr_found, world_size: int, ep
                  epochs_run=len(epochs), valid_loss=float(valid_loss), valid_accuracy=float(valid_acc),
                  train_seconds=seconds, seconds_per_epoch=seconds / max(len(epochs), 1),
                  train_img_per_s=world_size * sum(e["train_images"] for e in epochs) / max(seconds, 1e-9),
-                 world_size=world_size, device=plan.as_dict())
-    return run_end.Trained(learn, torch.log(probs.clamp_min(1e-12)), targets, score, facts)
+                 world_size=world_size, device=plan.as_dict(), selection_accuracy=selection_accuracy)
+    return run_end.Trained(learn, score, facts, evidence)
+
+
+def halves(logits: torch.Tensor, y: torch.Tensor, groups, seed: int) -> tuple[float, run_end.Evidence]:
+    """The valid part's tile groups dealt into two halves: the selection half's accuracy is what export's choice
+    among runs reads, the calibration half fits the temperature and certifies the referral threshold, so neither
+    is fitted on the evidence that picked the run (refitting a fine-tuned network per fold would cost a training
+    each). A valid part of one group cannot be halved: it then does both, and says so."""
+    half = certify.folds(groups, 2, seed)
+    pick, calib = half == 0, half == 1
+    kind = f"the calibration half of the valid part ({len(set(groups[calib]))} tile groups; the other half chose the run)"
+    if not calib.any():
+        pick = calib = np.ones(len(groups), bool)
+        kind = "the whole valid part (one tile group: too few to halve; it also chose the run)"
+    accuracy = float((logits[torch.as_tensor(pick)].argmax(1) == y[torch.as_tensor(pick)]).float().mean())
+    mine = torch.as_tensor(calib)
+    return accuracy, run_end.Evidence(logits[mine], y[mine], groups[calib], certify.folds(groups[calib], 2, seed), kind)
