@@ -76,7 +76,7 @@ def calibration_text(cal: dict) -> str:
                   f"cross-fitted ECE ({_fmt(cal['evidence_ece_uncalibrated'])} to "
                   f"{_fmt(cal['evidence_ece_cross_fitted'])}).")
     else:
-        choice = (f"No temperature folded in: the one fitted on {where} ({cal['fitted_temperature']:.4f}) did not lower "
+        choice = (f"No temperature folded in: the one fitted on {where}, {cal['fitted_temperature']:.4f}, did not lower "
                   f"that evidence's cross-fitted ECE ({_fmt(cal['evidence_ece_uncalibrated'])} uncalibrated, "
                   f"{_fmt(cal['evidence_ece_cross_fitted'])} scaled).")
     return (f"{choice} Test ECE {_fmt(cal.get('before', {}).get('ece'))} unscaled, {_fmt(cal.get('after', {}).get('ece'))} "

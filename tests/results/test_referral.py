@@ -26,16 +26,25 @@ def test_threshold_is_the_lowest_confidence_that_still_reaches_the_target():
     assert referral.at(conf, right, None) == (0.0, None)
 
 
-def test_record_reads_the_valid_threshold_on_the_test_part(tmp_path):
+def test_record_reads_the_certified_threshold_on_the_test_part(tmp_path):
+    from lungfast.results import certify
     from lungfast.results.layout import RunDir
 
-    valid_conf, valid_right = np.array([0.99, 0.95, 0.9, 0.7]), np.array([True, True, True, False])
-    test = pd.DataFrame({"probability": [0.97, 0.92, 0.8, 0.6], "actual": ["a", "a", "b", "b"],
-                         "predicted": ["a", "b", "b", "a"]})
-    out = referral.record(valid_conf, valid_right, test, RunDir(tmp_path), "t")
-    assert out["referral"]["threshold"] == 0.9 and out["coverage_at_99"] == 0.5
-    assert out["referral"]["test_accuracy_kept"] == 0.5 and out["referral"]["valid_coverage"] == 0.75
+    ev_conf = np.r_[np.full(3000, 0.97), np.full(300, 0.6)]  # 300 groups of 10 right tiles, 30 groups all wrong
+    ev_right = np.r_[np.ones(3000, bool), np.zeros(300, bool)]
+    cert = certify.certify(ev_conf, ev_right, np.repeat(np.arange(330), 10))
+    assert cert.threshold == 0.97 and cert.kept_groups == 300
+    test = pd.DataFrame({"probability": [0.99, 0.98, 0.97, 0.8, 0.6], "actual": ["a", "a", "b", "b", "a"],
+                         "predicted": ["a", "a", "a", "b", "b"], "group_id": ["g1", "g1", "g2", "g3", "g4"]})
+    out = referral.record(cert, "out-of-fold", ev_conf, ev_right, test, RunDir(tmp_path), "t")
+    t = out["referral"]["test"]
+    assert out["refer_kept"] == t["kept"] == 0.6 and out["refer_kept_accuracy"] == t["accuracy_kept"] == 2 / 3
+    assert t["met"] is False  # 2 of 3 kept test tiles right: below 99%, and the record says so
+    assert t["accuracy_kept_ci95"][0] <= 2 / 3 <= t["accuracy_kept_ci95"][1]
+    assert out["referral"]["evidence"] == "out-of-fold" and out["referral"]["threshold"] == 0.97
     assert (tmp_path / "risk_coverage.png").stat().st_size > 10_000
+    nothing = referral.kept_figures(test.probability.to_numpy(), np.ones(5, bool), test.group_id, None, 0.99)
+    assert nothing["kept"] == 0.0 and nothing["accuracy_kept"] is None and nothing["met"] is None
 
 
 def test_the_threshold_travels_with_the_export_and_missing_is_not_never(tmp_path):
