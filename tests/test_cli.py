@@ -191,11 +191,17 @@ def test_robustness_sweep_and_referral_are_recorded(e2e):
     middle = sweep[sweep.severity == 2].set_index("shift").accuracy
     assert m["shifted_accuracy"] == pytest.approx(middle.mean()) and m["worst_shift"] == middle.idxmin()
     ref = m["referral"]
-    assert ref["target_accuracy"] == 0.99 and m["coverage_at_99"] == ref["test_coverage"]
-    if ref["threshold"] is not None:  # the recorded coverage is the share of test tiles at or above it
-        assert ref["test_coverage"] == pytest.approx((clean.probability >= ref["threshold"]).mean())
+    assert ref["target"] == 0.99 and ref["delta"] == 0.05 and m["refer_kept"] == ref["test"]["kept"]
+    assert "valid part" in ref["evidence"] and ref["evidence_groups"] >= 1  # fine-tuning: its calibration half
+    if ref["threshold"] is not None:  # the recorded share is the share of test tiles at or above it
+        assert ref["test"]["kept"] == pytest.approx((clean.probability >= ref["threshold"]).mean())
+    else:  # tiny data cannot be certified: said in one line, every tile referred
+        assert ref["message"].startswith("cannot certify 99%") and m["refer_kept"] == 0.0
+        assert m["refer_kept_accuracy"] is None and ref["test"]["met"] is None
+    assert m["calibration"]["temperature"] == (m["calibration"]["fitted_temperature"] if m["calibration"]["kept"]
+                                               else 1.0)
     board = pd.read_csv(out / "leaderboard.csv")
-    assert {"coverage_at_99", "shifted_accuracy", "worst_shift"} <= set(board.columns)
+    assert {"refer_kept", "refer_kept_accuracy", "refer_met", "shifted_accuracy", "worst_shift"} <= set(board.columns)
     assert board.shifted_accuracy.between(0, 1).all()
 
 

@@ -26,6 +26,7 @@ from lungfast.probe import heads
 from lungfast.results import stats
 
 C_GRID = (0.01, 0.1, 1.0, 10.0)
+ABSENT = -30.0  # the logit of a class the training tiles lacked
 K_MAIN, K_ONE = 20, 1
 SHOTS, EPISODES = (1, 4, 16), 100
 
@@ -66,11 +67,17 @@ def linear(parts: dict, n_classes: int, seed: int, only: str | None = None) -> F
     scaler = StandardScaler().fit(xt)
     fitted, rows = [], []
     grid = [c for c in C_GRID if only in (None, f"C={c:g}")]
+    seen = np.unique(yt)  # a fold of a small data set may lack a class: it is then never predicted
     for c in grid:
-        lr = LogisticRegression(C=c, max_iter=300, random_state=seed).fit(scaler.transform(xt), yt)
-        w, b = lr.coef_ / scaler.scale_, lr.intercept_ - (lr.coef_ * scaler.mean_ / scaler.scale_).sum(1)
-        if n_classes == 2:  # scikit-learn keeps one row for two classes: logits [0, z]
-            w, b = np.vstack([np.zeros_like(w), w]), np.concatenate([[0.0], b])
+        w, b = np.zeros((n_classes, xt.shape[1])), np.full(n_classes, ABSENT)
+        if len(seen) == 1:
+            b[seen[0]] = 0.0
+        else:
+            lr = LogisticRegression(C=c, max_iter=300, random_state=seed).fit(scaler.transform(xt), yt)
+            lw, lb = lr.coef_ / scaler.scale_, lr.intercept_ - (lr.coef_ * scaler.mean_ / scaler.scale_).sum(1)
+            if len(seen) == 2:  # scikit-learn keeps one row for two classes: logits [0, z]
+                lw, lb = np.vstack([np.zeros_like(lw), lw]), np.concatenate([[0.0], lb])
+            w[seen], b[seen] = lw, lb
         clf = heads.Linear(xt.shape[1], n_classes)
         with torch.no_grad():
             clf.weight.copy_(torch.as_tensor(w, dtype=torch.float32))
@@ -92,7 +99,9 @@ def knn(parts: dict, n_classes: int, seed: int, only: str | None = None) -> Fit:
 
 def _centroids(x: np.ndarray, y: np.ndarray, mean: np.ndarray, n_classes: int) -> heads.Centroids:
     z = F.normalize(torch.as_tensor(x - mean, dtype=torch.float32), dim=1)
-    c = torch.stack([F.normalize(z[torch.as_tensor(y) == k].mean(0), dim=0) for k in range(n_classes)])
+    y = torch.as_tensor(y)  # a class absent from these tiles gets a zero centroid: never the nearest by much
+    c = torch.stack([F.normalize(z[y == k].mean(0), dim=0) if (y == k).any() else torch.zeros(z.shape[1])
+                     for k in range(n_classes)])
     return heads.Centroids(torch.as_tensor(mean), c)
 
 

@@ -61,6 +61,24 @@ def test_predict_folder_recursively_with_one_bad_file(shipped):
     assert (good.refer.astype(str) == expected.map(str)).all() and str(bad.refer) == "False"
 
 
+def test_the_model_predicts_in_its_recorded_precision_and_says_when_it_does_not(shipped):
+    work, _ = shipped
+    described = json.loads((work / "lung.pkl.json").read_text())
+    recorded, pairs = described["precision"], described["parity"]["pairs"]
+    assert recorded in ("fp32", "bf16") and set(pairs) == {"bf16|fp32", "bf16|onnx", "fp32|onnx"}
+    assert pairs["fp32|onnx"]["max_gap"] < 1e-4 and described["parity"]["n"] > 0
+    same = run_cli("predict", work / "lung.pkl", work / "tiles" / "nested", cwd=work)
+    assert same.returncode == 0 and "note:" not in same.stderr  # its own precision, whatever this CPU has
+    other = "fp32" if recorded == "bf16" else "bf16"
+    forced = run_cli("predict", work / "lung.pkl", work / "tiles" / "nested", "--precision", other, cwd=work)
+    notes = [line for line in forced.stderr.splitlines() if "thresholded in" in line]
+    assert forced.returncode == 0 and len(notes) == 1, forced.stderr
+    gap = pairs["bf16|fp32"]["max_gap"]
+    assert f"in {recorded}; it predicts in {other}" in notes[0] and f"gap of {gap:.2g}" in notes[0]
+    card = (work / "MODEL_CARD.md").read_text()
+    assert "## Precision" in card and f"made in **{recorded}**" in card and "bf16 vs fp32" in card
+
+
 def test_predict_tta_and_out_file(shipped):
     work, _ = shipped
     r = run_cli("predict", work / "lung.pkl", work / "tiles" / "nested", "--tta", "--out", work / "p.csv", cwd=work)
