@@ -67,7 +67,8 @@ def test_every_run_scores_every_external_set(run_with_external):
         assert x20["support"] == {"lung_aca": 8, "lung_n": 12, "lung_scc": 4}
         low, high = x20["ci95"]["accuracy"]
         assert low <= x20["accuracy"] <= high and 0 <= x20["ece_calibrated"] <= 1
-        assert x20["cancer_sensitivity"] is not None and set(x20["referral"]) == {"threshold", "kept", "accuracy_kept"}
+        assert x20["cancer_sensitivity"] is not None and set(x20["referral"]) == {
+                "threshold", "target", "kept", "accuracy_kept", "accuracy_kept_ci95", "met"}
 
 
 def test_the_leaderboard_has_a_column_per_set_and_a_ladder(run_with_external):

@@ -84,8 +84,9 @@ def test_export_chooses_on_the_valid_part_and_carries_a_one_model_interval(compa
     runs = [json.loads(p.read_text()) | {"dir": str(p.parent.resolve())}
             for p in exp.glob(f"grouped-split*/runs/{winner.backbone}/{winner.protocol}-seed0/metrics.json")]
     assert len(runs) == 5
-    best = max(runs, key=lambda r: (r["valid_accuracy"], -r["valid_loss"], -r["split_seed"]))
-    assert bundle["source_run"] == best["dir"] and "valid part only" in bundle["chosen_by"]
+    assert all(r["selection_accuracy"] == r["valid_accuracy"] for r in runs)  # a probe selects on its valid part
+    best = max(runs, key=lambda r: (r["selection_accuracy"], -r["valid_loss"], -r["split_seed"]))
+    assert bundle["source_run"] == best["dir"] and "without the test part" in bundle["chosen_by"]
     low, high = bundle["one_model_95"]
     mean_low, mean_high = bundle["entry_mean_ci95"]
     assert high - low > mean_high - mean_low  # one model on new groups varies more than the mean of five
