@@ -24,29 +24,41 @@ from torchmetrics.functional.classification import multiclass_calibration_error
 BINS = 15
 
 
+LOG_T_BOUND = 4.0  # temperatures are searched in [e^-4, e^4]
+
+
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
-    """The T > 0 minimising the valid part's NLL of softmax(logits / T)."""
+    """The T > 0 minimising the NLL of softmax(logits / T) on these labelled logits."""
     logits, y = logits.float(), y.long()
     nll = lambda log_t: float(F.cross_entropy(logits / np.exp(log_t), y))  # noqa: E731
-    return float(np.exp(minimize_scalar(nll, bounds=(-4.0, 4.0), method="bounded").x))
+    return float(np.exp(minimize_scalar(nll, bounds=(-LOG_T_BOUND, LOG_T_BOUND), method="bounded").x))
+
+
+def at_bound(t: float) -> bool:
+    """A fit that ran to the edge of the search: the evidence does not set a temperature (e.g. every tile right,
+    where the NLL only falls as T -> 0, so the fit would make the model arbitrarily overconfident)."""
+    return abs(np.log(t)) > LOG_T_BOUND - 0.01
 
 
 def choose(logits: torch.Tensor, y: torch.Tensor, folds: np.ndarray) -> tuple[float, dict]:
     """(temperature to fold in, what was measured): T fitted on all the evidence, kept only if cross-fitted
-    temperatures (each fold's from the other folds) lower the evidence's ECE; else 1 (no scaling)."""
+    temperatures (each fold's from the other folds) lower the evidence's ECE and no fit ran to the search bound
+    (`at_bound`); else 1 (no scaling)."""
     logits, y = logits.float(), y.long()
-    fitted = fit_temperature(logits, y)
+    fits = [fit_temperature(logits, y)]
     crossed = logits.clone()
     for f in np.unique(folds):
         mine = torch.as_tensor(folds == f)
         if (~mine).any():
-            crossed[mine] = logits[mine] / fit_temperature(logits[~mine], y[~mine])
+            fits.append(fit_temperature(logits[~mine], y[~mine]))
+            crossed[mine] = logits[mine] / fits[-1]
     yn = y.numpy()
     before = ece(torch.softmax(logits, 1).numpy(), yn)
     after = ece(torch.softmax(crossed, 1).numpy(), yn)
-    kept = bool(after < before)
-    return (fitted if kept else 1.0), {"fitted_temperature": fitted, "kept": kept, "evidence_ece_uncalibrated": before,
-                                       "evidence_ece_cross_fitted": after}
+    identified = not any(at_bound(t) for t in fits)
+    kept = bool(identified and after < before)
+    return (fits[0] if kept else 1.0), {"fitted_temperature": fits[0], "kept": kept, "identified": identified,
+                                        "evidence_ece_uncalibrated": before, "evidence_ece_cross_fitted": after}
 
 
 def ece(probs: np.ndarray, y: np.ndarray, norm: str = "l1") -> float:

@@ -14,8 +14,7 @@ The rule is Learn-then-Test (Angelopoulos, Bates et al. 2021) for selective clas
   confidence quantiles: confidences only, never correctness), starting at the first that keeps enough groups
   for any rejection (log delta / log(1 - alpha): 299 for 99% at delta 0.05, also a count of confidences
   only), and the search stops at the first one that cannot be rejected at level delta; the lowest rejected
-  threshold is certified. The fixed sequence keeps the
-  family-wise error at delta with no Bonferroni cost.
+  threshold is certified. The fixed sequence keeps the family-wise error at delta with no Bonferroni cost.
 Where no candidate is certified, the model refers every tile and says so in one line.
 
 The old rule (the lowest confidence whose kept tiles were >= target right on the valid part, tiles as the unit)
@@ -109,9 +108,14 @@ def certify(confidence: np.ndarray, correct: np.ndarray, groups, target: float =
 
 
 def folds(groups, k: int = 5, seed: int = 0) -> np.ndarray:
-    """A fold number per row, whole tile groups per fold (groups shuffled by `seed`, then dealt round-robin)."""
-    codes, uniques = pd.factorize(pd.Series(np.asarray(groups)))
-    order = np.random.default_rng(seed).permutation(len(uniques))
-    fold_of_group = np.empty(len(uniques), dtype=int)
-    fold_of_group[order] = np.arange(len(uniques)) % max(1, min(k, len(uniques)))
-    return fold_of_group[codes]
+    """A fold number per row, whole tile groups per fold (scikit-learn's GroupKFold, groups shuffled by `seed`);
+    fewer folds where there are fewer groups, and one fold (all zeros) for a single group."""
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.asarray(groups)
+    n = min(k, len(pd.unique(groups)))
+    out = np.zeros(len(groups), dtype=int)
+    if n >= 2:
+        for f, (_, held) in enumerate(GroupKFold(n, shuffle=True, random_state=seed).split(groups, groups=groups)):
+            out[held] = f
+    return out

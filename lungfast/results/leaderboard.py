@@ -58,7 +58,8 @@ def referral_note(s: Summary) -> str:
     ref = shipped(s.ranked_runs[s.ranked_runs.entry == s.entries[0]]).referral
     if not isinstance(ref, dict) or "message" not in ref:
         return "referral: this record predates certified thresholds; rerun with --force for one"
-    return f"referral of {s.entries[0]} (the run export ships): {ref['message']}; on its test part: {kept_text({**ref['test'], 'threshold': ref['threshold'], 'target': ref['target']})}"
+    on_test = kept_text({**ref["test"], "threshold": ref["threshold"], "target": ref["target"]})
+    return f"referral of {s.entries[0]} (the run export ships): {ref['message']}; on its test part: {on_test}"
 
 
 def pairs_text(s: Summary) -> str:

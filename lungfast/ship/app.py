@@ -39,7 +39,7 @@ def check_upload(path: str | None) -> str | None:
     return f"That image could not be decoded ({reason.replace(str(path), 'the upload')})." if reason else None
 
 
-def advice(confidence: float, threshold: float | None, target: float = 0.99) -> str:
+def advice(confidence: float, threshold: float | None, target: float = 0.99, delta: float = 0.05) -> str:
     """What the confidence means for the reader, against the model's certified referral threshold."""
     if threshold is None:
         return f"Confidence {confidence:.3f}. No referral threshold is recorded for this model (export it again)."
@@ -50,7 +50,7 @@ def advice(confidence: float, threshold: float | None, target: float = 0.99) -> 
         return (f"Confidence {confidence:.3f} is below {threshold:.3f}, the threshold certified {target:.0%} accurate "
                 f"on new tile groups: **refer to a pathologist**.")
     return (f"Confidence {confidence:.3f} is at or above {threshold:.3f}: tiles kept there are certified "
-            f"{target:.0%} accurate on new tile groups (at 95% confidence or as the card states). Research use only.")
+            f"{target:.0%} accurate on new tile groups, with probability {1 - delta:.0%}. Research use only.")
 
 
 def build(model_path: str, trusted: bool = False):
@@ -60,7 +60,8 @@ def build(model_path: str, trusted: bool = False):
     learn = model_io.load(model_path, trusted)
     vocab = list(learn.dls.vocab)
     threshold = model_io.refer_below(model_path)
-    target = model_io.described(model_path).get("refer_target") or 0.99
+    described = model_io.described(model_path)
+    promise = {k: described[f"refer_{k}"] for k in ("target", "delta") if described.get(f"refer_{k}")}
 
     def predict(image):
         problem = check_upload(image)
@@ -71,7 +72,7 @@ def build(model_path: str, trusted: bool = False):
         top = int(probs.argmax())
         maps, rgb = saliency.cam_maps(learn, [image], [top])
         overlay = show_cam_on_image(rgb[0].astype(np.float32), maps[0], use_rgb=True)
-        return {c: float(p) for c, p in zip(vocab, probs)}, overlay, advice(float(probs[top]), threshold, target)
+        return {c: float(p) for c, p in zip(vocab, probs)}, overlay, advice(float(probs[top]), threshold, **promise)
 
     with gr.Blocks(title="lungfast") as demo:
         gr.Markdown(f"# lungfast\nModel `{Path(model_path).name}`: {', '.join(vocab)}. Research use only; "

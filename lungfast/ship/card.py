@@ -75,6 +75,9 @@ def calibration_text(cal: dict) -> str:
         choice = (f"Temperature {cal['temperature']:.4f}, fitted on {where}: kept because it lowered that evidence's "
                   f"cross-fitted ECE ({_fmt(cal['evidence_ece_uncalibrated'])} to "
                   f"{_fmt(cal['evidence_ece_cross_fitted'])}).")
+    elif not cal.get("identified", True):
+        choice = (f"No temperature folded in: its fit on {where} ran to the edge of the search "
+                  f"({cal['fitted_temperature']:.4f}), so that evidence does not set one.")
     else:
         choice = (f"No temperature folded in: the one fitted on {where}, {cal['fitted_temperature']:.4f}, did not lower "
                   f"that evidence's cross-fitted ECE ({_fmt(cal['evidence_ece_uncalibrated'])} uncalibrated, "

@@ -34,16 +34,15 @@ def probabilities(run, rec, paths: list[Path], trusted: bool) -> dict[str, np.nd
     from lungfast.ship import model_io, onnx_model, predict
     from lungfast.train import backbones, device
 
-    out = {}
-    for precision in ("fp32", "bf16"):
-        learn = model_io.load_pickle(run.learner, trusted)
+    out, learners = {}, {}
+    for precision in ("fp32", "bf16"):  # a fresh load each: the bf16 plan changes the model's memory format
+        learners[precision] = learn = model_io.load_pickle(run.learner, trusted)
         learn.model.eval()
         device.apply(learn, device.plan_for(device.describe(cpu=True), precision))
         out[precision] = predict.predict(learn, paths, progress=False)[rec.vocab].to_numpy(dtype=float)
     with tempfile.TemporaryDirectory() as tmp:
         onnx = Path(tmp, "model.onnx")
-        onnx_model.export(model_io.load_pickle(run.learner, trusted), backbones.get(rec.spec.backbone).stats,
-                          rec.spec.img_size, onnx)
+        onnx_model.export(learners["fp32"], backbones.get(rec.spec.backbone).stats, rec.spec.img_size, onnx)
         Path(tmp, "model.onnx.json").write_text(json.dumps({"vocab": rec.vocab, "img_size": rec.spec.img_size}))
         out["onnx"] = onnx_model.predict(onnx, paths)[rec.vocab].to_numpy(dtype=float)
     return out

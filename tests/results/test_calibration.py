@@ -30,6 +30,26 @@ def test_the_fitted_temperature_undoes_overconfidence():
     assert 0 <= after["ece"] <= after["mce"] <= 1
 
 
+def test_choose_keeps_a_temperature_that_helps_on_other_folds_and_refuses_one_that_does_not():
+    z, y = overconfident()
+    folds = np.arange(len(y)) % 5
+    t, facts = calibration.choose(z, y, folds)
+    assert facts["kept"] and facts["identified"] and t == facts["fitted_temperature"] == pytest.approx(2.5, rel=0.15)
+    assert facts["evidence_ece_cross_fitted"] < facts["evidence_ece_uncalibrated"]
+    worse = torch.cat([z[:1000] * 4, z[1000:] / 4])  # folds disagree: each fold's T is wrong for the other
+    t, facts = calibration.choose(worse, y, (np.arange(len(y)) >= 1000).astype(int))
+    assert facts["evidence_ece_cross_fitted"] > facts["evidence_ece_uncalibrated"]
+    assert not facts["kept"] and t == 1.0 and facts["identified"]
+
+
+def test_a_fit_that_runs_to_its_bound_is_never_folded_in():
+    z = torch.randn(30, 3) * 2
+    y = z.argmax(1)  # every tile right: the NLL only falls as T -> 0, so the fit runs to e^-4
+    t, facts = calibration.choose(z, y, np.arange(30) % 2)
+    assert calibration.at_bound(facts["fitted_temperature"]) and not facts["identified"]
+    assert t == 1.0 and not facts["kept"]  # ECE would fall (confidences -> 1), but nothing set that temperature
+
+
 def test_a_perfectly_calibrated_one_hot_has_zero_ece():
     y = np.array([0, 1, 2, 1])
     assert calibration.ece(np.eye(3)[y], y) == 0
