@@ -111,9 +111,10 @@ def load(path: str | Path, trusted: bool = False, precision: str | None = None):
         raise LungfastError(f"{path}: model file not found; make one with lungfast export DIR --out FILE")
     learn = load_safetensors(path) if path.suffix == ".safetensors" else load_pickle(path, trusted)
     learn.model.eval()
-    plan = device.plan_for(device.describe(cpu=True), precision or described(path).get("precision") or "auto")
+    found = described(path)
+    plan = device.plan_for(device.describe(cpu=True), precision or found.get("precision") or "auto")
     device.apply(learn, plan)
-    note = precision_note(path, plan.precision, plan.why)
+    note = precision_note(path, plan.precision, plan.why, found)
     if note:
         log.warning("%s", note)
     return learn
@@ -136,10 +137,11 @@ def described(path: str | Path) -> dict:
     return {}
 
 
-def precision_note(path: str | Path, used: str, why: str = "") -> str | None:
+def precision_note(path: str | Path, used: str, why: str = "", found: dict | None = None) -> str | None:
     """One line when a model predicts in another precision than its figures were made in, with the gap export
-    measured between the two (ship.parity); None when they agree or nothing was recorded."""
-    d = described(path)
+    measured between the two (ship.parity); None when they agree or nothing was recorded. `found`: the model's
+    `described` dict, when the caller has read it already."""
+    d = described(path) if found is None else found
     recorded = d.get("precision")
     if not recorded or recorded == used or (recorded, used) == ("fp32", "onnx"):  # ONNX Runtime runs fp32
         return None
