@@ -34,28 +34,30 @@ def fit_temperature(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float(np.exp(minimize_scalar(nll, bounds=(-LOG_T_BOUND, LOG_T_BOUND), method="bounded").x))
 
 
-def at_bound(t: float) -> bool:
-    """A fit that ran to the edge of the search: the evidence does not set a temperature (e.g. every tile right,
-    where the NLL only falls as T -> 0, so the fit would make the model arbitrarily overconfident)."""
-    return abs(np.log(t)) > LOG_T_BOUND - 0.01
+def identifiable(logits: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether these tiles set a temperature at all: only if some are predicted right and some wrong. With every
+    tile right the NLL keeps falling as T -> 0 (a fit makes the model arbitrarily overconfident, or stops
+    wherever float32 saturates); with every tile wrong it keeps falling as T -> infinity."""
+    right = int((logits.argmax(1) == y).sum())
+    return 0 < right < len(y)
 
 
 def choose(logits: torch.Tensor, y: torch.Tensor, folds: np.ndarray) -> tuple[float, dict]:
     """(temperature to fold in, what was measured): T fitted on all the evidence, kept only if cross-fitted
-    temperatures (each fold's from the other folds) lower the evidence's ECE and no fit ran to the search bound
-    (`at_bound`); else 1 (no scaling)."""
+    temperatures (each fold's from the other folds) lower the evidence's ECE and every fit had tiles to set it
+    (`identifiable`); else 1 (no scaling)."""
     logits, y = logits.float(), y.long()
-    fits = [fit_temperature(logits, y)]
+    fits, identified = [fit_temperature(logits, y)], identifiable(logits, y)
     crossed = logits.clone()
     for f in np.unique(folds):
         mine = torch.as_tensor(folds == f)
         if (~mine).any():
             fits.append(fit_temperature(logits[~mine], y[~mine]))
+            identified &= identifiable(logits[~mine], y[~mine])
             crossed[mine] = logits[mine] / fits[-1]
     yn = y.numpy()
     before = ece(torch.softmax(logits, 1).numpy(), yn)
     after = ece(torch.softmax(crossed, 1).numpy(), yn)
-    identified = not any(at_bound(t) for t in fits)
     kept = bool(identified and after < before)
     return (fits[0] if kept else 1.0), {"fitted_temperature": fits[0], "kept": kept, "identified": identified,
                                         "evidence_ece_uncalibrated": before, "evidence_ece_cross_fitted": after}

@@ -76,8 +76,8 @@ def calibration_text(cal: dict) -> str:
                   f"cross-fitted ECE ({_fmt(cal['evidence_ece_uncalibrated'])} to "
                   f"{_fmt(cal['evidence_ece_cross_fitted'])}).")
     elif not cal.get("identified", True):
-        choice = (f"No temperature folded in: its fit on {where} ran to the edge of the search "
-                  f"({cal['fitted_temperature']:.4f}), so that evidence does not set one.")
+        choice = (f"No temperature folded in: {where} (or a fold of it) holds no wrong tile, so it cannot set one "
+                  f"(a fit would only sharpen without limit: {cal['fitted_temperature']:.4f}).")
     else:
         choice = (f"No temperature folded in: the one fitted on {where}, {cal['fitted_temperature']:.4f}, did not lower "
                   f"that evidence's cross-fitted ECE ({_fmt(cal['evidence_ece_uncalibrated'])} uncalibrated, "

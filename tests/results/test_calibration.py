@@ -42,12 +42,17 @@ def test_choose_keeps_a_temperature_that_helps_on_other_folds_and_refuses_one_th
     assert not facts["kept"] and t == 1.0 and facts["identified"]
 
 
-def test_a_fit_that_runs_to_its_bound_is_never_folded_in():
+def test_evidence_with_no_wrong_tile_sets_no_temperature():
     z = torch.randn(30, 3) * 2
-    y = z.argmax(1)  # every tile right: the NLL only falls as T -> 0, so the fit runs to e^-4
+    y = z.argmax(1)  # every tile right: the NLL only falls as T -> 0
     t, facts = calibration.choose(z, y, np.arange(30) % 2)
-    assert calibration.at_bound(facts["fitted_temperature"]) and not facts["identified"]
+    assert facts["fitted_temperature"] < 0.5 and not facts["identified"]  # the fit sharpens, without limit
     assert t == 1.0 and not facts["kept"]  # ECE would fall (confidences -> 1), but nothing set that temperature
+    y[0] = (y[0] + 1) % 3  # one wrong tile in the first fold: the second fold's fit still has none
+    assert not calibration.choose(z, y, np.arange(30) % 2)[1]["identified"]
+    y[1] = (y[1] + 1) % 3  # and one in the second: every fit now sees right and wrong tiles
+    assert calibration.choose(z, y, np.arange(30) % 2)[1]["identified"]
+    assert calibration.identifiable(z, y) and not calibration.identifiable(z, z.argmax(1))
 
 
 def test_a_perfectly_calibrated_one_hot_has_zero_ece():
