@@ -91,6 +91,8 @@ def attach_groups(images: pd.DataFrame, csv: Path, column: str = "group_id", one
     if len(twice):
         name = twice.filename.iloc[0]
         ids = ", ".join(sorted(twice.group_id[twice.filename == name].astype(str)))
+        # a quoted CSV field may hold a line break: shown escaped, so the message stays one line
+        name, ids = (v.replace("\r", "\\r").replace("\n", "\\n") for v in (str(name), ids))
         raise LungfastError(f"groups_csv {csv}: {name} is listed with {ids} as group ids "
                             f"({twice.filename.nunique()} file(s) listed twice); keep one row per file")
     df = images.assign(filename=images.path.map(lambda p: Path(p).name))
