@@ -29,8 +29,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def say(key, value, note=""):
-    print((f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}") + (f"  # {note}" if note else ""),
-          flush=True)
+    print(
+        (f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}") + (f"  # {note}" if note else ""),
+        flush=True,
+    )
 
 
 def published() -> dict:

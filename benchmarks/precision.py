@@ -35,13 +35,13 @@ def cpu_speedups(name: str, size: int, bs: int, repeats: int) -> tuple[float, fl
         ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if precision == "bf16" else torch.no_grad
         opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 
-        def infer():
+        def infer(model=model, xb=xb, ctx=ctx):
             with torch.inference_mode(), ctx():
                 model.eval()(xb)
 
-        def train():
+        def train(model=model, xb=xb, opt=opt, precision=precision):
             model.train()
-            with (torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.enable_grad()):
+            with torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else torch.enable_grad():
                 loss = torch.nn.functional.cross_entropy(model(xb).float(), y)
             opt.zero_grad()
             loss.backward()
@@ -96,5 +96,9 @@ def predict_rates(paths: list[str], size: int, repeats: int) -> dict:
         onnx_model.export(load(pkl, precision="fp32"), b.stats, size, onnx_file)
         Path(tmp, "m.onnx.json").write_text(json.dumps({"vocab": list(dls.vocab), "img_size": size}))
         onnx = _rate(lambda: onnx_model.predict(onnx_file, [Path(p) for p in paths]), len(paths), repeats)
-    return {"predict_img_per_s": ours, "forward_img_per_s": forward, "learn_predict_img_per_s": one,
-            "onnx_predict_img_per_s": onnx}
+    return {
+        "predict_img_per_s": ours,
+        "forward_img_per_s": forward,
+        "learn_predict_img_per_s": one,
+        "onnx_predict_img_per_s": onnx,
+    }

@@ -15,14 +15,13 @@ import pandas as pd
 import torch
 
 
-
 def overhead_ratio(size: int, bs: int, n_batches: int, repeats: int) -> float:
     """lungfast's fit loop (fastai + its callbacks) over a plain PyTorch loop: same timm model, batches, Adam."""
+    from functools import partial
+
     import timm
     from fastai.callback.progress import ProgressCallback
     from fastai.data.core import DataLoaders
-    from functools import partial
-
     from fastai.learner import Learner
     from fastai.optimizer import OptimWrapper
     from fastcore.basics import noop
@@ -49,8 +48,13 @@ def overhead_ratio(size: int, bs: int, n_batches: int, repeats: int) -> float:
     def fastai_epoch(tmp):
         dls = DataLoaders(data_in_memory, [], device="cpu")
         # the plain loop's optimizer (torch Adam, via fastai's OptimWrapper): the ratio measures the loop alone
-        learn = Learner(dls, make(), loss_func=torch.nn.CrossEntropyLoss(), path=tmp,
-                        opt_func=partial(OptimWrapper, opt=torch.optim.Adam))
+        learn = Learner(
+            dls,
+            make(),
+            loss_func=torch.nn.CrossEntropyLoss(),
+            path=tmp,
+            opt_func=partial(OptimWrapper, opt=torch.optim.Adam),
+        )
         learn.remove_cb(ProgressCallback)
         learn.logger = noop
         history = EpochHistory(Path(tmp, "history.csv"))  # the loop's own per-epoch callbacks
@@ -74,12 +78,14 @@ def embed_over_forward(paths: list[str], size: int, bs: int, repeats: int) -> tu
 
     b = backbones.get("tf_efficientnet_lite0")
     torch.manual_seed(0)
-    model = torch.nn.Sequential(heads.frozen_body(b, learner.create_model(b, 3, pretrained=False)[0]),
-                                heads.Embedding()).eval()
+    model = torch.nn.Sequential(
+        heads.frozen_body(b, learner.create_model(b, 3, pretrained=False)[0]), heads.Embedding()
+    ).eval()
     frame = pd.DataFrame({"path": paths, "label": [Path(p).parent.name for p in paths]})
     vocab = ["lung_aca", "lung_n", "lung_scc"]
-    batches = [x.as_subclass(torch.Tensor).clone() for (x,) in
-               loaders.inference_dls(vocab, size, b.stats, bs).test_dl(paths)]
+    batches = [
+        x.as_subclass(torch.Tensor).clone() for (x,) in loaders.inference_dls(vocab, size, b.stats, bs).test_dl(paths)
+    ]
 
     def bare():
         t0 = time.perf_counter()
@@ -103,14 +109,17 @@ def peak_rss_gb(sample: Path, size: int, backbone: str) -> tuple[float, float, i
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "LUNGFAST_CACHE": str(Path(tmp, "cache"))}
         exp = Path(tmp, "e.toml")
-        exp.write_text(f'name = "rss"\ndata_dir = "{sample / "lung_image_sets"}"\nbackbones = ["{backbone}"]\n'
-                       f'img_size = {size}\nbatch_size = 64\nepochs = 1\npretrained = false\n'
-                       f'robustness_n = 0\nresults_dir = "{tmp}/r"\n')
+        exp.write_text(
+            f'name = "rss"\ndata_dir = "{sample / "lung_image_sets"}"\nbackbones = ["{backbone}"]\n'
+            f"img_size = {size}\nbatch_size = 64\nepochs = 1\npretrained = false\n"
+            f'robustness_n = 0\nresults_dir = "{tmp}/r"\n'
+        )
         t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "lungfast.cli", "-q", "run", str(exp)], capture_output=True,
-                           text=True, env=env)
+        r = subprocess.run(
+            [sys.executable, "-m", "lungfast.cli", "-q", "run", str(exp)], capture_output=True, text=True, env=env
+        )
         if r.returncode:
             raise SystemExit(f"peak_rss run failed: {r.stderr[-2000:]}")
         n = sum(1 for _ in sample.glob("lung_image_sets/*/*"))
         seconds = time.perf_counter() - t0
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 ** 2, seconds, n  # KiB on Linux
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2, seconds, n  # KiB on Linux

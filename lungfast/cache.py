@@ -11,5 +11,7 @@ from pathlib import Path
 
 
 def cache_dir(*parts: str) -> Path:
-    root = os.environ.get("LUNGFAST_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lungfast"
+    root = (
+        os.environ.get("LUNGFAST_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lungfast"
+    )
     return Path(root, *parts)

@@ -15,8 +15,10 @@ from lungfast.files import os_error_line
 log = logging.getLogger("lungfast")
 
 
-PRECISION_HELP = ("default: the precision the model's figures (accuracy, calibration, referral threshold) were made "
-                  "in, recorded at export; another one prints the gap export measured")
+PRECISION_HELP = (
+    "default: the precision the model's figures (accuracy, calibration, referral threshold) were made "
+    "in, recorded at export; another one prints the gap export measured"
+)
 
 
 def _quiet_imports():
@@ -38,19 +40,30 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("experiment", help="experiments/NAME.toml")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a key (repeatable)")
     r.add_argument("--force", action="store_true", help="remake the splits and rerun complete runs")
-    r.add_argument("--nproc", type=int, default=1, help="data-parallel processes on this machine (torchrun; "
-                                                       "gloo on CPU, NCCL on CUDA)")
+    r.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine (torchrun; gloo on CPU, NCCL on CUDA)",
+    )
     r.add_argument("--mlflow", metavar="URI", help="also log to MLflow, e.g. sqlite:///mlflow.db")
-    r.add_argument("--shard", metavar="I/N", help="run only every N-th run starting at the I-th (many machines, "
-                                                   "one results folder); then `lungfast leaderboard` merges")
+    r.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="run only every N-th run starting at the I-th (many machines, "
+        "one results folder); then `lungfast leaderboard` merges",
+    )
     r.set_defaults(fn=c.cmd_run)
     lb = sub.add_parser("leaderboard", help="regenerate and print an experiment's leaderboard")
     lb.add_argument("dir", help="results/NAME")
     lb.add_argument("--readme", help="also refresh this README's <!-- leaderboard:NAME --> block")
     lb.add_argument("--note", default="", help="line shown above the table (command, wall time, machine)")
     lb.set_defaults(fn=c.cmd_leaderboard)
-    pp = sub.add_parser("prepare", help="build a data set's tile store ahead of runs (the one "
-                        "every run on all of its images reads: a login node, before sharded runs)")
+    pp = sub.add_parser(
+        "prepare",
+        help="build a data set's tile store ahead of runs (the one "
+        "every run on all of its images reads: a login node, before sharded runs)",
+    )
     pp.add_argument("data_dir", help="folder with one sub-folder per class")
     pp.add_argument("--size", type=int, nargs="+", required=True, help="target size(s) in px")
     pp.set_defaults(fn=c.cmd_prepare)
@@ -65,10 +78,16 @@ def parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=c.cmd_report)
     e = sub.add_parser("export", help="write the top row's learner")
     e.add_argument("dir", help="results/NAME")
-    e.add_argument("--out", help="output file or folder (default DIR/lung.pkl, lung.safetensors, lung-timm/, lung.onnx)")
-    e.add_argument("--format", choices=["pickle", "safetensors", "timm", "onnx"], default="pickle",
-                   help="pickle: fastai learner; safetensors: weights only + JSON, loads without pickle; timm: a "
-                        "Hugging Face / timm folder (linear-probe winners); onnx: for ONNX Runtime")
+    e.add_argument(
+        "--out", help="output file or folder (default DIR/lung.pkl, lung.safetensors, lung-timm/, lung.onnx)"
+    )
+    e.add_argument(
+        "--format",
+        choices=["pickle", "safetensors", "timm", "onnx"],
+        default="pickle",
+        help="pickle: fastai learner; safetensors: weights only + JSON, loads without pickle; timm: a "
+        "Hugging Face / timm folder (linear-probe winners); onnx: for ONNX Runtime",
+    )
     e.add_argument("--trust", action="store_true", help="load run pickles lungfast cannot vouch for")
     e.set_defaults(fn=c.cmd_export)
     pr = sub.add_parser("predict", help="label images with a saved model (CSV)")
@@ -82,8 +101,13 @@ def parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="score a saved model on a labelled folder (an external cohort)")
     ev.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")
     ev.add_argument("data_dir", help="one sub-folder of images per class")
-    ev.add_argument("--label-map", action="append", default=[], metavar="GLOB=CLASS",
-                    help="map class folders onto the model's classes, e.g. 'aca_*=lung_aca' (repeatable; =  leaves out)")
+    ev.add_argument(
+        "--label-map",
+        action="append",
+        default=[],
+        metavar="GLOB=CLASS",
+        help="map class folders onto the model's classes, e.g. 'aca_*=lung_aca' (repeatable; =  leaves out)",
+    )
     ev.add_argument("--include", default="*", help="only files whose name matches this glob, e.g. '*_20x_*'")
     ev.add_argument("--groups-csv", help="CSV with a filename column and a group column (e.g. patients)")
     ev.add_argument("--group-column", default="group_id", help="the groups CSV's group column (default group_id)")
@@ -111,11 +135,14 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     rank, world_size = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1)))
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(format=f"[rank {rank}] %(message)s" if world_size > 1 else "%(message)s", level=level,
-                        stream=sys.stderr)
+    logging.basicConfig(
+        format=f"[rank {rank}] %(message)s" if world_size > 1 else "%(message)s", level=level, stream=sys.stderr
+    )
     if getattr(args, "nproc", 1) < 1:
-        print(f"lungfast: error: --nproc {args.nproc}: expected a positive number of processes, e.g. --nproc 2",
-              file=sys.stderr)
+        print(
+            f"lungfast: error: --nproc {args.nproc}: expected a positive number of processes, e.g. --nproc 2",
+            file=sys.stderr,
+        )
         return 2
     if getattr(args, "nproc", 1) > 1 and world_size == 1:  # start the processes; each runs this command
         from lungfast.train import distributed

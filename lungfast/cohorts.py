@@ -52,9 +52,13 @@ def parse(raw: list[dict], source: str) -> list[ExternalSet]:
     for i, entry in enumerate(raw, 1):
         where = f"{source}: external set {i}" + (f" ({entry['name']})" if isinstance(entry.get("name"), str) else "")
         typecheck.check_fields(ExternalSet, entry, where)
-        ext = ExternalSet(**{**entry, "data_dir": os.path.expanduser(entry["data_dir"]),
-                             **({"groups_csv": os.path.expanduser(entry["groups_csv"])} if entry.get("groups_csv")
-                                else {})})
+        ext = ExternalSet(
+            **{
+                **entry,
+                "data_dir": os.path.expanduser(entry["data_dir"]),
+                **({"groups_csv": os.path.expanduser(entry["groups_csv"])} if entry.get("groups_csv") else {}),
+            }
+        )
         if not re.fullmatch(NAME, ext.name):
             raise LungfastError(f"{where}: name must be a plain name (letters, digits, _ . + -), got {ext.name!r}")
         check_groups(ext.groups_csv, ext.group_pattern, where)

@@ -20,10 +20,20 @@ def cmd_backbones(args):
 
     print(f"{'name':24} {'source':12} {'weights':9} {'schedule':14} {'params_m':>8}  note")
     for b in backbones.REGISTRY.values():
-        note = "  ".join(n for n in ("test only" if b.test_only else "", b.note, b.hub or "",
-                                     f"license {b.license}" if b.license else "") if n)
-        print(f"{b.name:24} {b.source:12} {backbones.weights_kind(b):9} {schedule_for(b.has_weights):14} "
-              f"{learner.param_count(b) / 1e6:8.2f}  {note}".rstrip())
+        note = "  ".join(
+            n
+            for n in (
+                "test only" if b.test_only else "",
+                b.note,
+                b.hub or "",
+                f"license {b.license}" if b.license else "",
+            )
+            if n
+        )
+        print(
+            f"{b.name:24} {b.source:12} {backbones.weights_kind(b):9} {schedule_for(b.has_weights):14} "
+            f"{learner.param_count(b) / 1e6:8.2f}  {note}".rstrip()
+        )
 
 
 def _shard(text: str | None) -> tuple[int, int]:
@@ -65,8 +75,10 @@ def cmd_prepare(args):
     df, skipped = images.scan(args.data_dir)
     for size in args.size:
         tiles = store.ensure(df, size)
-        print(f"prepared {len(df)} images at {size} px: tile store {tiles.path}"
-              + (f" ({len(skipped)} unreadable skipped)" if skipped else ""))
+        print(
+            f"prepared {len(df)} images at {size} px: tile store {tiles.path}"
+            + (f" ({len(skipped)} unreadable skipped)" if skipped else "")
+        )
 
 
 def cmd_groups(args):
@@ -112,8 +124,9 @@ def cmd_predict(args):
         table = onnx_model.predict(Path(args.model), predict.collect(args.paths))
     else:
         learn = model_io.load(args.model, args.trust, args.precision)
-        table = predict.predict(learn, predict.collect(args.paths), tta=args.tta,
-                                refer_below=model_io.refer_below(args.model))
+        table = predict.predict(
+            learn, predict.collect(args.paths), tta=args.tta, refer_below=model_io.refer_below(args.model)
+        )
     if args.out:
         files.write_csv(args.out, table)
         print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)
@@ -130,9 +143,18 @@ def cmd_evaluate(args):
 
     if args.out:
         files.check_writable(args.out)
-    scored = cohort_eval.score(args.model, args.data_dir, cohort_eval.parse_label_map(args.label_map), args.include,
-                               args.groups_csv, args.group_column, args.group_pattern, args.benign, args.trust,
-                               args.precision)
+    scored = cohort_eval.score(
+        args.model,
+        args.data_dir,
+        cohort_eval.parse_label_map(args.label_map),
+        args.include,
+        args.groups_csv,
+        args.group_column,
+        args.group_pattern,
+        args.benign,
+        args.trust,
+        args.precision,
+    )
     print(scored.text())
     if args.out:
         cohort_eval.write(scored, Path(args.out))

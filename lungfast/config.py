@@ -19,8 +19,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lungfast import protocols as protocol_registry
 from lungfast import cohorts, typecheck
+from lungfast import protocols as protocol_registry
 from lungfast.errors import LungfastError
 
 log = logging.getLogger("lungfast")
@@ -52,10 +52,13 @@ class ExperimentConfig:
     lr: float | str = 2e-3  # base learning rate, or "find" to run lr_find and record its suggestion
     pretrained: bool = True  # false: every backbone trains from random init (recorded as such)
     weights: dict[str, str] = field(default_factory=dict)  # backbone -> local weights file (offline use)
-    protocols: list[str] = field(default_factory=lambda: ["fine_tune"])  # `lungfast.protocols`: fine_tune, linear, knn, fewshot
+    # `lungfast.protocols`: fine_tune, linear, knn, fewshot
+    protocols: list[str] = field(default_factory=lambda: [protocol_registry.DEFAULT])
     max_per_class: int | None = None  # subsample each class to this many images, spread over groups
     augment: list[str] = field(default_factory=list)  # ["stain"]: H&E stain augmentation of training batches
-    train_fractions: list[float] = field(default_factory=lambda: [1.0])  # labelled share of non-test tile groups per run
+    train_fractions: list[float] = field(
+        default_factory=lambda: [1.0]
+    )  # labelled share of non-test tile groups per run
     robustness_n: int = 300  # test tiles re-scored under each input shift (one fixed draw, by class); 0: no sweep
     results_dir: str = "results"  # where experiment folders are written
     external: list[dict] = field(default_factory=list)  # [[external]] labelled sets from elsewhere (cohorts.py)
@@ -77,8 +80,9 @@ def _renamed(raw: dict, source: str) -> dict:
     for old, new in RENAMED.items():
         if old in raw:
             if new in raw:
-                raise LungfastError(f"{source}: both {old!r} and {new!r} given; {old!r} is the old name of {new!r}, "
-                                    f"keep only {new!r}")
+                raise LungfastError(
+                    f"{source}: both {old!r} and {new!r} given; {old!r} is the old name of {new!r}, keep only {new!r}"
+                )
             log.warning("note: %s: key %r is now called %r (it still works)", source, old, new)
             raw[new] = raw.pop(old)
     return raw
@@ -107,15 +111,19 @@ def _validate(exp: ExperimentConfig, where) -> None:
 
     schemes = exp.schemes
     if not schemes or any(k not in SCHEMES for k in schemes) or len(set(schemes)) != len(schemes):
-        bad("scheme", f"scheme must be \"grouped\", \"random\" or a list of both, got {exp.scheme!r}")
+        bad("scheme", f'scheme must be "grouped", "random" or a list of both, got {exp.scheme!r}')
     if exp.split_seeds is not None and (not exp.split_seeds or len(set(exp.split_seeds)) != len(exp.split_seeds)):
         bad("split_seeds", f"split_seeds must be a non-empty list of distinct integers, got {exp.split_seeds}")
-    if len(exp.ratios) != 3 or not all(math.isfinite(r) and r > 0 for r in exp.ratios) or abs(sum(exp.ratios) - 1) > 1e-6:
+    if (
+        len(exp.ratios) != 3
+        or not all(math.isfinite(r) and r > 0 for r in exp.ratios)
+        or abs(sum(exp.ratios) - 1) > 1e-6
+    ):
         bad("ratios", f"ratios must be three positive train/valid/test fractions summing to 1, got {exp.ratios}")
     if isinstance(exp.lr, str) and exp.lr != "find":
-        bad("lr", f"lr must be a number or \"find\", got {exp.lr!r}")
+        bad("lr", f'lr must be a number or "find", got {exp.lr!r}')
     if not isinstance(exp.lr, str) and not (math.isfinite(exp.lr) and exp.lr > 0):
-        bad("lr", f"lr must be a positive finite number or \"find\", got {exp.lr}")
+        bad("lr", f'lr must be a positive finite number or "find", got {exp.lr}')
     for key, least, most in (("img_size", MIN_IMG_SIZE, 4096), ("batch_size", 1, 65536), ("epochs", 1, 10000)):
         if not least <= getattr(exp, key) <= most:
             bad(key, f"{key} must be from {least} to {most}, got {getattr(exp, key)}")
@@ -124,7 +132,10 @@ def _validate(exp: ExperimentConfig, where) -> None:
             bad("epochs_by_backbone", f"epochs_by_backbone.{backbone} must be at least 1, got {n}")
     seeds = [*exp.seeds, *exp.split_seed_list]
     if any(not 0 <= s < 2**32 for s in seeds):
-        bad("seeds", f"seeds and split seeds must be from 0 to 2**32 - 1, got {[s for s in seeds if not 0 <= s < 2**32][0]}")
+        bad(
+            "seeds",
+            f"seeds and split seeds must be from 0 to 2**32 - 1, got {[s for s in seeds if not 0 <= s < 2**32][0]}",
+        )
     if exp.max_per_class is not None and exp.max_per_class < 3:
         bad("max_per_class", f"max_per_class must be at least 3 (one image per part), got {exp.max_per_class}")
     if any(a not in AUGMENTS for a in exp.augment) or len(set(exp.augment)) != len(exp.augment):
@@ -161,6 +172,7 @@ PATH_KEYS = ("data_dir", "groups_csv", "results_dir")  # and every value of `wei
 def _paths_from(raw: dict, base: Path) -> dict:
     """Relative paths written in an experiment file are taken from the file's folder, so a run does not
     depend on where it is started; `~` is the user's home. (--set values and defaults: the working directory.)"""
+
     def place(value):
         if not isinstance(value, str):
             return value
@@ -172,8 +184,10 @@ def _paths_from(raw: dict, base: Path) -> dict:
     if isinstance(raw.get("weights"), dict):
         raw["weights"] = {k: place(v) for k, v in raw["weights"].items()}
     if isinstance(raw.get("external"), list):  # an external set's folders, as the experiment's own
-        raw["external"] = [{k: place(v) if k in ("data_dir", "groups_csv") else v for k, v in e.items()}
-                           if isinstance(e, dict) else e for e in raw["external"]]
+        raw["external"] = [
+            {k: place(v) if k in ("data_dir", "groups_csv") else v for k, v in e.items()} if isinstance(e, dict) else e
+            for e in raw["external"]
+        ]
     return raw
 
 

@@ -7,8 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 DEMO_EXPERIMENT = {
-    "name": "demo", "scheme": ["grouped", "random"], "backbones": ["tiny", "xresnet18"], "seeds": [0],
-    "img_size": 64, "batch_size": 16, "epochs": 4, "lr": 3e-3, "pretrained": False,
+    "name": "demo",
+    "scheme": ["grouped", "random"],
+    "backbones": ["tiny", "xresnet18"],
+    "seeds": [0],
+    "img_size": 64,
+    "batch_size": 16,
+    "epochs": 4,
+    "lr": 3e-3,
+    "pretrained": False,
 }
 
 

@@ -10,7 +10,7 @@ class LungfastError(Exception):
 
 INTERRUPTED = {  # what an interrupted command leaves, per command (the truth, not one sentence for all)
     "run": "complete runs are kept; the interrupted run keeps its last finished epoch in its hidden staging "
-           "folder (runs/<backbone>/.<run>.partial), and the same command resumes from it (--force starts over)",
+    "folder (runs/<backbone>/.<run>.partial), and the same command resumes from it (--force starts over)",
     "demo": "complete runs are kept; `make demo` again resumes the interrupted one",
     "predict": "no CSV was written",
     "prepare": "tile stores already finished are kept; an unfinished one leaves no file",

@@ -60,7 +60,7 @@ def _sweep(target: Path) -> None:
     cleanup). Temporary names carry pid@host, so a live writer's file, or another machine's, is never touched."""
     prefix, host = f".{target.name}.", socket.gethostname()
     for p in target.parent.glob(f"{glob.escape(prefix)}*.tmp"):
-        owner = p.name[len(prefix):-len(".tmp")].rsplit(".", 1)[0]
+        owner = p.name[len(prefix) : -len(".tmp")].rsplit(".", 1)[0]
         pid, _, on = owner.partition("@")
         if on == host and pid.isdigit() and not _alive(int(pid)):
             p.unlink(missing_ok=True)
@@ -84,10 +84,14 @@ def write_error(e: BaseException, target: Path) -> OSError | None:
     full disk as a RuntimeError without the file ("file write failed"); numpy and PIL raise OSError without it."""
     if isinstance(e, OSError) and (e.errno in FULL or e.filename is None and e.errno is not None):
         return OSError(e.errno, e.strerror or os.strerror(e.errno), str(target))
-    if isinstance(e, RuntimeError) and any(m in str(e) for m in ("write failed", "PytorchStreamWriter",
-                                                                 "inline_container")):
-        return OSError(errno.ENOSPC if free_bytes(target) < 2**20 else errno.EIO,
-                       "the write failed (is the disk full?)", str(target))
+    if isinstance(e, RuntimeError) and any(
+        m in str(e) for m in ("write failed", "PytorchStreamWriter", "inline_container")
+    ):
+        return OSError(
+            errno.ENOSPC if free_bytes(target) < 2**20 else errno.EIO,
+            "the write failed (is the disk full?)",
+            str(target),
+        )
     return None
 
 
@@ -212,14 +216,21 @@ def os_error_line(e: OSError) -> str:
     where = Path(e.filename)
     cache = cache_dir()
     in_cache = where.resolve().is_relative_to(cache.resolve())
-    setting = (f"set LUNGFAST_CACHE to a folder on another disk (the cache is now {cache})" if in_cache
-               else "choose another results_dir (--set results_dir=DIR) or --out")
+    setting = (
+        f"set LUNGFAST_CACHE to a folder on another disk (the cache is now {cache})"
+        if in_cache
+        else "choose another results_dir (--set results_dir=DIR) or --out"
+    )
     if e.errno in FULL:  # disk full, quota, or the file size limit (ulimit -f)
-        return (f"{e.strerror} writing {where} ({free_bytes(where) / 1e6:,.0f} MB free on that disk); free some "
-                f"space or {setting}, then run the same command again: finished work is kept, no partial file is")
+        return (
+            f"{e.strerror} writing {where} ({free_bytes(where) / 1e6:,.0f} MB free on that disk); free some "
+            f"space or {setting}, then run the same command again: finished work is kept, no partial file is"
+        )
     if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return f"cannot write {where}: {e.strerror}; fix its permissions or {setting}"
     if e.errno in (errno.EEXIST, errno.ENOTDIR):
         return f"cannot write below {where}: it is a file where a folder is needed; move it or {setting}"
-    return (f"cannot write or read {where}: {e.strerror or e}; check the disk ({free_bytes(where) / 1e6:,.0f} MB "
-            f"free there), or {setting}")
+    return (
+        f"cannot write or read {where}: {e.strerror or e}; check the disk ({free_bytes(where) / 1e6:,.0f} MB "
+        f"free there), or {setting}"
+    )

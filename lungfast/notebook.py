@@ -105,8 +105,9 @@ class Model:
     def predict(self, paths: list[str | Path], tta: bool = False) -> pd.DataFrame:
         from lungfast.ship import model_io, predict
 
-        return predict.predict(self.learn, predict.collect([str(p) for p in paths]), tta=tta,
-                               refer_below=model_io.refer_below(self.path))
+        return predict.predict(
+            self.learn, predict.collect([str(p) for p in paths]), tta=tta, refer_below=model_io.refer_below(self.path)
+        )
 
     def evaluate(self, data_dir: str | Path, **how) -> dict:
         """Score a labelled folder (keywords: label_map, include, groups_csv, group_column, group_pattern, benign)."""

@@ -53,6 +53,7 @@ def bar(total: int, what: str):
                 shown.update(n - shown.n)
             if n >= total:
                 shown.close()
+
         return draw
     step, last = max(total // 10, 1), [0]
 
@@ -60,4 +61,5 @@ def bar(total: int, what: str):
         if n - last[0] >= step or n == total:
             last[0] = n
             log.info("%s %d/%d", what, n, total)
+
     return line

@@ -27,7 +27,8 @@ class Protocol:
     frozen: bool  # body frozen: embeddings computed once per model and reused, no training augmentation, one process
     fit: str | None = None  # frozen: "module:function" (parts, n_classes, seed) -> probe.fits.Fit
     head: str | None = None  # frozen: "module:Class" of the classifier, rebuilt from its state dict on reload
-    tables: tuple[str, ...] = ()  # extra leaderboard tables its runs fill (results.leaderboard.TABLES)
+    tables: tuple[str, ...] = ()  # extra leaderboard tables its runs fill (results.protocol_tables.TABLES)
+    column: tuple[str, str] = ("", "")  # in those tables: (header, record value as "key" or "key.subkey")
     named: bool = True  # its name is part of leaderboard entries and run folders (fine-tuning's never was)
     pixels: str = "tile store"  # what it reads; one resize implementation for every protocol and `predict`
     note: str = ""  # one line for docs
@@ -45,16 +46,47 @@ class Protocol:
         return f"{self.name}-seed{seed}" if self.named else f"seed{seed}"
 
 
-REGISTRY = {p.name: p for p in [
-    Protocol("fine_tune", "lungfast.train.loop:train_one", frozen=False, named=False,
-             note="the whole network trained (pretrained: the new head first, then everything)"),
-    Protocol("linear", PROBE, frozen=True, fit="lungfast.probe.fits:linear", head="lungfast.probe.heads:Linear",
-             tables=("frozen_features",), note="logistic regression on frozen embeddings, C chosen on valid"),
-    Protocol("knn", PROBE, frozen=True, fit="lungfast.probe.fits:knn", head="lungfast.probe.heads:KNN",
-             tables=("frozen_features",), note="cosine k-NN (k = 20) on frozen embeddings, 1-NN recorded too"),
-    Protocol("fewshot", PROBE, frozen=True, fit="lungfast.probe.fits:fewshot", head="lungfast.probe.heads:Centroids",
-             tables=("few_shot",), note="SimpleShot class centroids; 1/4/16-shot episodes recorded"),
-]}
+REGISTRY = {
+    p.name: p
+    for p in [
+        Protocol(
+            "fine_tune",
+            "lungfast.train.loop:train_one",
+            frozen=False,
+            named=False,
+            note="the whole network trained (pretrained: the new head first, then everything)",
+        ),
+        Protocol(
+            "linear",
+            PROBE,
+            frozen=True,
+            fit="lungfast.probe.fits:linear",
+            head="lungfast.probe.heads:Linear",
+            tables=("frozen_features",),
+            column=("linear", "test_accuracy"),
+            note="logistic regression on frozen embeddings, C chosen on valid",
+        ),
+        Protocol(
+            "knn",
+            PROBE,
+            frozen=True,
+            fit="lungfast.probe.fits:knn",
+            head="lungfast.probe.heads:KNN",
+            tables=("frozen_features",),
+            column=("1-NN", "probe.knn1_test_accuracy"),
+            note="cosine k-NN (k = 20) on frozen embeddings, 1-NN recorded too",
+        ),
+        Protocol(
+            "fewshot",
+            PROBE,
+            frozen=True,
+            fit="lungfast.probe.fits:fewshot",
+            head="lungfast.probe.heads:Centroids",
+            tables=("few_shot",),
+            note="SimpleShot class centroids; 1/4/16-shot episodes recorded",
+        ),
+    ]
+}
 DEFAULT = "fine_tune"
 
 

@@ -56,8 +56,13 @@ def load_data(cfg: ExperimentConfig) -> DataSet:
 
 def _split_key(cfg: ExperimentConfig, scheme: str, split_seed: int, df: pd.DataFrame) -> dict:
     """What a split depends on; a stored split is reused only if all of it matches."""
-    return {"scheme": scheme, "ratios": cfg.ratios, "split_seed": split_seed, "max_per_class": cfg.max_per_class,
-            "images": sorted(df.path)}
+    return {
+        "scheme": scheme,
+        "ratios": cfg.ratios,
+        "split_seed": split_seed,
+        "max_per_class": cfg.max_per_class,
+        "images": sorted(df.path),
+    }
 
 
 def _stored_key(path: Path) -> dict:
@@ -71,8 +76,10 @@ def _enough_to_train(frame: pd.DataFrame, cfg: ExperimentConfig, where: SplitDir
     """fastai drops a training batch that is not full: with fewer train images than one batch, nothing trains."""
     n = int((frame.part == "train").sum())
     if n < cfg.batch_size:
-        raise LungfastError(f"{where.split_csv.name} of {where.path}: the train part holds {n} images, fewer than "
-                            f"batch_size {cfg.batch_size}, so no step would train; set batch_size to at most {n}")
+        raise LungfastError(
+            f"{where.split_csv.name} of {where.path}: the train part holds {n} images, fewer than "
+            f"batch_size {cfg.batch_size}, so no step would train; set batch_size to at most {n}"
+        )
     return frame
 
 
@@ -83,14 +90,17 @@ def check_weights(cfg: ExperimentConfig) -> None:
     for name, path in cfg.weights.items():
         b = backbones.get(name)
         if not b.has_weights:
-            raise LungfastError(f"weights.{name}: {name} always trains from scratch, so no weights file is loaded; "
-                                f"remove weights.{name}")
+            raise LungfastError(
+                f"weights.{name}: {name} always trains from scratch, so no weights file is loaded; "
+                f"remove weights.{name}"
+            )
         if cfg.pretrained and name in cfg.backbones:
             weights.check_file(name, path)
 
 
-def make_or_reuse_split(cfg: ExperimentConfig, data: DataSet, scheme: str, split_seed: int, where: SplitDir,
-                        force: bool) -> split.Split:
+def make_or_reuse_split(
+    cfg: ExperimentConfig, data: DataSet, scheme: str, split_seed: int, where: SplitDir, force: bool
+) -> split.Split:
     """The split of one (scheme, split seed), made once and reused by every run and rerun."""
     df = split.subsample(data.frame, cfg.max_per_class, split_seed) if cfg.max_per_class else data.frame
     key = _split_key(cfg, scheme, split_seed, df)
@@ -100,28 +110,56 @@ def make_or_reuse_split(cfg: ExperimentConfig, data: DataSet, scheme: str, split
             frame = _enough_to_train(split.read_csv(where.split_csv), cfg, where)
             return split.Split(frame, data.skipped_files, data.groups_csv, data.external)
         if not force:
-            raise LungfastError(f"{where.split_csv} was made from other data or split settings; use a new "
-                                f"experiment name, or --force to remake the split and every run")
+            raise LungfastError(
+                f"{where.split_csv} was made from other data or split settings; use a new "
+                f"experiment name, or --force to remake the split and every run"
+            )
     frame = _enough_to_train(split.make_split(df, scheme, cfg.ratios, split_seed), cfg, where)
     files.write_csv(where.split_csv, frame)
     files.write_json(where.split_key, key)
-    log.info("split (%s, seed %d): %s", scheme, split_seed, frame.part.value_counts().reindex(list(split.PARTS)).to_dict())
+    log.info(
+        "split (%s, seed %d): %s", scheme, split_seed, frame.part.value_counts().reindex(list(split.PARTS)).to_dict()
+    )
     return split.Split(frame, data.skipped_files, data.groups_csv, data.external)
 
 
-def spec_for(cfg: ExperimentConfig, backbone: str, protocol: str, seed: int, scheme: str, split_seed: int,
-             n_images: int, fraction: float = 1.0) -> RunSpec:
+def spec_for(
+    cfg: ExperimentConfig,
+    backbone: str,
+    protocol: str,
+    seed: int,
+    scheme: str,
+    split_seed: int,
+    n_images: int,
+    fraction: float = 1.0,
+) -> RunSpec:
     """The one place a run's identity is assembled."""
     from lungfast.train.learner import resolve_weights
 
     pretrained, weights_file = resolve_weights(backbones.get(backbone), cfg.pretrained, cfg.weights)
-    return RunSpec(experiment=cfg.name, backbone=backbone, seed=seed, scheme=scheme, split_seed=split_seed,
-                   img_size=cfg.img_size, batch_size=cfg.batch_size, epochs=cfg.epochs_for(backbone), lr=cfg.lr,
-                   pretrained=pretrained, weights_file=weights_file, n_images=n_images, protocol=protocol,
-                   # frozen bodies see no training augmentation
-                   augment=() if protocols.get(protocol).frozen else tuple(cfg.augment), robustness_n=cfg.robustness_n,
-                   precision=cfg.precision, benign=tuple(cfg.benign_classes), train_fraction=fraction,
-                   refer_target=cfg.refer_target, refer_delta=cfg.refer_delta)
+    return RunSpec(
+        experiment=cfg.name,
+        backbone=backbone,
+        seed=seed,
+        scheme=scheme,
+        split_seed=split_seed,
+        img_size=cfg.img_size,
+        batch_size=cfg.batch_size,
+        epochs=cfg.epochs_for(backbone),
+        lr=cfg.lr,
+        pretrained=pretrained,
+        weights_file=weights_file,
+        n_images=n_images,
+        protocol=protocol,
+        # frozen bodies see no training augmentation
+        augment=() if protocols.get(protocol).frozen else tuple(cfg.augment),
+        robustness_n=cfg.robustness_n,
+        precision=cfg.precision,
+        benign=tuple(cfg.benign_classes),
+        train_fraction=fraction,
+        refer_target=cfg.refer_target,
+        refer_delta=cfg.refer_delta,
+    )
 
 
 def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:
@@ -140,10 +178,16 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
     if main:
         files.write_json(exp.config_json, dataclasses.asdict(cfg))
     splits = [(scheme, s) for scheme in cfg.schemes for s in cfg.split_seed_list]
-    jobs = [(k, b, p, seed, f) for k in range(len(splits)) for f in cfg.train_fractions[::-1] for b in cfg.backbones
-            for p in cfg.protocols for seed in cfg.seeds]
+    jobs = [
+        (k, b, p, seed, f)
+        for k in range(len(splits))
+        for f in cfg.train_fractions[::-1]
+        for b in cfg.backbones
+        for p in cfg.protocols
+        for seed in cfg.seeds
+    ]
     i, n = shard
-    mine = jobs[i - 1::n]
+    mine = jobs[i - 1 :: n]
     for k, (scheme, split_seed) in enumerate(splits):
         picked = [(b, p, seed, f) for kk, b, p, seed, f in mine if kk == k]
         if picked:
@@ -155,8 +199,10 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
     if not main:
         return ""
     if n > 1:  # the shared leaderboard is merged once all shards are done, by `lungfast leaderboard`
-        return (f"shard {i}/{n}: {len(mine)} of {len(jobs)} runs done. When every shard has finished: "
-                f"lungfast leaderboard {exp.path}")
+        return (
+            f"shard {i}/{n}: {len(mine)} of {len(jobs)} runs done. When every shard has finished: "
+            f"lungfast leaderboard {exp.path}"
+        )
     summary = summarize(exp)
     text = leaderboard.write(summary)
     log.info("report: %s", report.write(summary))
@@ -169,9 +215,11 @@ def labelled(one: split.Split, fraction: float, split_seed: int, cfg: Experiment
     if fraction < 1:
         n = int((mine.frame.part == "train").sum())
         if n < cfg.batch_size:
-            raise LungfastError(f"train_fractions {fraction:g}: the train part then holds {n} images, fewer than "
-                                f"batch_size {cfg.batch_size}, so no step would train; raise the fraction or set "
-                                f"batch_size to at most {n}")
+            raise LungfastError(
+                f"train_fractions {fraction:g}: the train part then holds {n} images, fewer than "
+                f"batch_size {cfg.batch_size}, so no step would train; raise the fraction or set "
+                f"batch_size to at most {n}"
+            )
     return mine
 
 
@@ -187,8 +235,11 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
             log.info("%s: complete record found, skipped (--force reruns)", spec.label)
             unscored = [e.name for e in one.external if e.name not in record.read(done).external]
             if unscored:  # an external set added after the run: its column stays empty for this run
-                log.warning("%s: its record has no score on external set(s) %s (added later); --force reruns it",
-                            spec.label, ", ".join(unscored))
+                log.warning(
+                    "%s: its record has no score on external set(s) %s (added later); --force reruns it",
+                    spec.label,
+                    ", ".join(unscored),
+                )
         else:
             todo.append(spec)
     if todo:  # every protocol reads the split's uint8 tile store: built once, by one process, before any run
@@ -206,11 +257,22 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
                 log.info("%s: completed by another process meanwhile, skipped", spec.label)
                 continue
             b = backbones.get(spec.backbone)
-            log.info("%s: training (%s, %d px, %s split %d)", spec.label, b.source, spec.img_size, spec.scheme,
-                     spec.split_seed)
+            log.info(
+                "%s: training (%s, %d px, %s split %d)",
+                spec.label,
+                b.source,
+                spec.img_size,
+                spec.scheme,
+                spec.split_seed,
+            )
             with files.staged_folder(final.path, final.staging.path, fresh=force):
                 rec = protocol.load("trainer")(spec, mine, final.staging, tracker)
                 # vouch before the rename: a kill between the two must not leave an untrusted complete record
                 trust.remember(final.learner, rec.learner_sha256)
-        log.info("%s: test_accuracy=%.4f valid_accuracy=%.4f (%.1fs)", spec.label, rec.test_accuracy,
-                 rec.valid_accuracy, rec.train_seconds)
+        log.info(
+            "%s: test_accuracy=%.4f valid_accuracy=%.4f (%.1fs)",
+            spec.label,
+            rec.test_accuracy,
+            rec.valid_accuracy,
+            rec.train_seconds,
+        )

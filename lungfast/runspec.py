@@ -56,7 +56,9 @@ class RunSpec:
     @property
     def label(self) -> str:
         """How logs name the run."""
-        return f"{self.entry}/seed{self.seed}" + (f"/{self.train_fraction:g} of labels" if self.train_fraction < 1 else "")
+        return f"{self.entry}/seed{self.seed}" + (
+            f"/{self.train_fraction:g} of labels" if self.train_fraction < 1 else ""
+        )
 
     @property
     def schedule(self) -> str:
@@ -68,7 +70,7 @@ class RunSpec:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunSpec":
+    def from_dict(cls, d: dict) -> RunSpec:
         names = {f.name for f in dataclasses.fields(cls)}
         d = {k: v for k, v in d.items() if k in names}
         for key in ("augment", "benign"):  # JSON has lists; the spec is frozen and hashable

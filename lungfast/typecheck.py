@@ -69,8 +69,11 @@ def check_fields(cls, raw: dict, source: str, where=None) -> None:
     if unknown:
         shown = ", ".join(k if k.isprintable() else repr(k) for k in unknown)
         raise LungfastError(f"{source}: unknown key(s) {shown}; known keys: {', '.join(known)}")
-    missing = [f.name for f in fields if f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING and f.name not in raw]
+    missing = [
+        f.name
+        for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in raw
+    ]
     if missing:
         raise LungfastError(f"{source}: missing required key(s) {', '.join(missing)}")
     for key, value in raw.items():

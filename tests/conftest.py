@@ -34,8 +34,9 @@ def lc_subset(lc25000, tmp_path_factory):
     """8 tile groups per class of real tiles, symlinked into a temp dir in the official layout."""
     root = tmp_path_factory.mktemp("lc_subset")
     groups = pd.read_csv(lc25000 / "groups.csv")
-    chosen = groups[groups.group_id.isin(
-        groups.groupby("label").group_id.apply(lambda g: sorted(g.unique())[:8]).explode())]
+    chosen = groups[
+        groups.group_id.isin(groups.groupby("label").group_id.apply(lambda g: sorted(g.unique())[:8]).explode())
+    ]
     for row in chosen.itertuples():
         dest = root / "lung_image_sets" / row.label / row.filename
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -47,8 +48,14 @@ def lc_subset(lc25000, tmp_path_factory):
 def run_cli(*args, cwd=None, timeout=600, env=None):
     """The real `lungfast` command in a subprocess, without a terminal (as in CI and logs)."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "lungfast.cli", *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "lungfast.cli", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def run_pty(*args, cwd=None, timeout=900, env=None, columns=100, on_output=None):
@@ -68,10 +75,16 @@ def run_pty(*args, cwd=None, timeout=900, env=None, columns=100, on_output=None)
 
     # Ctrl-C works as at a terminal even when the test runner was started in the background, where shells
     # set SIGINT to "ignore" and every child inherits it
-    proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, cwd=cwd, close_fds=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-                            env={**os.environ, "PYTHONWARNINGS": "ignore", "TERM": "xterm",
-                                 "COLUMNS": str(columns), **(env or {})})
+    proc = subprocess.Popen(
+        command,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        cwd=cwd,
+        close_fds=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "TERM": "xterm", "COLUMNS": str(columns), **(env or {})},
+    )
     os.close(slave)
     out, deadline = b"", time.monotonic() + timeout
     try:
@@ -91,8 +104,10 @@ def run_pty(*args, cwd=None, timeout=900, env=None, columns=100, on_output=None)
                 break
         else:
             proc.kill()
-            raise AssertionError(f"lungfast {' '.join(map(str, args))} ran past {timeout}s at a terminal:\n"
-                                 f"{out.decode(errors='replace')[-3000:]}")
+            raise AssertionError(
+                f"lungfast {' '.join(map(str, args))} ran past {timeout}s at a terminal:\n"
+                f"{out.decode(errors='replace')[-3000:]}"
+            )
     finally:
         os.close(master)
     return proc.wait(), out.decode(errors="replace")
@@ -111,6 +126,7 @@ def write_experiment(path: Path, **keys) -> Path:
     fp32 unless given: tests compare probabilities tightly on any CI CPU, with or without bf16 units (the
     bf16 plan has its own parity tests)."""
     keys = {"precision": "fp32", **keys}
+
     def toml(v):
         if isinstance(v, bool):
             return "true" if v else "false"
@@ -121,6 +137,7 @@ def write_experiment(path: Path, **keys) -> Path:
         if isinstance(v, list):
             return "[" + ", ".join(toml(x) for x in v) + "]"
         return str(v)
+
     path.write_text("".join(f"{k} = {toml(v)}\n" for k, v in keys.items()))
     return path
 

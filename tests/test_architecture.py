@@ -17,8 +17,15 @@ def test_no_import_cycle_between_modules():
 
 def test_the_checker_sees_a_returning_arrow(monkeypatch):
     real = import_graph.edges()
-    monkeypatch.setattr(import_graph, "edges", lambda: {**real, "lungfast.data.store": {"lungfast.results.record"},
-                                                        "lungfast.results.record": {"lungfast.data.store"}})
+    monkeypatch.setattr(
+        import_graph,
+        "edges",
+        lambda: {
+            **real,
+            "lungfast.data.store": {"lungfast.results.record"},
+            "lungfast.results.record": {"lungfast.data.store"},
+        },
+    )
     assert import_graph.forbidden() == ["lungfast.data.store -> lungfast.results.record"]
     assert ["lungfast.data.store", "lungfast.results.record"] in import_graph.cycles()
 

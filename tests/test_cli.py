@@ -26,9 +26,19 @@ def assert_one_line_error(result, *fragments):
 def e2e(lc_subset, tmp_path_factory):
     """One real run: grouped split, two backbones, 48 px, 1 epoch, on real LC25000 tiles."""
     work = tmp_path_factory.mktemp("e2e")
-    exp = write_experiment(work / "e.toml", name="e2e", data_dir=str(lc_subset / "lung_image_sets"),
-                           backbones=["tiny", "xresnet18"], scheme="grouped", img_size=48, batch_size=16,
-                           epochs=1, pretrained=False, results_dir=str(work / "results"), max_per_class=60)
+    exp = write_experiment(
+        work / "e.toml",
+        name="e2e",
+        data_dir=str(lc_subset / "lung_image_sets"),
+        backbones=["tiny", "xresnet18"],
+        scheme="grouped",
+        img_size=48,
+        batch_size=16,
+        epochs=1,
+        pretrained=False,
+        results_dir=str(work / "results"),
+        max_per_class=60,
+    )
     result = run_cli("run", exp, cwd=work)
     assert result.returncode == 0, result.stderr
     return work, exp, work / "results" / "e2e", result
@@ -55,10 +65,32 @@ def test_run_record_is_complete(e2e):
     _, _, out, _ = e2e
     run = out / "runs" / "tiny" / "seed0"
     m = json.loads((run / "metrics.json").read_text())
-    for key in ("backbone", "seed", "scheme", "split_seed", "protocol", "img_size", "epochs", "lr", "valid_loss", "valid_accuracy",
-                "test_loss", "test_accuracy", "params", "train_seconds", "seconds_per_epoch", "device", "versions"):
+    for key in (
+        "backbone",
+        "seed",
+        "scheme",
+        "split_seed",
+        "protocol",
+        "img_size",
+        "epochs",
+        "lr",
+        "valid_loss",
+        "valid_accuracy",
+        "test_loss",
+        "test_accuracy",
+        "params",
+        "train_seconds",
+        "seconds_per_epoch",
+        "device",
+        "versions",
+    ):
         assert key in m, key
-    assert m["scheme"] == "grouped" and m["protocol"] == "fine_tune" and m["pretrained"] is False and m["schedule"] == "one_cycle"
+    assert (
+        m["scheme"] == "grouped"
+        and m["protocol"] == "fine_tune"
+        and m["pretrained"] is False
+        and m["schedule"] == "one_cycle"
+    )
     assert sum(map(sum, m["confusion_matrix"])) == m["n_test"] > 0
     history = pd.read_csv(run / "history.csv")
     assert list(history.columns[:4]) == ["epoch", "train_loss", "valid_loss", "accuracy"] and len(history) == 1
@@ -71,7 +103,7 @@ def test_rerun_skips_complete_runs_and_force_reruns(e2e):
     work, exp, out, _ = e2e
     metrics = out / "runs" / "tiny" / "seed0" / "metrics.json"
     before = metrics.stat().st_mtime_ns
-    again = run_cli("run", exp, "--set", "backbones=[\"tiny\"]", cwd=work)
+    again = run_cli("run", exp, "--set", 'backbones=["tiny"]', cwd=work)
     assert again.returncode == 0, again.stderr
     assert "complete record found, skipped" in again.stderr and metrics.stat().st_mtime_ns == before
     changed = run_cli("run", exp, "--set", "split_seed=7", cwd=work)
@@ -88,7 +120,7 @@ def test_export_loads_in_a_fresh_process_and_predicts(e2e, lc_subset, tmp_path):
     code = textwrap.dedent(f"""
         import warnings; warnings.simplefilter("ignore")
         from fastai.learner import load_learner
-        learn = load_learner({str(tmp_path / 'lung.pkl')!r})
+        learn = load_learner({str(tmp_path / "lung.pkl")!r})
         label, idx, probs = learn.predict({str(tile)!r})
         print(label, list(learn.dls.vocab), round(float(probs.sum()), 4))
     """)
@@ -104,25 +136,52 @@ def test_unreadable_images_are_counted_in_the_record(tmp_path):
     data = demo.make_dataset(tmp_path / "data", originals_per_class=4, copies=4)
     (data / "lung_n" / "broken.jpeg").write_bytes(b"\xff\xd8\xff not really")
     (data / "lung_aca" / "empty.jpeg").write_bytes(b"")
-    exp = write_experiment(tmp_path / "e.toml", name="bad", data_dir=str(data), backbones=["tiny"],
-                           scheme="random", img_size=32, batch_size=8, epochs=1, pretrained=False,
-                           results_dir=str(tmp_path / "r"))
+    exp = write_experiment(
+        tmp_path / "e.toml",
+        name="bad",
+        data_dir=str(data),
+        backbones=["tiny"],
+        scheme="random",
+        img_size=32,
+        batch_size=8,
+        epochs=1,
+        pretrained=False,
+        results_dir=str(tmp_path / "r"),
+    )
     result = run_cli("run", exp, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    warning = [l for l in result.stderr.splitlines() if "unreadable image" in l]
+    warning = [s for s in result.stderr.splitlines() if "unreadable image" in s]
     assert len(warning) == 1 and "broken.jpeg" in warning[0] and "empty.jpeg" in warning[0]
     m = json.loads((tmp_path / "r" / "bad" / "runs" / "tiny" / "seed0" / "metrics.json").read_text())
     assert m["skipped_images"] == 2
 
 
-@pytest.mark.parametrize("case", ["missing_dir", "one_class", "empty_class", "unknown_backbone", "bad_key",
-                                  "grouped_without_csv", "offline_weights"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing_dir",
+        "one_class",
+        "empty_class",
+        "unknown_backbone",
+        "bad_key",
+        "grouped_without_csv",
+        "offline_weights",
+    ],
+)
 def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, case):
     from lungfast.data import synthetic as demo
 
     data = demo.make_dataset(tmp_path / "data", originals_per_class=3, copies=4)
-    keys = dict(name="bad", data_dir=str(data), backbones=["tiny"], img_size=32, batch_size=8, epochs=1,
-                pretrained=False, results_dir=str(tmp_path / "r"))
+    keys = dict(
+        name="bad",
+        data_dir=str(data),
+        backbones=["tiny"],
+        img_size=32,
+        batch_size=8,
+        epochs=1,
+        pretrained=False,
+        results_dir=str(tmp_path / "r"),
+    )
     expect = {
         "missing_dir": ({"data_dir": str(tmp_path / "nope")}, ["not a folder"]),
         "one_class": ({"data_dir": str(data / "lung_n" / "..")}, []),
@@ -130,9 +189,10 @@ def test_bad_input_is_one_line_and_leaves_no_run(tmp_path, case):
         "unknown_backbone": ({"backbones": ["tiny", "resnet5O"]}, ["unknown backbone 'resnet5O'"]),
         "bad_key": ({"img_sise": 32}, ["unknown key(s) img_sise"]),
         "grouped_without_csv": ({"scheme": "grouped"}, ["needs tile groups", "groups_csv", "group_pattern"]),
-        "offline_weights": ({"backbones": ["resnet50d"], "pretrained": True},
-                            ["resnet50d: pretrained weights could not be loaded", "pretrained = false",
-                             "weights.resnet50d"]),
+        "offline_weights": (
+            {"backbones": ["resnet50d"], "pretrained": True},
+            ["resnet50d: pretrained weights could not be loaded", "pretrained = false", "weights.resnet50d"],
+        ),
     }
     overrides, fragments = expect[case]
     if case == "one_class":
@@ -184,7 +244,14 @@ def test_robustness_sweep_and_referral_are_recorded(e2e):
     run = out / "runs" / "tiny" / "seed0"
     m = json.loads((run / "metrics.json").read_text())
     sweep = pd.read_csv(run / "robustness.csv")
-    assert len(sweep) == 16 and set(sweep["shift"]) == {"none", "stain", "stain_retarget", "blur", "jpeg", "magnification"}
+    assert len(sweep) == 16 and set(sweep["shift"]) == {
+        "none",
+        "stain",
+        "stain_retarget",
+        "blur",
+        "jpeg",
+        "magnification",
+    }
     assert (sweep.n == m["n_test"]).all()  # the test part is smaller than robustness_n: all of it
     clean = pd.read_csv(run / "test_predictions.csv")
     assert sweep.accuracy.iloc[0] == pytest.approx((clean.actual == clean.predicted).mean())
@@ -198,8 +265,9 @@ def test_robustness_sweep_and_referral_are_recorded(e2e):
     else:  # tiny data cannot be certified: said in one line, every tile referred
         assert ref["message"].startswith("cannot certify 99%") and m["refer_kept"] == 0.0
         assert m["refer_kept_accuracy"] is None and ref["test"]["met"] is None
-    assert m["calibration"]["temperature"] == (m["calibration"]["fitted_temperature"] if m["calibration"]["kept"]
-                                               else 1.0)
+    assert m["calibration"]["temperature"] == (
+        m["calibration"]["fitted_temperature"] if m["calibration"]["kept"] else 1.0
+    )
     board = pd.read_csv(out / "leaderboard.csv")
     assert {"refer_kept", "refer_kept_accuracy", "refer_met", "shifted_accuracy", "worst_shift"} <= set(board.columns)
     assert board.shifted_accuracy.between(0, 1).all()
@@ -218,7 +286,8 @@ def test_test_metrics_are_consistent_with_the_confusion_matrix(e2e):
     cancer = [i for i in range(3) if i != n]
     assert m["benign_specificity"] == pytest.approx(cm[n][n] / sum(cm[n]))
     assert m["cancer_sensitivity"] == pytest.approx(
-        sum(cm[i][j] for i in cancer for j in cancer) / sum(sum(cm[i]) for i in cancer))
+        sum(cm[i][j] for i in cancer for j in cancer) / sum(sum(cm[i]) for i in cancer)
+    )
     assert 0 <= m["roc_auc_ovr"] <= 1 and 0 <= m["macro_f1"] <= 1
 
 
@@ -252,6 +321,7 @@ def test_report_opens_in_headless_chromium_with_every_image(e2e, tmp_path):
 
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         import os
+
         if os.environ.get("CI"):
             pytest.fail("CI must have chromium and chromedriver (make browser installs them)")
         pytest.skip("needs Debian's chromium and chromium-driver (make browser)")
@@ -263,23 +333,35 @@ def test_report_opens_in_headless_chromium_with_every_image(e2e, tmp_path):
     assert regenerated.returncode == 0, regenerated.stderr
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path}",
+    ):
         opts.add_argument(flag)
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=opts)
     try:
         driver.get((out / "report.html").resolve().as_uri())
-        rows = driver.execute_script("return [...document.querySelectorAll('#leaderboard tbody tr')]"
-                                     ".map(r => r.cells[1].textContent)")
+        rows = driver.execute_script(
+            "return [...document.querySelectorAll('#leaderboard tbody tr')].map(r => r.cells[1].textContent)"
+        )
         images = driver.execute_script("return [...document.images].map(i => [i.alt, i.complete, i.naturalWidth])")
         env = driver.execute_script("return document.querySelector('#environment').textContent")
         splits = driver.execute_script("return document.querySelectorAll('#splits tbody tr').length")
-        chart = driver.execute_script("const i = document.getElementById('comparison-chart');"
-                                      "return i && [i.naturalWidth, i.naturalHeight]")
-        hidden = driver.execute_script("const d = document.querySelector('details');"
-                                       "return [d.querySelector('summary').textContent, d.open]")
-        key_columns = driver.execute_script("return [...document.querySelectorAll('#leaderboard thead th')]"
-                                            ".map(h => h.textContent)")
+        chart = driver.execute_script(
+            "const i = document.getElementById('comparison-chart');return i && [i.naturalWidth, i.naturalHeight]"
+        )
+        hidden = driver.execute_script(
+            "const d = document.querySelector('details');return [d.querySelector('summary').textContent, d.open]"
+        )
+        key_columns = driver.execute_script(
+            "return [...document.querySelectorAll('#leaderboard thead th')].map(h => h.textContent)"
+        )
     finally:
         driver.quit()
     assert sorted(rows) == ["tiny", "xresnet18"]
@@ -294,10 +376,20 @@ def test_report_opens_in_headless_chromium_with_every_image(e2e, tmp_path):
 
 
 def test_stain_augmented_runs_are_their_own_entry(lc_subset, tmp_path):
-    exp = write_experiment(tmp_path / "e.toml", name="aug", data_dir=str(lc_subset / "lung_image_sets"),
-                           backbones=["tiny"], img_size=32, batch_size=16, epochs=1, pretrained=False,
-                           results_dir=str(tmp_path / "results"), max_per_class=30, augment=["stain"],
-                           robustness_n=0)
+    exp = write_experiment(
+        tmp_path / "e.toml",
+        name="aug",
+        data_dir=str(lc_subset / "lung_image_sets"),
+        backbones=["tiny"],
+        img_size=32,
+        batch_size=16,
+        epochs=1,
+        pretrained=False,
+        results_dir=str(tmp_path / "results"),
+        max_per_class=30,
+        augment=["stain"],
+        robustness_n=0,
+    )
     result = run_cli("run", exp, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "results" / "aug" / "runs" / "tiny+stain" / "seed0"
@@ -312,14 +404,29 @@ def test_seeds_splits_and_inflation_side_by_side(tmp_path):
     from lungfast.data import synthetic as demo
 
     data = demo.make_dataset(tmp_path / "data", originals_per_class=8, copies=4)
-    exp = write_experiment(tmp_path / "e.toml", name="many", data_dir=str(data), backbones=["tiny", "xresnet18"],
-                           scheme=["grouped", "random"], split_seeds=[1, 2], seeds=[0, 1], img_size=32,
-                           batch_size=16, epochs=1, pretrained=False, results_dir=str(tmp_path / "r"))
+    exp = write_experiment(
+        tmp_path / "e.toml",
+        name="many",
+        data_dir=str(data),
+        backbones=["tiny", "xresnet18"],
+        scheme=["grouped", "random"],
+        split_seeds=[1, 2],
+        seeds=[0, 1],
+        img_size=32,
+        batch_size=16,
+        epochs=1,
+        pretrained=False,
+        results_dir=str(tmp_path / "r"),
+    )
     result = run_cli("run", exp, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = tmp_path / "r" / "many"
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
-        "grouped-split1", "grouped-split2", "random-split1", "random-split2"]
+        "grouped-split1",
+        "grouped-split2",
+        "random-split1",
+        "random-split2",
+    ]
     assert len(list(out.glob("*/runs/*/seed*/metrics.json"))) == 16
     lb = pd.read_csv(out / "leaderboard.csv")
     assert (lb.scheme == "grouped").all() and (lb.n == 4).all() and (lb.n_seeds == 2).all() and (lb.n_splits == 2).all()
@@ -337,8 +444,16 @@ def test_pretrained_backbone_fine_tunes_from_offline_weights(tmp_path):
     from lungfast.data import synthetic as demo
 
     data = demo.make_dataset(tmp_path / "data", originals_per_class=4, copies=4)
-    exp = write_experiment(tmp_path / "e.toml", name="ft", data_dir=str(data), backbones=["tf_efficientnet_lite0"],
-                           img_size=32, batch_size=8, epochs=1, results_dir=str(tmp_path / "r"))
+    exp = write_experiment(
+        tmp_path / "e.toml",
+        name="ft",
+        data_dir=str(data),
+        backbones=["tf_efficientnet_lite0"],
+        img_size=32,
+        batch_size=8,
+        epochs=1,
+        results_dir=str(tmp_path / "r"),
+    )
     result = run_cli("run", exp, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     run = tmp_path / "r" / "ft" / "runs" / "tf_efficientnet_lite0" / "seed0"

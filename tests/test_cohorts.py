@@ -21,7 +21,7 @@ MAP = {"aca_*": "lung_aca", "nor": "lung_n", "scc_*": "lung_scc"}
 def readme_recipe_line() -> str:
     """The python line of the README's LungHist700 recipe, as a user pastes it."""
     text = (REPO / "README.md").read_text()
-    block = text[text.index("### LungHist700 as an external cohort"):]
+    block = text[text.index("### LungHist700 as an external cohort") :]
     return next(line for line in block.splitlines() if line.startswith("python -c "))
 
 
@@ -45,13 +45,30 @@ def test_the_readme_recipe_groups_by_patient(other_lab):
 def run_with_external(lc_subset, other_lab, tmp_path_factory):
     work = tmp_path_factory.mktemp("ext")
     both = dict(data_dir=str(other_lab / "images"), label_map=MAP)
-    exp = write_experiment(work / "e.toml", name="ext", data_dir=str(lc_subset / "lung_image_sets"),
-                           backbones=["tiny"], protocols=["fine_tune", "linear"], scheme=["grouped", "random"],
-                           img_size=32, batch_size=16, epochs=1, pretrained=False, robustness_n=0,
-                           results_dir=str(work / "r"),
-                           external=[{"name": "other-20x", "include": "*_20x_*", "groups_csv": str(other_lab / "groups.csv"),
-                                      "group_column": "patient_id", **both},
-                                     {"name": "other-40x", "include": "*_40x_*", "group_pattern": "_([0-9]+)$", **both}])
+    exp = write_experiment(
+        work / "e.toml",
+        name="ext",
+        data_dir=str(lc_subset / "lung_image_sets"),
+        backbones=["tiny"],
+        protocols=["fine_tune", "linear"],
+        scheme=["grouped", "random"],
+        img_size=32,
+        batch_size=16,
+        epochs=1,
+        pretrained=False,
+        robustness_n=0,
+        results_dir=str(work / "r"),
+        external=[
+            {
+                "name": "other-20x",
+                "include": "*_20x_*",
+                "groups_csv": str(other_lab / "groups.csv"),
+                "group_column": "patient_id",
+                **both,
+            },
+            {"name": "other-40x", "include": "*_40x_*", "group_pattern": "_([0-9]+)$", **both},
+        ],
+    )
     result = run_cli("run", exp, cwd=work)
     assert result.returncode == 0, result.stderr
     return work / "r" / "ext", result.stdout
@@ -68,14 +85,22 @@ def test_every_run_scores_every_external_set(run_with_external):
         low, high = x20["ci95"]["accuracy"]
         assert low <= x20["accuracy"] <= high and 0 <= x20["ece_calibrated"] <= 1
         assert x20["cancer_sensitivity"] is not None and set(x20["referral"]) == {
-                "threshold", "target", "kept", "accuracy_kept", "accuracy_kept_ci95", "met"}
+            "threshold",
+            "target",
+            "kept",
+            "accuracy_kept",
+            "accuracy_kept_ci95",
+            "met",
+        }
 
 
 def test_the_leaderboard_has_a_column_per_set_and_a_ladder(run_with_external):
     exp, stdout = run_with_external
     board = pd.read_csv(exp / "leaderboard.csv")
-    runs = {(rec["backbone"], rec["protocol"]): rec["external"]["other-20x"]["accuracy"]
-            for rec in (json.loads(p.read_text()) for p in exp.glob("grouped-split42/runs/*/*/metrics.json"))}
+    runs = {
+        (rec["backbone"], rec["protocol"]): rec["external"]["other-20x"]["accuracy"]
+        for rec in (json.loads(p.read_text()) for p in exp.glob("grouped-split42/runs/*/*/metrics.json"))
+    }
     for _, row in board.iterrows():
         assert row["external:other-20x"] == pytest.approx(runs[(row.backbone, row.protocol)])
     ladder = pd.read_csv(exp / "ladder.csv")
@@ -90,9 +115,20 @@ def test_the_leaderboard_has_a_column_per_set_and_a_ladder(run_with_external):
 def test_evaluate_gives_a_colleague_the_runs_own_figures(run_with_external, other_lab, tmp_path):
     exp, _ = run_with_external
     run = exp / "grouped-split42" / "runs" / "tiny" / "seed0"
-    result = run_cli("evaluate", run / "learner.pkl", other_lab / "images", "--include", "*_20x_*",
-                     *[a for k, v in MAP.items() for a in ("--label-map", f"{k}={v}")],
-                     "--groups-csv", other_lab / "groups.csv", "--group-column", "patient_id", "--out", tmp_path / "o")
+    result = run_cli(
+        "evaluate",
+        run / "learner.pkl",
+        other_lab / "images",
+        "--include",
+        "*_20x_*",
+        *[a for k, v in MAP.items() for a in ("--label-map", f"{k}={v}")],
+        "--groups-csv",
+        other_lab / "groups.csv",
+        "--group-column",
+        "patient_id",
+        "--out",
+        tmp_path / "o",
+    )
     assert result.returncode == 0, result.stderr
     mine = json.loads((tmp_path / "o" / "metrics.json").read_text())
     recorded = json.loads((run / "metrics.json").read_text())["external"]["other-20x"]
@@ -105,13 +141,25 @@ def test_evaluate_gives_a_colleague_the_runs_own_figures(run_with_external, othe
     assert "aca_bd" in unmapped.stderr and "--label-map" in unmapped.stderr
 
 
-@pytest.mark.parametrize("classes, benign", [(("lung_aca", "lung_n"), ["lung_n"]),
-                                             (("adipose", "debris", "lymph", "mucosa", "stroma"), [])])
+@pytest.mark.parametrize(
+    "classes, benign", [(("lung_aca", "lung_n"), ["lung_n"]), (("adipose", "debris", "lymph", "mucosa", "stroma"), [])]
+)
 def test_two_and_five_class_data_sets(tmp_path, classes, benign):
     data = synthetic.make_dataset(tmp_path / "data", originals_per_class=4, copies=3, classes=classes)
-    exp = write_experiment(tmp_path / "e.toml", name="n", data_dir=str(data), backbones=["tiny"],
-                           protocols=["fine_tune", "knn"], img_size=32, batch_size=8, epochs=1, pretrained=False,
-                           robustness_n=0, benign_classes=benign, results_dir=str(tmp_path / "r"))
+    exp = write_experiment(
+        tmp_path / "e.toml",
+        name="n",
+        data_dir=str(data),
+        backbones=["tiny"],
+        protocols=["fine_tune", "knn"],
+        img_size=32,
+        batch_size=8,
+        epochs=1,
+        pretrained=False,
+        robustness_n=0,
+        benign_classes=benign,
+        results_dir=str(tmp_path / "r"),
+    )
     result = run_cli("run", exp, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     rec = json.loads((tmp_path / "r" / "n" / "runs" / "tiny" / "seed0" / "metrics.json").read_text())
@@ -135,7 +183,8 @@ def test_groups_from_a_file_name_pattern_and_from_a_column(tmp_path):
     frame = runner.load_data(cfg).frame
     assert frame.groupby("label").group_id.nunique().tolist() == [1, 1, 1]
     pd.DataFrame({"filename": frame.path.map(lambda p: p.rsplit("/", 1)[1]), "patient_id": "p" + frame.label}).to_csv(
-        tmp_path / "patients.csv", index=False)
+        tmp_path / "patients.csv", index=False
+    )
     cfg = config.from_dict({**base, "groups_csv": str(tmp_path / "patients.csv"), "group_column": "patient_id"})
     assert set(runner.load_data(cfg).frame.group_id) == {"plung_aca", "plung_n", "plung_scc"}
     with pytest.raises(Exception, match="needs tile groups.*groups_csv.*group_pattern"):

@@ -19,9 +19,19 @@ pytestmark = pytest.mark.slow
 def compared(tmp_path_factory):
     work = tmp_path_factory.mktemp("compare")
     data = synthetic.make_dataset(work / "data", originals_per_class=6, copies=3)
-    exp = write_experiment(work / "e.toml", name="cmp", data_dir=str(data), backbones=["tiny"],
-                           protocols=["linear", "knn", "fewshot"], split_seeds=[0, 1, 2, 3, 4], img_size=32,
-                           batch_size=4, pretrained=False, robustness_n=0, results_dir=str(work / "r"))
+    exp = write_experiment(
+        work / "e.toml",
+        name="cmp",
+        data_dir=str(data),
+        backbones=["tiny"],
+        protocols=["linear", "knn", "fewshot"],
+        split_seeds=[0, 1, 2, 3, 4],
+        img_size=32,
+        batch_size=4,
+        pretrained=False,
+        robustness_n=0,
+        results_dir=str(work / "r"),
+    )
     result = run_cli("run", exp, cwd=work, timeout=1500)
     assert result.returncode == 0, result.stderr
     return work / "r" / "cmp", result.stdout
@@ -31,9 +41,19 @@ def compared(tmp_path_factory):
 def shares(tmp_path_factory):
     work = tmp_path_factory.mktemp("shares")
     data = synthetic.make_dataset(work / "data", originals_per_class=6, copies=3)
-    exp = write_experiment(work / "e.toml", name="eff", data_dir=str(data), backbones=["tiny"],
-                           protocols=["linear", "knn"], train_fractions=[0.5, 1.0], img_size=32, batch_size=4,
-                           pretrained=False, robustness_n=0, results_dir=str(work / "r"))
+    exp = write_experiment(
+        work / "e.toml",
+        name="eff",
+        data_dir=str(data),
+        backbones=["tiny"],
+        protocols=["linear", "knn"],
+        train_fractions=[0.5, 1.0],
+        img_size=32,
+        batch_size=4,
+        pretrained=False,
+        robustness_n=0,
+        results_dir=str(work / "r"),
+    )
     result = run_cli("run", exp, cwd=work, timeout=900)
     assert result.returncode == 0, result.stderr
     return work / "r" / "eff"
@@ -45,7 +65,7 @@ def test_all_pairs_are_holm_adjusted_and_the_best_has_its_ties(compared):
     assert len(board) == 3 and board.vs_best.iloc[0] == "best"
     assert all(v.startswith(("tied (p=", "worse (p=")) for v in board.vs_best.iloc[1:])
     md = (exp / "leaderboard.md").read_text()
-    table = md[md.index("All pairs"):]
+    table = md[md.index("All pairs") :]
     rows = [line for line in table.splitlines()[4:] if line.startswith("|")][:3]
     assert len(rows) == 3  # 3 entries: 3 pairs
     p = [float(r.split("|")[7]) for r in rows]
@@ -81,8 +101,10 @@ def test_export_chooses_on_the_valid_part_and_carries_a_one_model_interval(compa
     assert result.returncode == 0, result.stderr
     bundle = json.loads((tmp_path / "lung.pkl.json").read_text())
     winner = pd.read_csv(exp / "leaderboard.csv").iloc[0]
-    runs = [json.loads(p.read_text()) | {"dir": str(p.parent.resolve())}
-            for p in exp.glob(f"grouped-split*/runs/{winner.backbone}/{winner.protocol}-seed0/metrics.json")]
+    runs = [
+        json.loads(p.read_text()) | {"dir": str(p.parent.resolve())}
+        for p in exp.glob(f"grouped-split*/runs/{winner.backbone}/{winner.protocol}-seed0/metrics.json")
+    ]
     assert len(runs) == 5
     assert all(r["selection_accuracy"] == r["valid_accuracy"] for r in runs)  # a probe selects on its valid part
     best = max(runs, key=lambda r: (r["selection_accuracy"], -r["valid_loss"], -r["split_seed"]))

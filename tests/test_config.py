@@ -29,8 +29,15 @@ def test_shipped_experiments_find_their_data_and_results_from_any_folder(monkeyp
 def test_paths_in_a_file_are_taken_from_its_folder_and_tilde_is_home(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (tmp_path / "exps").mkdir()
-    f = write_experiment(tmp_path / "exps" / "e.toml", name="x", data_dir="../data", backbones=["tiny"],
-                         groups_csv="~/groups.csv", results_dir="out", weights={"resnet50": "w/r50.pth"})
+    f = write_experiment(
+        tmp_path / "exps" / "e.toml",
+        name="x",
+        data_dir="../data",
+        backbones=["tiny"],
+        groups_csv="~/groups.csv",
+        results_dir="out",
+        weights={"resnet50": "w/r50.pth"},
+    )
     exp = config.load(f)
     assert Path(exp.data_dir) == tmp_path / "data" and Path(exp.results_dir) == tmp_path / "exps" / "out"
     assert exp.groups_csv == str(tmp_path / "home" / "groups.csv") and "~" not in exp.groups_csv
@@ -70,19 +77,22 @@ def test_old_key_split_still_loads_with_a_note(tmp_path, caplog):
         config.load(f, ["scheme=random"])
 
 
-@pytest.mark.parametrize("extra,message", [
-    ({"batchsize": 8}, "unknown key(s) batchsize"),
-    ({"img_size": "big"}, "'img_size' must be int"),
-    ({"pretrained": "yes"}, "'pretrained' must be bool"),
-    ({"ratios": [0.8, 0.2, 0.1]}, "summing to 1"),
-    ({"scheme": "stratified"}, "scheme must be"),
-    ({"lr": "fast"}, "lr must be a number or \"find\""),
-    ({"seeds": [0, 0]}, "distinct"),
-    ({"backbones": []}, "backbones is empty"),
-    ({"augment": ["stian"]}, "augment must be distinct names from stain, got ['stian']"),
-    ({"augment": ["stain", "stain"]}, "augment must be distinct"),
-    ({"robustness_n": -1}, "robustness_n must be 0 (no sweep) or a number of test tiles"),
-])
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        ({"batchsize": 8}, "unknown key(s) batchsize"),
+        ({"img_size": "big"}, "'img_size' must be int"),
+        ({"pretrained": "yes"}, "'pretrained' must be bool"),
+        ({"ratios": [0.8, 0.2, 0.1]}, "summing to 1"),
+        ({"scheme": "stratified"}, "scheme must be"),
+        ({"lr": "fast"}, 'lr must be a number or "find"'),
+        ({"seeds": [0, 0]}, "distinct"),
+        ({"backbones": []}, "backbones is empty"),
+        ({"augment": ["stian"]}, "augment must be distinct names from stain, got ['stian']"),
+        ({"augment": ["stain", "stain"]}, "augment must be distinct"),
+        ({"robustness_n": -1}, "robustness_n must be 0 (no sweep) or a number of test tiles"),
+    ],
+)
 def test_bad_config_is_one_clear_error(tmp_path, extra, message):
     f = write_experiment(tmp_path / "e.toml", **{**BASE, **extra})
     with pytest.raises(LungfastError, match=None) as e:

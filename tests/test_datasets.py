@@ -20,9 +20,19 @@ def classes_of(lc_subset, root, classes):
 
 
 def run(data, work, name, results="results"):
-    exp = write_experiment(work / f"{name}.toml", name=name, data_dir=str(data), backbones=["tiny"], img_size=32,
-                           batch_size=16, epochs=1, pretrained=False, ratios=[0.4, 0.2, 0.4], robustness_n=8,
-                           results_dir=results)
+    exp = write_experiment(
+        work / f"{name}.toml",
+        name=name,
+        data_dir=str(data),
+        backbones=["tiny"],
+        img_size=32,
+        batch_size=16,
+        epochs=1,
+        pretrained=False,
+        ratios=[0.4, 0.2, 0.4],
+        robustness_n=8,
+        results_dir=results,
+    )
     r = run_cli("run", exp, cwd=work)
     assert r.returncode == 0, r.stderr[-3000:]
     return exp, r, work / results / name / "runs" / "tiny" / "seed0"

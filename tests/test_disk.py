@@ -24,9 +24,15 @@ def run_limited(*args, max_bytes: int, env: dict, cwd):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
 
-    return subprocess.run([sys.executable, "-m", "lungfast.cli", *map(str, args)], cwd=cwd, preexec_fn=limit,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore", **env}, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "lungfast.cli", *map(str, args)],
+        cwd=cwd,
+        preexec_fn=limit,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def one_line(result, *fragments):
@@ -44,9 +50,19 @@ def leftovers(root):
 
 
 def experiment(lc_subset, tmp_path, backbone):
-    return write_experiment(tmp_path / "e.toml", name="full", data_dir=str(lc_subset / "lung_image_sets"),
-                            backbones=[backbone], img_size=32, batch_size=16, epochs=1, pretrained=False,
-                            max_per_class=30, robustness_n=0, results_dir=str(tmp_path / "results"))
+    return write_experiment(
+        tmp_path / "e.toml",
+        name="full",
+        data_dir=str(lc_subset / "lung_image_sets"),
+        backbones=[backbone],
+        img_size=32,
+        batch_size=16,
+        epochs=1,
+        pretrained=False,
+        max_per_class=30,
+        robustness_n=0,
+        results_dir=str(tmp_path / "results"),
+    )
 
 
 def test_a_full_cache_disk_is_one_line_naming_lungfast_cache(lc_subset, tmp_path, monkeypatch):
@@ -57,6 +73,7 @@ def test_a_full_cache_disk_is_one_line_naming_lungfast_cache(lc_subset, tmp_path
     # (90 x 3 kB), so the first write that fails is the store's.
     monkeypatch.setenv("LUNGFAST_CACHE", str(cache))
     from lungfast.data.images import scan
+
     scan(lc_subset / "lung_image_sets")
     assert list((cache / "scan").glob("*.json"))
     r = run_limited("run", exp, max_bytes=64_000, env={"LUNGFAST_CACHE": str(cache)}, cwd=tmp_path)
@@ -80,8 +97,9 @@ def test_predict_out_that_cannot_be_written_fails_before_predicting(lc_subset, t
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     started = os.times().elapsed
-    r = run_cli("predict", tmp_path / "missing.pkl", lc_subset / "lung_image_sets", "--out", blocker / "p.csv",
-                cwd=tmp_path)
+    r = run_cli(
+        "predict", tmp_path / "missing.pkl", lc_subset / "lung_image_sets", "--out", blocker / "p.csv", cwd=tmp_path
+    )
     one_line(r, str(blocker), "a file where a folder is needed", "--out")
     assert os.times().elapsed - started < 60
     r = run_cli("predict", tmp_path / "missing.pkl", lc_subset, "--out", tmp_path, cwd=tmp_path)

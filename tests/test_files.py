@@ -23,14 +23,20 @@ def test_files_get_the_umask_permissions_not_0600(tmp_path):
 
 def test_a_second_process_waits_for_the_lock_and_names_the_holder(tmp_path):
     lock = tmp_path / ".seed0.lock"
-    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
         import time
         from pathlib import Path
         from lungfast import files
         with files.exclusive(Path({str(lock)!r}), "run"):
-            Path({str(tmp_path / 'held')!r}).touch()
+            Path({str(tmp_path / "held")!r}).touch()
             time.sleep(1.5)
-    """)])
+    """),
+        ]
+    )
     while not (tmp_path / "held").exists():
         time.sleep(0.02)
     seen = time.monotonic()

@@ -13,10 +13,17 @@ SCRIPT = REPO / "benchmarks" / "gpu_check.py"
 
 @pytest.mark.slow
 def test_without_cuda_it_says_so_in_one_line_and_exits_0():
-    r = subprocess.run([sys.executable, str(SCRIPT), "--seconds", "1"], capture_output=True, text=True,
-                       env={**os.environ, "CUDA_VISIBLE_DEVICES": ""}, timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip().splitlines() == ["gpu_check: no CUDA device visible; nothing to check on this machine (exit 0)"]
+    assert r.stdout.strip().splitlines() == [
+        "gpu_check: no CUDA device visible; nothing to check on this machine (exit 0)"
+    ]
 
 
 def test_it_imports_at_module_level_only_what_its_header_names():

@@ -30,8 +30,18 @@ def data(tmp_path_factory):
 
 
 def experiment(path, data, **over):
-    keys = dict(name="h", data_dir=str(data), backbones=["tiny"], scheme="grouped", seeds=[0, 1], img_size=32,
-                batch_size=8, epochs=2, pretrained=False, results_dir=str(path.parent / "r"))
+    keys = dict(
+        name="h",
+        data_dir=str(data),
+        backbones=["tiny"],
+        scheme="grouped",
+        seeds=[0, 1],
+        img_size=32,
+        batch_size=8,
+        epochs=2,
+        pretrained=False,
+        results_dir=str(path.parent / "r"),
+    )
     return write_experiment(path, **{**keys, **over})
 
 
@@ -83,8 +93,9 @@ def test_a_damaged_record_is_named_skipped_and_rerun(data, tmp_path):
     blocked.write_text("a file where a folder should be")
     assert_one_line_error(run_cli("export", out, "--out", blocked / "lung.pkl", cwd=tmp_path), "cannot write", "file")
     tile = next((data / "lung_n").iterdir())
-    assert_one_line_error(run_cli("predict", tmp_path / "share" / "lung.pkl", tile, "--out", blocked / "p.csv"),
-                          "cannot write")
+    assert_one_line_error(
+        run_cli("predict", tmp_path / "share" / "lung.pkl", tile, "--out", blocked / "p.csv"), "cannot write"
+    )
 
 
 def test_results_dir_that_is_a_file(data, tmp_path):
@@ -92,13 +103,16 @@ def test_results_dir_that_is_a_file(data, tmp_path):
     assert_one_line_error(run_cli("run", experiment(tmp_path / "e.toml", data), cwd=tmp_path), "cannot write")
 
 
-@pytest.mark.parametrize("sets,fragments", [
-    (["lr=nan"], ["lr must be a positive finite number"]),
-    (["lr=inf"], ["lr must be a positive finite number"]),
-    (["img_size=1"], ["img_size must be from 32"]),
-    (["batch_size=1000"], ["fewer than batch_size 1000", "set batch_size to at most"]),
-    (["weights.xresnet18=w.pth", "backbones=[\"xresnet18\"]"], ["xresnet18 always trains from scratch"]),
-])
+@pytest.mark.parametrize(
+    "sets,fragments",
+    [
+        (["lr=nan"], ["lr must be a positive finite number"]),
+        (["lr=inf"], ["lr must be a positive finite number"]),
+        (["img_size=1"], ["img_size must be from 32"]),
+        (["batch_size=1000"], ["fewer than batch_size 1000", "set batch_size to at most"]),
+        (["weights.xresnet18=w.pth", 'backbones=["xresnet18"]'], ["xresnet18 always trains from scratch"]),
+    ],
+)
 def test_numbers_that_make_no_sense(data, tmp_path, sets, fragments):
     r = run_cli("run", experiment(tmp_path / "e.toml", data), *[a for s in sets for a in ("--set", s)], cwd=tmp_path)
     assert_one_line_error(r, *fragments)

@@ -29,7 +29,9 @@ def test_quickstart_runs_in_a_jupyter_kernel(tmp_path):
     assert "xresnet18" in board and "tiny" in board
     shown = code[3].outputs[-1].data["text/html"]  # `exp`: the report inline
     assert "<iframe srcdoc=" in shown and "Leaderboard" in shown and "data:image/png;base64" in shown
-    bars = [o for o in code[1].outputs if o.output_type == "display_data" and "<progress" in o.data.get("text/html", "")]
+    bars = [
+        o for o in code[1].outputs if o.output_type == "display_data" and "<progress" in o.data.get("text/html", "")
+    ]
     assert bars, "no notebook progress bar while running"
     last = code[4].outputs[-1].data["text/plain"]
     assert "predicted" in last and "lung_aca" in last and "refer" in last

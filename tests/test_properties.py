@@ -15,17 +15,46 @@ from lungfast import config
 from lungfast.data import groups, images
 from lungfast.errors import LungfastError
 
-KEYS = ["name", "data_dir", "backbones", "groups_csv", "scheme", "split", "ratios", "split_seed", "split_seeds",
-        "seeds", "img_size", "batch_size", "epochs", "epochs_by_backbone", "lr", "pretrained", "weights",
-        "max_per_class", "results_dir", "unknown"]
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=True),
-                    st.text(max_size=12), st.sampled_from(["grouped", "random", "find", "tiny", "x"]))
+KEYS = [
+    "name",
+    "data_dir",
+    "backbones",
+    "groups_csv",
+    "scheme",
+    "split",
+    "ratios",
+    "split_seed",
+    "split_seeds",
+    "seeds",
+    "img_size",
+    "batch_size",
+    "epochs",
+    "epochs_by_backbone",
+    "lr",
+    "pretrained",
+    "weights",
+    "max_per_class",
+    "results_dir",
+    "unknown",
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(["grouped", "random", "find", "tiny", "x"]),
+)
 values = st.one_of(
-    st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
-                                                                                    max_size=3), max_leaves=6),
+    st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=6,
+    ),
     st.lists(st.floats(allow_nan=True), min_size=3, max_size=3),  # ratio-shaped
-    st.lists(st.integers(-2**70, 2**70), min_size=1, max_size=3),  # seed-shaped
-    st.dictionaries(st.sampled_from(["tiny", "xresnet18", "x"]), st.integers(-3, 3) | st.text(max_size=4)))
+    st.lists(st.integers(-(2**70), 2**70), min_size=1, max_size=3),  # seed-shaped
+    st.dictionaries(st.sampled_from(["tiny", "xresnet18", "x"]), st.integers(-3, 3) | st.text(max_size=4)),
+)
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
@@ -59,8 +88,11 @@ def test_any_set_override_is_applied_or_one_clear_error(tmp_path_factory, overri
 
 
 NAMES = [f"lung{c}{i}.jpeg" for c in ("aca", "n") for i in range(1, 5)]
-rows = st.tuples(st.sampled_from(NAMES + ["other.jpeg", ""]), st.sampled_from(["lung_aca", "lung_n", "x", ""]),
-                 st.text(alphabet="ab01,-\" ", max_size=4))
+rows = st.tuples(
+    st.sampled_from(NAMES + ["other.jpeg", ""]),
+    st.sampled_from(["lung_aca", "lung_n", "x", ""]),
+    st.text(alphabet='ab01,-" ', max_size=4),
+)
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +124,14 @@ def test_any_groups_csv_gives_consistent_groups_or_one_clear_error(small_set, tm
 
 image_files = st.one_of(
     st.binary(max_size=64).map(lambda b: ("raw", b)),
-    st.tuples(st.sampled_from(["RGB", "L", "RGBA", "P", "CMYK", "I;16", "1"]), st.integers(1, 40), st.integers(1, 40),
-              st.sampled_from(["PNG", "JPEG", "TIFF", "BMP"]), st.integers(0, 100)).map(lambda t: ("image", t)))
+    st.tuples(
+        st.sampled_from(["RGB", "L", "RGBA", "P", "CMYK", "I;16", "1"]),
+        st.integers(1, 40),
+        st.integers(1, 40),
+        st.sampled_from(["PNG", "JPEG", "TIFF", "BMP"]),
+        st.integers(0, 100),
+    ).map(lambda t: ("image", t)),
+)
 
 
 def encode(kind, spec) -> bytes:
@@ -110,9 +148,14 @@ def encode(kind, spec) -> bytes:
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.tuples(st.sampled_from(["lung_aca", "lung_n", "lung_scc"]), st.sampled_from([".jpeg", ".png",
-                                                                                                ".tif"]),
-                          image_files), max_size=8))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["lung_aca", "lung_n", "lung_scc"]), st.sampled_from([".jpeg", ".png", ".tif"]), image_files
+        ),
+        max_size=8,
+    )
+)
 def test_any_image_folder_is_scanned_with_every_file_accounted_for_or_one_clear_error(tmp_path_factory, files):
     root = tmp_path_factory.mktemp("imgs")
     written = []
@@ -135,18 +178,47 @@ def test_any_image_folder_is_scanned_with_every_file_accounted_for_or_one_clear_
 
 @pytest.mark.slow
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(st.lists(st.sampled_from(["img_size=31", "img_size=32", "batch_size=1000", "batch_size=4", "lr=nan",
-                                 "lr=inf", "lr=-1", "epochs=0", "seeds=[-1]", "scheme=\"grouped\"",
-                                 "ratios=[0.5,0.25,0.25]", "max_per_class=2", "split_seed=7",
-                                 "weights.xresnet18=x.pth", "name=\"a/b\"", "groups_csv=\"nope.csv\""]),
-                max_size=3))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "img_size=31",
+                "img_size=32",
+                "batch_size=1000",
+                "batch_size=4",
+                "lr=nan",
+                "lr=inf",
+                "lr=-1",
+                "epochs=0",
+                "seeds=[-1]",
+                'scheme="grouped"',
+                "ratios=[0.5,0.25,0.25]",
+                "max_per_class=2",
+                "split_seed=7",
+                "weights.xresnet18=x.pth",
+                'name="a/b"',
+                'groups_csv="nope.csv"',
+            ]
+        ),
+        max_size=3,
+    )
+)
 def test_the_real_cli_exits_0_with_a_record_or_2_with_one_line(tmp_path_factory, sets):
     from lungfast.data import synthetic
 
     work = tmp_path_factory.mktemp("cli")
     data = synthetic.make_dataset(work / "data", originals_per_class=4, copies=3)
-    exp = write_experiment(work / "e.toml", name="p", data_dir=str(data), backbones=["tiny"], img_size=32,
-                           batch_size=8, epochs=1, pretrained=False, results_dir=str(work / "r"))
+    exp = write_experiment(
+        work / "e.toml",
+        name="p",
+        data_dir=str(data),
+        backbones=["tiny"],
+        img_size=32,
+        batch_size=8,
+        epochs=1,
+        pretrained=False,
+        results_dir=str(work / "r"),
+    )
     r = run_cli("run", exp, *[a for s in sets for a in ("--set", s)], cwd=work)
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
     if r.returncode == 0:
@@ -162,7 +234,20 @@ def test_a_run_key_read_back_from_json_is_the_same_key():
 
     from lungfast.runspec import RunSpec
 
-    spec = RunSpec(experiment="e", backbone="b", seed=0, scheme="grouped", split_seed=1, img_size=32, batch_size=4,
-                   epochs=1, lr=1e-3, pretrained=False, weights_file=None, n_images=9, augment=("stain",))
+    spec = RunSpec(
+        experiment="e",
+        backbone="b",
+        seed=0,
+        scheme="grouped",
+        split_seed=1,
+        img_size=32,
+        batch_size=4,
+        epochs=1,
+        lr=1e-3,
+        pretrained=False,
+        weights_file=None,
+        n_images=9,
+        augment=("stain",),
+    )
     assert json.loads(json.dumps(spec.key())) == spec.key()  # a killed run resumes into the same key
     assert RunSpec.from_dict(spec.key()) == spec

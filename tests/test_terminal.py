@@ -36,9 +36,19 @@ def term(lc_subset, tmp_path_factory):
     shutil.copytree(lc_subset, work / "data", symlinks=True)
     (work / "experiments").mkdir()
     (work / "elsewhere").mkdir()
-    exp = write_experiment(work / "experiments" / "t.toml", name="t", data_dir="../data/lung_image_sets",
-                           results_dir="../results", backbones=["tiny"], img_size=32, batch_size=16, epochs=2,
-                           pretrained=False, max_per_class=30, robustness_n=6)
+    exp = write_experiment(
+        work / "experiments" / "t.toml",
+        name="t",
+        data_dir="../data/lung_image_sets",
+        results_dir="../results",
+        backbones=["tiny"],
+        img_size=32,
+        batch_size=16,
+        epochs=2,
+        pretrained=False,
+        max_per_class=30,
+        robustness_n=6,
+    )
     env = {"LUNGFAST_CACHE": tempfile.mkdtemp(prefix="lungfast-term-cache-")}
     rc, out = run_pty("run", "../experiments/t.toml", cwd=work / "elsewhere", env=env)
     return work, exp, env, rc, out
@@ -59,9 +69,19 @@ def test_run_at_a_terminal_shows_bars_and_finds_paths_from_the_file(term):
 def test_the_same_run_without_a_terminal_logs_lines_instead(term, tmp_path):
     work, _, env, _, _ = term
     data = work / "data" / "lung_image_sets"
-    exp = write_experiment(tmp_path / "e.toml", name="plain", data_dir=str(data), backbones=["tiny"], img_size=40,
-                           batch_size=16, epochs=1, pretrained=False, max_per_class=30, robustness_n=0,
-                           results_dir=str(tmp_path / "results"))
+    exp = write_experiment(
+        tmp_path / "e.toml",
+        name="plain",
+        data_dir=str(data),
+        backbones=["tiny"],
+        img_size=40,
+        batch_size=16,
+        epochs=1,
+        pretrained=False,
+        max_per_class=30,
+        robustness_n=0,
+        results_dir=str(tmp_path / "results"),
+    )
     r = run_cli("run", exp, cwd=tmp_path, env=env)
     assert r.returncode == 0, r.stderr
     assert "stored 90/90" in r.stderr and "epoch 1:" in r.stderr
@@ -76,8 +96,15 @@ def test_export_predict_leaderboard_and_prepare_at_a_terminal(term, tmp_path):
     rc, out = run_pty("export", out_dir, "--out", tmp_path / "lung.pkl", cwd=tmp_path, env=env)
     ok(rc, out)
     assert "exported" in out
-    rc, out = run_pty("predict", tmp_path / "lung.pkl", work / "data" / "lung_image_sets", "--out",
-                      tmp_path / "p.csv", cwd=tmp_path, env=env)
+    rc, out = run_pty(
+        "predict",
+        tmp_path / "lung.pkl",
+        work / "data" / "lung_image_sets",
+        "--out",
+        tmp_path / "p.csv",
+        cwd=tmp_path,
+        env=env,
+    )
     ok(rc, out)
     assert FASTAI_DONE.search(out), out[-2000:]  # 90 files: more than one batch, so a bar
     n_files = sum(1 for p in (work / "data" / "lung_image_sets").rglob("*.jpeg"))
@@ -92,9 +119,19 @@ def test_export_predict_leaderboard_and_prepare_at_a_terminal(term, tmp_path):
 
 def test_ctrl_c_during_training_says_what_stays_and_the_rerun_resumes(term, tmp_path):
     work, _, env, _, _ = term
-    exp = write_experiment(tmp_path / "e.toml", name="cc", data_dir=str(work / "data" / "lung_image_sets"),
-                           backbones=["xresnet18"], img_size=32, batch_size=16, epochs=4, pretrained=False,
-                           max_per_class=30, robustness_n=0, results_dir=str(tmp_path / "results"))
+    exp = write_experiment(
+        tmp_path / "e.toml",
+        name="cc",
+        data_dir=str(work / "data" / "lung_image_sets"),
+        backbones=["xresnet18"],
+        img_size=32,
+        batch_size=16,
+        epochs=4,
+        pretrained=False,
+        max_per_class=30,
+        robustness_n=0,
+        results_dir=str(tmp_path / "results"),
+    )
     stage = tmp_path / "results" / "cc" / "runs" / "xresnet18" / ".seed0.partial"
     sent = []
 
@@ -126,8 +163,9 @@ def test_ctrl_c_during_predict_speaks_of_predict(term, tmp_path):
             sent.append(True)
 
     many = [work / "data" / "lung_image_sets"] * 20  # 1,800 rows: still predicting when interrupted
-    rc, out = run_pty("predict", model, *many, "--out", tmp_path / "p.csv", cwd=tmp_path, env=env,
-                      on_output=interrupt_once_loaded)
+    rc, out = run_pty(
+        "predict", model, *many, "--out", tmp_path / "p.csv", cwd=tmp_path, env=env, on_output=interrupt_once_loaded
+    )
     assert sent and rc == 130, out[-2000:]
     assert "no CSV was written" in out and "resumes" not in out and not (tmp_path / "p.csv").exists()
 
@@ -138,8 +176,12 @@ def test_output_piped_into_head_ends_quietly(term, tmp_path):
     model = tmp_path / "lung.pkl"
     assert run_cli("export", work / "results" / "t", "--out", model, env=env).returncode == 0
     data = work / "data" / "lung_image_sets"
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("lungfast")), "predict", model, *[data] * 6],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **env})
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).with_name("lungfast")), "predict", model, *[data] * 6],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **env},
+    )
     assert proc.stdout.readline().startswith(b"path,predicted")
     proc.stdout.close()  # what head does after its lines
     err = proc.stderr.read().decode()

@@ -2,11 +2,11 @@
 
     python tools/import_graph.py        # floor -> the floors it imports (every import, lazy ones too)
 
-Floors, bottom up: the ground floor (files, cache, errors, progress, protocols, config, typecheck, cohorts, runspec), data,
-results, train and probe, ship, and the top (runner, demo, the notebook API, the CLI's commands, cli). A floor imports only floors below
-it, with one exception the flow of data asks for: trainers (train, probe) write run records through
-results, and results never imports a trainer. `FORBIDDEN` lists the arrows tests keep out; `cycles()`
-finds any import cycle between modules.
+Floors, bottom up: the ground floor (files, cache, errors, progress, protocols, config, typecheck, cohorts,
+runspec), data, results, train and probe, ship, and the top (runner, demo, the notebook API, the CLI's commands,
+cli). A floor imports only floors below it, with one exception the flow of data asks for: trainers (train,
+probe) write run records through results, and results never imports a trainer.
+`FORBIDDEN` lists the arrows tests keep out; `cycles()` finds any import cycle between modules.
 """
 
 from __future__ import annotations
@@ -68,8 +68,12 @@ def floor_graph() -> dict[str, set[str]]:
 
 def forbidden() -> list[str]:
     """'a -> b' for every module import that crosses a forbidden arrow."""
-    return [f"{a} -> {b}" for a, targets in sorted(edges().items()) for b in sorted(targets)
-            if floor(b) in FORBIDDEN.get(floor(a), set())]
+    return [
+        f"{a} -> {b}"
+        for a, targets in sorted(edges().items())
+        for b in sorted(targets)
+        if floor(b) in FORBIDDEN.get(floor(a), set())
+    ]
 
 
 def cycles() -> list[list[str]]:

@@ -25,17 +25,32 @@ WALL_LINE = re.compile(r"^# Cold-cache wall time.*$", re.M)
 
 # (README block / results folder, experiment file, extra arguments, what the note adds)
 SHIPPED = [
-    ("cpu-quick", "experiments/cpu-quick.toml", [],
-     "LC25000 sample (224 px copies), 400 images/class spread over tile groups, 128 px, split seed 42, seed 0, "
-     "robustness sweep on 60 test tiles. One run per row: the interval is the test-tile group bootstrap."),
-    ("cpu-quick-stain", "experiments/cpu-quick.toml", ["--set", "name=cpu-quick-stain", "--set", 'augment=["stain"]',
-                                                        "--set", "scheme=grouped"],
-     "Same data, grouped split 42, seed 0 and settings as cpu-quick above, with stain augmentation."),
-    ("cpu-probes", "experiments/cpu-probes.toml", [],
-     "LC25000 sample (224 px copies), 224 px, ImageNet tf_efficientnet_lite0 (offline weights), parts 70/10/20."),
-    ("cpu-full", "experiments/cpu-full.toml", [],
-     "All 11,861 tiles of the LC25000 sample (224 px copies), 224 px, ImageNet tf_efficientnet_lite0 (offline "
-     "weights), parts 70/10/20, 5 grouped splits, robustness sweep on 60 test tiles per run."),
+    (
+        "cpu-quick",
+        "experiments/cpu-quick.toml",
+        [],
+        "LC25000 sample (224 px copies), 400 images/class spread over tile groups, 128 px, split seed 42, seed 0, "
+        "robustness sweep on 60 test tiles. One run per row: the interval is the test-tile group bootstrap.",
+    ),
+    (
+        "cpu-quick-stain",
+        "experiments/cpu-quick.toml",
+        ["--set", "name=cpu-quick-stain", "--set", 'augment=["stain"]', "--set", "scheme=grouped"],
+        "Same data, grouped split 42, seed 0 and settings as cpu-quick above, with stain augmentation.",
+    ),
+    (
+        "cpu-probes",
+        "experiments/cpu-probes.toml",
+        [],
+        "LC25000 sample (224 px copies), 224 px, ImageNet tf_efficientnet_lite0 (offline weights), parts 70/10/20.",
+    ),
+    (
+        "cpu-full",
+        "experiments/cpu-full.toml",
+        [],
+        "All 11,861 tiles of the LC25000 sample (224 px copies), 224 px, ImageNet tf_efficientnet_lite0 (offline "
+        "weights), parts 70/10/20, 5 grouped splits, robustness sweep on 60 test tiles per run.",
+    ),
 ]
 
 
@@ -100,8 +115,12 @@ def main() -> None:
         shown = " ".join(["lungfast run", toml, *(f"'{a}'" if any(c in a for c in '[]"') else a for a in extra)])
         wall = f"{seconds / 60:.1f} min on {machine()}, {time.strftime('%Y-%m-%d')}"
         note = f"Command: `{shown}`, from a cold cache: {wall}. {about}"
-        subprocess.run([LUNGFAST, "leaderboard", f"results/{name}", "--readme", "README.md", "--note", note],
-                       cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [LUNGFAST, "leaderboard", f"results/{name}", "--readme", "README.md", "--note", note],
+            cwd=REPO,
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         if not extra:  # the file as shipped: its header and the README's table state what it cost
             stamp_file(toml, wall)
             write_wall(name, wall)

@@ -30,8 +30,13 @@ class External:
     groups: str | None  # where its groups came from; None: every image is its own group
 
     def facts(self) -> dict:
-        return {"n": len(self.frame), "n_groups": int(self.frame.group_id.nunique()), "groups": self.groups,
-                "skipped_images": len(self.skipped_files), "left_out": self.left_out}
+        return {
+            "n": len(self.frame),
+            "n_groups": int(self.frame.group_id.nunique()),
+            "groups": self.groups,
+            "skipped_images": len(self.skipped_files),
+            "left_out": self.left_out,
+        }
 
 
 def label_of(folder: str, label_map: dict[str, str], classes: list[str]) -> str | None:
@@ -54,18 +59,23 @@ def load(ext: ExternalSet, classes: list[str]) -> External:
         raise LungfastError(f"{where}: no image in {ext.data_dir} matches include = {ext.include!r}")
     wrong = sorted({t for t in ext.label_map.values() if t != LEAVE_OUT and t not in classes})
     if wrong:
-        raise LungfastError(f"{where}: label_map maps onto {', '.join(wrong)}, not a training class (the classes are "
-                            f"{', '.join(classes)})")
+        raise LungfastError(
+            f"{where}: label_map maps onto {', '.join(wrong)}, not a training class (the classes are "
+            f"{', '.join(classes)})"
+        )
     mapping = {f: label_of(f, ext.label_map, classes) for f in df.label.unique()}
     unmapped = sorted(f for f, t in mapping.items() if t is None)
     if unmapped:
-        raise LungfastError(f"{where}: class folder(s) {', '.join(unmapped)} match no label_map entry and are not "
-                            f"training classes ({', '.join(classes)}); map each onto a class (an experiment's label_map = "
-                            f"{{ \"{unmapped[0]}\" = \"{classes[0]}\" }}, evaluate's --label-map "
-                            f"'{unmapped[0]}={classes[0]}'), or onto \"\" to leave it out")
+        raise LungfastError(
+            f"{where}: class folder(s) {', '.join(unmapped)} match no label_map entry and are not "
+            f"training classes ({', '.join(classes)}); map each onto a class (an experiment's label_map = "
+            f'{{ "{unmapped[0]}" = "{classes[0]}" }}, evaluate\'s --label-map '
+            f"'{unmapped[0]}={classes[0]}'), or onto \"\" to leave it out"
+        )
     try:
-        df, source = groups.resolve(df, ext.data_dir, ext.groups_csv, ext.group_column, ext.group_pattern,
-                                    one_class=False)
+        df, source = groups.resolve(
+            df, ext.data_dir, ext.groups_csv, ext.group_column, ext.group_pattern, one_class=False
+        )
     except LungfastError as e:
         raise LungfastError(f"{where}: {e}") from None
     if source is None:  # no groups: every image is its own (the interval then resamples images)
@@ -76,7 +86,17 @@ def load(ext: ExternalSet, classes: list[str]) -> External:
         raise LungfastError(f"{where}: label_map leaves every folder out; nothing to score")
     if skipped:
         log.warning("%s: skipped %d unreadable image(s)", where, len(skipped))
-    log.info("%s: %d images, %d groups, classes %s", where, len(kept), kept.group_id.nunique(),
-             kept.label.value_counts().sort_index().to_dict())
-    return External(ext.name, kept[["path", "label", "group_id", "folder"]], tuple(p for p, _ in skipped),
-                    len(df) - len(kept), source)
+    log.info(
+        "%s: %d images, %d groups, classes %s",
+        where,
+        len(kept),
+        kept.group_id.nunique(),
+        kept.label.value_counts().sort_index().to_dict(),
+    )
+    return External(
+        ext.name,
+        kept[["path", "label", "group_id", "folder"]],
+        tuple(p for p, _ in skipped),
+        len(df) - len(kept),
+        source,
+    )

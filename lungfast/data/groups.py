@@ -8,9 +8,8 @@ in one part; intervals resample whole groups.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 import pandas as pd
 
@@ -24,8 +23,10 @@ def find_groups_csv(data_dir: str, groups_csv: str | None) -> Path | None:
     if groups_csv:
         path = Path(groups_csv)
         if not (path.is_file() or path.is_dir()):
-            raise LungfastError(f"groups_csv {path}: not found; point groups_csv at a filename,label,group_id CSV "
-                                f"or at LC25000-clean's annotations/ folder")
+            raise LungfastError(
+                f"groups_csv {path}: not found; point groups_csv at a filename,label,group_id CSV "
+                f"or at LC25000-clean's annotations/ folder"
+            )
         return path
     for candidate in (Path(data_dir) / "groups.csv", Path(data_dir).parent / "groups.csv"):
         if candidate.is_file():
@@ -34,14 +35,22 @@ def find_groups_csv(data_dir: str, groups_csv: str | None) -> Path | None:
 
 
 def grouped_without_groups(where: str) -> LungfastError:
-    return LungfastError(f"{where}: scheme = \"grouped\" needs tile groups, and none are given: set groups_csv (a CSV "
-                         f"with a filename column and a group column, named by group_column, e.g. \"patient_id\") or "
-                         f"group_pattern (a regex on file names whose first group is the tile group, e.g. "
-                         f"'^(.+)_\\d+$'); or use scheme = \"random\"")
+    return LungfastError(
+        f'{where}: scheme = "grouped" needs tile groups, and none are given: set groups_csv (a CSV '
+        f'with a filename column and a group column, named by group_column, e.g. "patient_id") or '
+        f"group_pattern (a regex on file names whose first group is the tile group, e.g. "
+        f"'^(.+)_\\d+$'); or use scheme = \"random\""
+    )
 
 
-def resolve(images: pd.DataFrame, data_dir: str, groups_csv: str | None, column: str = "group_id",
-            pattern: str | None = None, one_class: bool = True) -> tuple[pd.DataFrame, str | None]:
+def resolve(
+    images: pd.DataFrame,
+    data_dir: str,
+    groups_csv: str | None,
+    column: str = "group_id",
+    pattern: str | None = None,
+    one_class: bool = True,
+) -> tuple[pd.DataFrame, str | None]:
     """(images with group_id, where the groups came from), or (images, None) when no groups are known."""
     if pattern is not None:
         out = from_pattern(images, pattern)
@@ -60,8 +69,10 @@ def from_pattern(images: pd.DataFrame, pattern: str) -> pd.DataFrame:
     found = [rx.search(Path(p).stem) for p in images.path]
     missed = [Path(p).name for p, m in zip(images.path, found) if m is None]
     if missed:
-        raise LungfastError(f"group_pattern {pattern!r} matches no part of {len(missed)} file name(s) (e.g. "
-                            f"{', '.join(missed[:3])}); every image needs a group: change the pattern")
+        raise LungfastError(
+            f"group_pattern {pattern!r} matches no part of {len(missed)} file name(s) (e.g. "
+            f"{', '.join(missed[:3])}); every image needs a group: change the pattern"
+        )
     return images.assign(group_id=[m.group(1) if rx.groups else m.group(0) for m in found])
 
 
@@ -77,12 +88,17 @@ def attach_groups(images: pd.DataFrame, csv: Path, column: str = "group_id", one
             wanted = ["filename", column, *(["label"] if "label" in head and column != "label" else [])]
             groups = pd.read_csv(csv, usecols=wanted, dtype={column: str})
         except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
-            raise LungfastError(f"groups_csv {csv}: needs columns filename and {column} ({e}); group_column names "
-                                f"the group column") from None
+            raise LungfastError(
+                f"groups_csv {csv}: needs columns filename and {column} ({e}); group_column names the group column"
+            ) from None
         groups = groups.rename(columns={column: "group_id"})
         if "label" not in groups:  # the class folder is the label
-            groups = groups.drop_duplicates().merge(images.assign(filename=images.path.map(lambda p: Path(p).name))
-                                                    [["filename", "label"]].drop_duplicates(), on="filename")
+            groups = groups.drop_duplicates().merge(
+                images.assign(filename=images.path.map(lambda p: Path(p).name))[
+                    ["filename", "label"]
+                ].drop_duplicates(),
+                on="filename",
+            )
     groups = groups.drop_duplicates()
     if groups.group_id.isna().any() or groups.filename.isna().any():
         row = int(groups.index[groups.group_id.isna() | groups.filename.isna()][0]) + 2  # 1-based, after the header
@@ -93,19 +109,25 @@ def attach_groups(images: pd.DataFrame, csv: Path, column: str = "group_id", one
         ids = ", ".join(sorted(twice.group_id[twice.filename == name].astype(str)))
         # a quoted CSV field may hold a line break: shown escaped, so the message stays one line
         name, ids = (v.replace("\r", "\\r").replace("\n", "\\n") for v in (str(name), ids))
-        raise LungfastError(f"groups_csv {csv}: {name} is listed with {ids} as group ids "
-                            f"({twice.filename.nunique()} file(s) listed twice); keep one row per file")
+        raise LungfastError(
+            f"groups_csv {csv}: {name} is listed with {ids} as group ids "
+            f"({twice.filename.nunique()} file(s) listed twice); keep one row per file"
+        )
     df = images.assign(filename=images.path.map(lambda p: Path(p).name))
     merged = df.merge(groups, on="filename", how="left", suffixes=("", "_csv"), indicator=True)
     missing = merged[merged._merge == "left_only"]
     if len(missing):
-        raise LungfastError(f"groups_csv {csv}: {len(missing)} image(s) in data_dir have no row "
-                            f"(e.g. {', '.join(missing.filename.head(3))}); regenerate the CSV or fix groups_csv")
+        raise LungfastError(
+            f"groups_csv {csv}: {len(missing)} image(s) in data_dir have no row "
+            f"(e.g. {', '.join(missing.filename.head(3))}); regenerate the CSV or fix groups_csv"
+        )
     merged = merged[merged.label == merged.label_csv].drop_duplicates("path").reset_index(drop=True)
     if len(merged) != len(df):
         bad = df[~df.path.isin(merged.path)]
-        raise LungfastError(f"groups_csv {csv}: label disagrees with the class folder for {len(bad)} image(s) "
-                            f"(e.g. {', '.join(bad.filename.head(3))}); fix the CSV or move the files")
+        raise LungfastError(
+            f"groups_csv {csv}: label disagrees with the class folder for {len(bad)} image(s) "
+            f"(e.g. {', '.join(bad.filename.head(3))}); fix the CSV or move the files"
+        )
     if one_class:
         check_one_class(merged, f"groups_csv {csv}", "fix the CSV")
     return merged[["path", "label", "group_id"]]
@@ -118,8 +140,10 @@ def check_one_class(frame: pd.DataFrame, where: str, fix: str) -> None:
     mixed = labels[labels.map(len) > 1]
     if len(mixed):
         gid = mixed.index[0]
-        raise LungfastError(f"{where}: tile group {gid} holds images of {' and '.join(sorted(mixed[gid]))} "
-                            f"({len(mixed)} such group(s)); a group is the copies of one tile, so one class: {fix}")
+        raise LungfastError(
+            f"{where}: tile group {gid} holds images of {' and '.join(sorted(mixed[gid]))} "
+            f"({len(mixed)} such group(s)); a group is the copies of one tile, so one class: {fix}"
+        )
 
 
 def from_lc25000_clean(annotations: Path, model: str = "UNI", variant: str = "resize_only") -> pd.DataFrame:
@@ -130,8 +154,10 @@ def from_lc25000_clean(annotations: Path, model: str = "UNI", variant: str = "re
     files = sorted(annotations.glob(f"*/{model}/{variant}/{CLEAN_FILE}"))
     if not files:
         found = sorted(str(p.relative_to(annotations)) for p in annotations.glob(f"*/*/*/{CLEAN_FILE}"))[:4]
-        raise LungfastError(f"{annotations}: no <class>/{model}/{variant}/{CLEAN_FILE} (LC25000-clean's annotations/ "
-                            f"folder); found {', '.join(found) or 'none'}: pick one with --model/--variant")
+        raise LungfastError(
+            f"{annotations}: no <class>/{model}/{variant}/{CLEAN_FILE} (LC25000-clean's annotations/ "
+            f"folder); found {', '.join(found) or 'none'}: pick one with --model/--variant"
+        )
     frames = []
     for f in files:
         label = f.relative_to(annotations).parts[0]
@@ -139,6 +165,13 @@ def from_lc25000_clean(annotations: Path, model: str = "UNI", variant: str = "re
             rows = pd.read_csv(f, usecols=["cluster_label", "img_path"], dtype={"cluster_label": str})
         except (ValueError, pd.errors.ParserError) as e:
             raise LungfastError(f"{f}: needs columns cluster_label,img_path ({e})") from None
-        frames.append(pd.DataFrame({"filename": rows.img_path.map(lambda p: Path(str(p)).name), "label": label,
-                                    "group_id": label + "-" + rows.cluster_label}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "filename": rows.img_path.map(lambda p: Path(str(p)).name),
+                    "label": label,
+                    "group_id": label + "-" + rows.cluster_label,
+                }
+            )
+        )
     return pd.concat(frames).drop_duplicates().sort_values(["label", "filename"]).reset_index(drop=True)

@@ -61,15 +61,18 @@ def to_rgb(im: Image.Image, source="image") -> Image.Image:
 
         a = np.asarray(im, dtype=np.int64)
         if a.size and (a.min() < 0 or a.max() > 65535):
-            raise UnsupportedImage(f"{source}: 32-bit integer image with values outside 0-65535; save it as "
-                                   f"8-bit RGB (JPEG, PNG or TIFF)")
+            raise UnsupportedImage(
+                f"{source}: 32-bit integer image with values outside 0-65535; save it as 8-bit RGB (JPEG, PNG or TIFF)"
+            )
         gray = Image.fromarray(((a * 255 + 32767) // 65535).astype(np.uint8))  # 16-bit range -> 8-bit
         return gray.convert("RGB")
     if im.mode in _PLAIN:
         return im.convert("RGB")
     kind = "a 32-bit float image" if im.mode == "F" else f"in the {im.mode} colour space"
-    raise UnsupportedImage(f"{source}: {kind} (PIL mode {im.mode}), which lungfast cannot turn into the RGB a viewer "
-                           f"shows without guessing; save it as 8-bit RGB (JPEG, PNG or TIFF)")
+    raise UnsupportedImage(
+        f"{source}: {kind} (PIL mode {im.mode}), which lungfast cannot turn into the RGB a viewer "
+        f"shows without guessing; save it as 8-bit RGB (JPEG, PNG or TIFF)"
+    )
 
 
 def load_rgb(path) -> Image.Image:
@@ -96,8 +99,10 @@ def unreadable_reason(path: Path) -> str | None:
     except UnsupportedImage as e:
         return str(e)
     except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-        return (f"over PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels; crop tiles from it "
-                f"first (lungfast reads tiles, not slides)")
+        return (
+            f"over PIL's decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} pixels; crop tiles from it "
+            f"first (lungfast reads tiles, not slides)"
+        )
     except Exception as e:  # PIL raises many types (OSError, SyntaxError, ValueError...) for broken files
         return _shorten(f"{type(e).__name__}: {e}")
 
@@ -142,7 +147,9 @@ def checked(paths: list[Path], root: Path) -> list[str | None]:
     pending = set(todo)
     reasons = [None if i in pending else memo[p][2] for i, p in enumerate(names)]
     if todo:
-        log.info("checking %d image(s) for readability (%d known from an earlier scan)", len(todo), len(paths) - len(todo))
+        log.info(
+            "checking %d image(s) for readability (%d known from an earlier scan)", len(todo), len(paths) - len(todo)
+        )
         shown = progress.bar(len(todo), "checked")
         with ThreadPoolExecutor(max_workers=4) as pool:  # PIL decodes without the GIL
             for n, (i, reason) in enumerate(zip(todo, pool.map(unreadable_reason, [paths[i] for i in todo])), 1):
@@ -158,18 +165,24 @@ def scan(data_dir: str | Path, min_classes: int = 2) -> tuple[pd.DataFrame, list
     two classes; an external set may hold one."""
     root = Path(data_dir)
     if not root.is_dir():
-        raise LungfastError(f"data_dir {root}: not a folder. Point data_dir at the folder holding one sub-folder "
-                            f"per class (LC25000: lung_image_sets/), e.g. --set data_dir=PATH")
+        raise LungfastError(
+            f"data_dir {root}: not a folder. Point data_dir at the folder holding one sub-folder "
+            f"per class (LC25000: lung_image_sets/), e.g. --set data_dir=PATH"
+        )
     class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if len(class_dirs) < min_classes:
         found = ", ".join(d.name for d in class_dirs) or "none"
-        raise LungfastError(f"data_dir {root}: needs at least {min_classes} class folder(s), found {found}. "
-                            f"Each class is a sub-folder of images (lung_aca, lung_n, lung_scc)")
+        raise LungfastError(
+            f"data_dir {root}: needs at least {min_classes} class folder(s), found {found}. "
+            f"Each class is a sub-folder of images (lung_aca, lung_n, lung_scc)"
+        )
     by_class = {d.name: class_files(d) for d in class_dirs}
     empty = [c for c, fs in by_class.items() if not fs]
     if empty:
-        raise LungfastError(f"data_dir {root}: class folder(s) {', '.join(empty)} hold no images "
-                            f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder")
+        raise LungfastError(
+            f"data_dir {root}: class folder(s) {', '.join(empty)} hold no images "
+            f"({', '.join(sorted(IMAGE_SUFFIXES))}); add images or remove the folder"
+        )
     items = [(p, c) for c, fs in by_class.items() for p in fs]
     reasons = checked([p for p, _ in items], root)
     skipped = [(str(p), r) for (p, _), r in zip(items, reasons) if r]

@@ -1,9 +1,11 @@
-"""The one DataLoaders factory (train and valid parts): made fresh for every run, with that backbone's normalization stats.
+"""The one DataLoaders factory (train and valid parts): made fresh for every run, with that backbone's
+normalization stats.
 
 Training and validation batches are gathered by index from the uint8 tile store (`data.store`) and
 augmented on the device as batches (fastai's batch transforms: flips, rotation, normalisation), so no PIL
 decoding sits in the hot path. Without a GPU, the flips and rotation run on the uint8 tiles as they are
-gathered (albumentations, `host_augment`), which costs a CPU a quarter of fastai's float grid_sample. The result is still a fastai `DataLoaders`: the Learner,
+gathered (albumentations, `host_augment`), which costs a CPU a quarter of fastai's float grid_sample.
+The result is still a fastai `DataLoaders`: the Learner,
 callbacks, DDP sharding (`DistributedDL` shards the indices), `lr_find`, export and resume work unchanged.
 Its `test_dl` and `new_empty` are those of the file pipeline below: labels come from the class folder
 (fastai's `parent_label`), so an exported learner holds only fastai functions and `learn.predict(path)`
@@ -45,9 +47,12 @@ def datablock(vocab: list[str], img_size: int, stats, valid_idx: list[int] = ())
         item_tfms=Resize(img_size, method="squish"),
         # tissue has no "up": flip both ways, rotate a little; no zoom/warp/lighting (stain colour is signal).
         # Random transforms run on training batches only.
-        batch_tfms=[*aug_transforms(flip_vert=True, max_rotate=10.0, max_zoom=1.0, max_lighting=0.0,
-                                    max_warp=0.0, p_lighting=0.0),
-                    Normalize.from_stats(*stats)],
+        batch_tfms=[
+            *aug_transforms(
+                flip_vert=True, max_rotate=10.0, max_zoom=1.0, max_lighting=0.0, max_warp=0.0, p_lighting=0.0
+            ),
+            Normalize.from_stats(*stats),
+        ],
     )
 
 
@@ -58,8 +63,10 @@ def host_augment(seed: int, n: int = 2) -> list:
     import albumentations as A
     import cv2
 
-    return [A.Compose([A.D4(p=0.5), A.Rotate(limit=10, border_mode=cv2.BORDER_REFLECT_101, p=0.75)],
-                      seed=seed * n + i) for i in range(n)]  # one per gather thread (see StoreDL)
+    return [
+        A.Compose([A.D4(p=0.5), A.Rotate(limit=10, border_mode=cv2.BORDER_REFLECT_101, p=0.75)], seed=seed * n + i)
+        for i in range(n)
+    ]  # one per gather thread (see StoreDL)
 
 
 def without_affine(pipeline, split_idx: int):
@@ -85,8 +92,17 @@ class StoreDL(DataLoader):
     moved to the device (pinned, non-blocking on CUDA), then the file pipeline's batch transforms there.
     `augment` (augmenters: uint8 HWC tile -> tile) augments on the host instead, for batches that stay on a CPU."""
 
-    def __init__(self, images: np.ndarray, rows: np.ndarray, targets: np.ndarray, after_batch, split_idx: int,
-                 augment=None, channels_last: bool = True, **kwargs):
+    def __init__(
+        self,
+        images: np.ndarray,
+        rows: np.ndarray,
+        targets: np.ndarray,
+        after_batch,
+        split_idx: int,
+        augment=None,
+        channels_last: bool = True,
+        **kwargs,
+    ):
         super().__init__(n=len(rows), indexed=True, after_batch=after_batch, **kwargs)
         self.images, self.rows, self.targets, self.split_idx = images, rows, targets, split_idx
         self.augment, self.channels_last = augment, channels_last
@@ -125,8 +141,16 @@ class StoreDL(DataLoader):
 
     def new(self, dataset=None, **kwargs):
         keep = {k: getattr(self, k) for k in ("bs", "shuffle", "drop_last", "device", "pin_memory")}
-        return type(self)(self.images, self.rows, self.targets, self.after_batch, self.split_idx, self.augment,
-                          self.channels_last, **{**keep, **kwargs})
+        return type(self)(
+            self.images,
+            self.rows,
+            self.targets,
+            self.after_batch,
+            self.split_idx,
+            self.augment,
+            self.channels_last,
+            **{**keep, **kwargs},
+        )
 
 
 class StoreDataLoaders(DataLoaders):
@@ -152,7 +176,8 @@ def file_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed
     fit = split_df[split_df.part.isin(["train", "valid"])].reset_index(drop=True)
     vocab = sorted(split_df.label.unique())
     return datablock(vocab, img_size, stats, fit.index[fit.part == "valid"].tolist()).dataloaders(
-        fit.path.tolist(), bs=batch_size, seed=seed, device=plan.device, num_workers=0)
+        fit.path.tolist(), bs=batch_size, seed=seed, device=plan.device, num_workers=0
+    )
 
 
 def make_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed: int, plan) -> StoreDataLoaders:
@@ -164,24 +189,52 @@ def make_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed
     y = fit.label.map({c: i for i, c in enumerate(files.vocab)}).to_numpy(dtype=np.int64)
     rows = store.rows(fit.path)
     part, on_host = fit.part.to_numpy(), plan.device == "cpu"  # no GPU for batch transforms: augment while gathering
-    train = StoreDL(store.images, rows[part == "train"], y[part == "train"],
-                    without_affine(files.train.after_batch, 0) if on_host else files.train.after_batch, 0,
-                    host_augment(seed) if on_host else None, plan.channels_last, bs=batch_size, shuffle=True,
-                    drop_last=True,
-                    device=plan.device, pin_memory=plan.pin_memory)  # shuffled by fastai's rng, seeded by the run
-    valid = StoreDL(store.images, rows[part == "valid"], y[part == "valid"], without_affine(files.valid.after_batch, 1),
-                    1, None, plan.channels_last, bs=batch_size, device=plan.device, pin_memory=plan.pin_memory)
+    train = StoreDL(
+        store.images,
+        rows[part == "train"],
+        y[part == "train"],
+        without_affine(files.train.after_batch, 0) if on_host else files.train.after_batch,
+        0,
+        host_augment(seed) if on_host else None,
+        plan.channels_last,
+        bs=batch_size,
+        shuffle=True,
+        drop_last=True,
+        device=plan.device,
+        pin_memory=plan.pin_memory,
+    )  # shuffled by fastai's rng, seeded by the run
+    valid = StoreDL(
+        store.images,
+        rows[part == "valid"],
+        y[part == "valid"],
+        without_affine(files.valid.after_batch, 1),
+        1,
+        None,
+        plan.channels_last,
+        bs=batch_size,
+        device=plan.device,
+        pin_memory=plan.pin_memory,
+    )
     return StoreDataLoaders(train, valid, files=files, device=plan.device)
 
 
-def store_batches(images: np.ndarray, rows: np.ndarray, vocab: list[str], img_size: int, stats, device: str,
-                  batch_size: int = 64) -> StoreDL:
+def store_batches(
+    images: np.ndarray, rows: np.ndarray, vocab: list[str], img_size: int, stats, device: str, batch_size: int = 64
+) -> StoreDL:
     """Unlabelled, unaugmented batches of these store rows, in order, through the validation pipeline of a
     fine-tune run (to float, normalise): the pixels frozen-embedding protocols see, the same as `predict`'s."""
     files = inference_dls(vocab, img_size, stats, batch_size)
-    return StoreDL(images, np.asarray(rows), np.zeros(len(rows), dtype=np.int64),
-                   without_affine(files.valid.after_batch, 1), 1, None, channels_last=device == "cuda", bs=batch_size,
-                   device=device)
+    return StoreDL(
+        images,
+        np.asarray(rows),
+        np.zeros(len(rows), dtype=np.int64),
+        without_affine(files.valid.after_batch, 1),
+        1,
+        None,
+        channels_last=device == "cuda",
+        bs=batch_size,
+        device=device,
+    )
 
 
 def inference_dls(vocab: list[str], img_size: int, stats, batch_size: int = 64):

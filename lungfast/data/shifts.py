@@ -13,7 +13,8 @@ Every shift comes from a well-kept library (albumentations, torchstain), at thre
 A shifted tile is drawn once: its random draw is seeded by the shift, the severity and the tile's file name,
 so the same tile gets the same shifted pixels in every split, backbone and experiment, and the comparison of
 backbones under a shift is paired. Shifted tiles are written as PNG (lossless: nothing but the shift changes
-the pixels) under `<cache>/shifted/<shift>/<severity>/<class>/`, keyed by the source file's identity (`files.identity_key`).
+the pixels) under `<cache>/shifted/<shift>/<severity>/<class>/`, keyed by the source file's identity
+(`files.identity_key`).
 """
 
 from __future__ import annotations
@@ -61,8 +62,9 @@ def _stain(s, memo: dict):
     """HEStain on the tile's own Macenko stain matrix, estimated once per tile for every severity (`memo`)."""
     import albumentations as A
 
-    t = A.HEStain(method="macenko", intensity_scale_range=(1 - s[0], 1 + s[0]), intensity_shift_range=(-s[1], s[1]),
-                  p=1.0)
+    t = A.HEStain(
+        method="macenko", intensity_scale_range=(1 - s[0], 1 + s[0]), intensity_shift_range=(-s[1], s[1]), p=1.0
+    )
     if "matrix" in memo:
         t.stain_extractor = _Given(memo["matrix"])
     return t
@@ -84,8 +86,11 @@ def _magnification(factor):
     import albumentations as A
     import cv2
 
-    return A.Downscale(scale_range=(factor, factor), p=1.0,
-                       interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR})
+    return A.Downscale(
+        scale_range=(factor, factor),
+        p=1.0,
+        interpolation_pair={"downscale": cv2.INTER_AREA, "upscale": cv2.INTER_LINEAR},
+    )
 
 
 def _retarget(image: np.ndarray, share: float, seed: int, memo: dict) -> np.ndarray:
@@ -109,13 +114,19 @@ def _seeded(make, per_tile: bool = False):
         if per_tile and "matrix" not in memo and hasattr(t, "stain_extractor"):
             memo["matrix"] = t.stain_extractor.stain_matrix_target  # fitted by this first call
         return out
+
     return shift
 
 
 # shift name -> (image uint8 RGB, setting, seed, the tile's memo) -> shifted image; a new shift is one entry here
 # and in SETTINGS. The memo holds what a shift estimates from the tile itself, shared by its severities.
-APPLY = {"stain": _seeded(_stain, per_tile=True), "stain_retarget": _retarget,
-         "blur": _seeded(_blur), "jpeg": _seeded(_jpeg), "magnification": _seeded(_magnification)}
+APPLY = {
+    "stain": _seeded(_stain, per_tile=True),
+    "stain_retarget": _retarget,
+    "blur": _seeded(_blur),
+    "jpeg": _seeded(_jpeg),
+    "magnification": _seeded(_magnification),
+}
 
 
 def apply(image: np.ndarray, shift: str, severity: int, name: str, memo: dict | None = None) -> np.ndarray:
@@ -169,8 +180,11 @@ def make_all(rows: pd.DataFrame) -> None:
     PIL and numpy release the GIL)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    jobs = [(p, label) for p, label in zip(rows.path, rows.label)
-            if not all(shifted_path(p, label, s, v).exists() for s in SHIFTS for v in SEVERITIES)]
+    jobs = [
+        (p, label)
+        for p, label in zip(rows.path, rows.label)
+        if not all(shifted_path(p, label, s, v).exists() for s in SHIFTS for v in SEVERITIES)
+    ]
     if jobs:
         log.info("making %d shifted copies of %d test tiles", len(jobs) * len(SHIFTS) * len(SEVERITIES), len(jobs))
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

@@ -39,11 +39,15 @@ class Split:
     def facts(self) -> dict:
         """The data fields of a run record."""
         labelled = self.frame[self.frame.part != "test"]
-        return {**{f"n_{p}": int((self.frame.part == p).sum()) for p in PARTS},
-                "skipped_images": len(self.skipped_files), "skipped_files": list(self.skipped_files),
-                "groups_csv": self.groups_csv, "labelled_groups": int(labelled.group_id.nunique())}
+        return {
+            **{f"n_{p}": int((self.frame.part == p).sum()) for p in PARTS},
+            "skipped_images": len(self.skipped_files),
+            "skipped_files": list(self.skipped_files),
+            "groups_csv": self.groups_csv,
+            "labelled_groups": int(labelled.group_id.nunique()),
+        }
 
-    def labelled_fraction(self, fraction: float, seed: int) -> "Split":
+    def labelled_fraction(self, fraction: float, seed: int) -> Split:
         """This split with `fraction` of its labelled (non-test) tile groups, class by class and part by part
         (at least one group each), the test part untouched. Nested: the groups of a smaller fraction are a prefix
         of a fixed seeded order, so they are among a larger fraction's."""
@@ -51,7 +55,7 @@ class Split:
             return self
         rng = np.random.default_rng(seed)
         keep = [self.frame[self.frame.part == "test"]]
-        for (_, part), rows in self.frame[self.frame.part != "test"].groupby(["label", "part"], sort=True):
+        for _, rows in self.frame[self.frame.part != "test"].groupby(["label", "part"], sort=True):
             order = rows.group_id.drop_duplicates().sort_values().to_numpy()
             order = order[rng.permutation(len(order))]
             chosen = set(order[: max(1, math.ceil(fraction * len(order)))])
@@ -111,8 +115,10 @@ def _grouped_split(df: pd.DataFrame, ratios: list[float], seed: int) -> pd.Serie
                 filled[to] += sizes[gid]
             part[cls.index[cls.group_id == gid]] = to
         if min(filled.values()) == 0:
-            raise LungfastError(f"class {cls.label.iloc[0]}: {len(sizes)} tile group(s) are too few for a grouped "
-                                f"train/valid/test split; add images or use scheme = \"random\"")
+            raise LungfastError(
+                f"class {cls.label.iloc[0]}: {len(sizes)} tile group(s) are too few for a grouped "
+                f'train/valid/test split; add images or use scheme = "random"'
+            )
     return part
 
 

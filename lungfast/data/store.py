@@ -96,7 +96,7 @@ def _build(frame: pd.DataFrame, size: int, array: Path, table: Path) -> None:
 
         def fill(start: int) -> int:
             for i in range(start, min(start + CHUNK, len(rows))):
-                out[i] = decode(rows.path[i], size)
+                out[i] = decode(rows.path[i], size)  # noqa: F821 (a closure over the memmap that is deleted below)
             return min(CHUNK, len(rows) - start)
 
         # threads: PIL decodes and resizes without the GIL
@@ -105,5 +105,5 @@ def _build(frame: pd.DataFrame, size: int, array: Path, table: Path) -> None:
                 done += n
                 shown(done)
         out.flush()
-        del out
+        del out  # the memmap is released before the rename
     files.write_csv(table, rows)

@@ -52,7 +52,7 @@ def _bands(img, rng, size, palette):  # fibrous bands of pale stroma with spindl
     stroma, nucleus, space = palette
     for _ in range(rng.integers(3, 5)):
         row = int(rng.integers(0, size))
-        img[max(row - 3, 0):row + 3] = space * 0.9 + stroma * 0.1
+        img[max(row - 3, 0) : row + 3] = space * 0.9 + stroma * 0.1
         for x in rng.integers(0, size, 6):
             _disc(img, row, int(x), 2, nucleus)
 
@@ -71,8 +71,14 @@ def drawer(label: str, index: int):
     return DRAW.get(label) or OTHERS[index % len(OTHERS)]
 
 
-def draw_tile(label: str, rng: np.random.Generator, size: int = 96, palette=(STROMA, NUCLEUS, SPACE),
-              scale: float = 1.0, index: int = 0) -> np.ndarray:
+def draw_tile(
+    label: str,
+    rng: np.random.Generator,
+    size: int = 96,
+    palette=(STROMA, NUCLEUS, SPACE),
+    scale: float = 1.0,
+    index: int = 0,
+) -> np.ndarray:
     """One tile; `palette` (stroma, nucleus, air space) is the lab's stain, `scale` its magnification."""
     drawn = max(int(round(size / scale)), 8)
     img = np.ones((drawn, drawn, 3)) * (palette[0] + rng.normal(0, 8, 3))
@@ -82,8 +88,9 @@ def draw_tile(label: str, rng: np.random.Generator, size: int = 96, palette=(STR
     return tile if drawn == size else np.asarray(Image.fromarray(tile).resize((size, size), Image.BICUBIC))
 
 
-def make_dataset(root: Path, originals_per_class: int = 12, copies: int = 6, seed: int = 0,
-                 classes: tuple[str, ...] = CLASSES) -> Path:
+def make_dataset(
+    root: Path, originals_per_class: int = 12, copies: int = 6, seed: int = 0, classes: tuple[str, ...] = CLASSES
+) -> Path:
     """Write <root>/lung_image_sets/<class>/*.jpeg and <root>/groups.csv; same seed, same bytes. Classes other
     than LC25000's are drawn with other textures (bands, giant nuclei...), for data sets of 2 to 5+ classes."""
     rng = np.random.default_rng(seed)
@@ -126,8 +133,15 @@ def make_other_lab(root: Path, patients: int = 6, per_patient: int = 4, seed: in
                 out.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(tile).save(out, quality=90)
                 superclass, _, subclass = folder.partition("_")
-                rows.append({"superclass": superclass, "subclass": subclass or None, "resolution": resolution,
-                             "image_id": image_id, "patient_id": f"patient{patient + 1}"})
+                rows.append(
+                    {
+                        "superclass": superclass,
+                        "subclass": subclass or None,
+                        "resolution": resolution,
+                        "image_id": image_id,
+                        "patient_id": f"patient{patient + 1}",
+                    }
+                )
     import pandas as pd
 
     files.write_csv(root / "data.csv", pd.DataFrame(rows))

@@ -20,7 +20,9 @@ from lungfast.data.images import load_rgb, to_rgb
 
 class TileImage(PILImage):
     @classmethod
-    def create(cls, fn: Path | str | torch.Tensor | np.ndarray | bytes | Image.Image, **kwargs):  # fastai dispatches on these
+    def create(
+        cls, fn: Path | str | torch.Tensor | np.ndarray | bytes | Image.Image, **kwargs
+    ):  # fastai dispatches on these
         if isinstance(fn, bytes):
             fn = io.BytesIO(fn)
         if isinstance(fn, (str, Path, io.IOBase)):

@@ -3,7 +3,8 @@
 
 Pixels come from the tile store (`data.store`) through fine-tuning's validation pipeline, so a probe sees
 the very pixels fine-tuning and `predict` see. A source file's key is its identity (`files.identity_key`:
-path, byte size and mtime), so a changed file is embedded again; the model key holds the backbone, its architecture, where its weights came from and the
+path, byte size and mtime), so a changed file is embedded again; the model key holds the backbone, its
+architecture, where its weights came from and the
 image size, so other weights never mix in. Vectors are written in parts of at most `PART` images (atomic),
 so memory stays bounded on the full data set and a killed computation keeps what it finished.
 """
@@ -38,8 +39,14 @@ def model_key(backbone, pretrained: bool, weights_file: str | None, img_size: in
     weights = "random(seed 0)" if not pretrained else weights_file or backbone.hub or "timm default"
     if weights_file:
         weights = files.identity_key(weights_file)
-    parts = {"backbone": backbone.name, "arch": backbone.arch, "embedding": backbone.embedding, "weights": weights,
-             "img_size": img_size, "version": VERSION}
+    parts = {
+        "backbone": backbone.name,
+        "arch": backbone.arch,
+        "embedding": backbone.embedding,
+        "weights": weights,
+        "img_size": img_size,
+        "version": VERSION,
+    }
     if precision != "fp32":  # fp32 keys stay as they were; bf16 embeddings differ in the last digits
         parts["precision"] = precision
     return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:20]
@@ -80,8 +87,16 @@ class Store:
         return json.loads(f.read_text())["embed_img_per_s"] if f.is_file() else None
 
 
-def compute(model: torch.nn.Module, tiles: TileStore, rows: np.ndarray, vocab: list[str], img_size: int, stats,
-            plan: DevicePlan, batch_size: int = 64):
+def compute(
+    model: torch.nn.Module,
+    tiles: TileStore,
+    rows: np.ndarray,
+    vocab: list[str],
+    img_size: int,
+    stats,
+    plan: DevicePlan,
+    batch_size: int = 64,
+):
     """Yield (start index, vectors) per batch of these store rows: `model` maps a normalised batch to embeddings,
     in the device plan's precision and memory format."""
     dl = loaders.store_batches(tiles.images, rows, vocab, img_size, stats, plan.device, batch_size)
@@ -94,8 +109,15 @@ def compute(model: torch.nn.Module, tiles: TileStore, rows: np.ndarray, vocab: l
             start += len(v)
 
 
-def embed(frame: pd.DataFrame, model: torch.nn.Module, key: str, vocab: list[str], img_size: int, stats,
-          plan: DevicePlan | None = None) -> tuple[np.ndarray, float | None]:
+def embed(
+    frame: pd.DataFrame,
+    model: torch.nn.Module,
+    key: str,
+    vocab: list[str],
+    img_size: int,
+    stats,
+    plan: DevicePlan | None = None,
+) -> tuple[np.ndarray, float | None]:
     """Embeddings of frame's images (rows aligned), computing only the missing ones from the tile store of
     the frame (a run's split: the store its fine-tuning reads); and the images per second of the computation
     (or of the one that filled the cache)."""
@@ -106,14 +128,15 @@ def embed(frame: pd.DataFrame, model: torch.nn.Module, key: str, vocab: list[str
     have = store.load()
     todo = [i for i, k in enumerate(keys) if k not in have]
     if todo:
-        log.info("embedding %d of %d images (%d cached) into %s", len(todo), len(keys), len(keys) - len(todo),
-                 store.root)
+        log.info(
+            "embedding %d of %d images (%d cached) into %s", len(todo), len(keys), len(keys) - len(todo), store.root
+        )
         tiles = tile_store.ensure(frame, img_size)
         rows = tiles.rows([sources[i] for i in todo])
         t0, done, pending = time.perf_counter(), 0, ([], [])
         bar = progress.bar(len(todo), "embedded")
         for start, v in compute(model, tiles, rows, vocab, img_size, stats, plan):
-            batch = [keys[i] for i in todo[start:start + len(v)]]
+            batch = [keys[i] for i in todo[start : start + len(v)]]
             have.update(zip(batch, v))
             pending[0].extend(batch)
             pending[1].append(v)

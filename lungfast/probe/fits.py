@@ -1,4 +1,5 @@
-"""The fits of the frozen-embedding protocols (`lungfast.protocols`), fitted on the train part, chosen on the valid part, scored on the test part.
+"""The fits of the frozen-embedding protocols (`lungfast.protocols`), fitted on the train part, chosen on the
+valid part, scored on the test part.
 
 Every fit takes `only`: the setting an earlier fit chose ("C=0.1"), to refit that classifier alone on other
 parts (the out-of-fold predictions that calibrate a probe, `probe.run.out_of_fold`).
@@ -100,8 +101,9 @@ def knn(parts: dict, n_classes: int, seed: int, only: str | None = None) -> Fit:
 def _centroids(x: np.ndarray, y: np.ndarray, mean: np.ndarray, n_classes: int) -> heads.Centroids:
     z = F.normalize(torch.as_tensor(x - mean, dtype=torch.float32), dim=1)
     y = torch.as_tensor(y)  # a class absent from these tiles gets a zero centroid: never the nearest by much
-    c = torch.stack([F.normalize(z[y == k].mean(0), dim=0) if (y == k).any() else torch.zeros(z.shape[1])
-                     for k in range(n_classes)])
+    c = torch.stack(
+        [F.normalize(z[y == k].mean(0), dim=0) if (y == k).any() else torch.zeros(z.shape[1]) for k in range(n_classes)]
+    )
     return heads.Centroids(torch.as_tensor(mean), c)
 
 
@@ -122,8 +124,12 @@ def fewshot(parts: dict, n_classes: int, seed: int, only: str | None = None) -> 
             pick = np.concatenate([rng.choice(ix, shots, replace=False) for ix in by_class])
             accs.append(scores(_centroids(xt[pick], yt[pick], mean, n_classes), xs, ys)[1])
         low, high = stats.t_interval(pd.Series(accs))
-        episodes[str(shots)] = {"mean": float(np.mean(accs)), "std": float(np.std(accs, ddof=1)),
-                                "ci95_low": low, "ci95_high": high, "values": accs}
+        episodes[str(shots)] = {
+            "mean": float(np.mean(accs)),
+            "std": float(np.std(accs, ddof=1)),
+            "ci95_low": low,
+            "ci95_high": high,
+            "values": accs,
+        }
     clf = _centroids(xt, yt, mean, n_classes)
     return Fit(clf, [_row("all shots", clf, parts)], "all shots", {"episodes": EPISODES, "shots": episodes})
-

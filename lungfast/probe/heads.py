@@ -22,7 +22,7 @@ class Embedding(nn.Module):
 
     def forward(self, x):
         if self.kind == "cls+patch_mean" and x.ndim == 3:
-            return torch.cat([x[:, 0], x[:, self.prefix_tokens:].mean(1)], dim=-1)
+            return torch.cat([x[:, 0], x[:, self.prefix_tokens :].mean(1)], dim=-1)
         if x.ndim == 4:
             return x.mean((2, 3))
         return x[:, 0] if x.ndim == 3 else x
@@ -50,7 +50,7 @@ class Linear(nn.Linear):
     """Logistic regression (scikit-learn) with its standardisation folded into the weights."""
 
     @classmethod
-    def from_state(cls, state: dict, n_classes: int) -> "Linear":
+    def from_state(cls, state: dict, n_classes: int) -> Linear:
         return cls(state["weight"].shape[1], state["weight"].shape[0])
 
 
@@ -66,7 +66,7 @@ class KNN(nn.Module):
         self.n_classes = n_classes
 
     @classmethod
-    def from_state(cls, state: dict, n_classes: int) -> "KNN":
+    def from_state(cls, state: dict, n_classes: int) -> KNN:
         return cls(state["bank"], state["labels"], n_classes, int(state["k"]))
 
     def forward(self, x):
@@ -88,12 +88,12 @@ class Centroids(nn.Module):
         self.register_buffer("centroids", centroids.float())
 
     @classmethod
-    def from_state(cls, state: dict, n_classes: int) -> "Centroids":
+    def from_state(cls, state: dict, n_classes: int) -> Centroids:
         return cls(state["mean"], state["centroids"])
 
     def forward(self, x):
         z = F.normalize(x.float() - self.mean, dim=1)
-        return -torch.cdist(z, self.centroids) ** 2
+        return -(torch.cdist(z, self.centroids) ** 2)
 
 
 class ProbeHead(nn.Sequential):

@@ -49,8 +49,7 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run
     body = frozen_body(spec, len(vocab))
     pool = heads.Embedding(b.embedding, b.prefix_tokens)
     key = embeddings.model_key(b, spec.pretrained, spec.weights_file, spec.img_size, plan.precision)
-    x, embed_speed = embeddings.embed(split.frame, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats,
-                                      plan)
+    x, embed_speed = embeddings.embed(split.frame, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan)
     y = split.frame.label.map({c: i for i, c in enumerate(vocab)}).to_numpy()
     parts = {p: (x[(split.frame.part == p).to_numpy()], y[(split.frame.part == p).to_numpy()]) for p in PARTS}
     if tracker:
@@ -62,8 +61,14 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run
 
     # the same file pipeline as a fine-tune run's exported learner, for `predict` and the test figures
     dls = loaders.file_dls(split.frame, b.stats, spec.img_size, spec.batch_size, spec.seed, plan)
-    learn = Learner(dls, nn.Sequential(body, heads.ProbeHead(pool, fit.classifier)), loss_func=CrossEntropyLossFlat(),
-                    metrics=accuracy, path=stage.path, splitter=all_params)
+    learn = Learner(
+        dls,
+        nn.Sequential(body, heads.ProbeHead(pool, fit.classifier)),
+        loss_func=CrossEntropyLossFlat(),
+        metrics=accuracy,
+        path=stage.path,
+        splitter=all_params,
+    )
     learn.remove_cb(ProgressCallback)  # as fine-tune learners are exported: callers add a bar where they want one
     head = learn.model[1]
     index = {c: i for i, c in enumerate(vocab)}
@@ -77,15 +82,33 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run
         return _table(logits(v), rows.label.map(index).to_numpy(), vocab, rows.path.tolist())
 
     labelled = (split.frame.part != "test").to_numpy()
-    evidence = out_of_fold(protocols.get(spec.protocol).load("fit"), x[labelled], y[labelled],
-                           split.frame.group_id.to_numpy()[labelled], len(vocab), spec.seed, fit.chosen)
+    evidence = out_of_fold(
+        protocols.get(spec.protocol).load("fit"),
+        x[labelled],
+        y[labelled],
+        split.frame.group_id.to_numpy()[labelled],
+        len(vocab),
+        spec.seed,
+        fit.chosen,
+    )
     chosen = next(r for r in fit.history if r["setting"] == fit.chosen)
-    facts = dict(source=b.source, arch=b.arch, schedule=f"{spec.protocol} on frozen embeddings", lr_used=None,
-                 lr_found=None, epochs_run=0, valid_loss=chosen["valid_loss"], valid_accuracy=chosen["accuracy"],
-                 train_seconds=seconds, seconds_per_epoch=seconds,
-                 train_img_per_s=len(parts["train"][0]) / max(seconds, 1e-9), world_size=1, device=plan.as_dict(),
-                 embed_img_per_s=embed_speed,
-                 probe={"protocol": spec.protocol, "chosen": fit.chosen, **fit.extra, "embedding_dim": int(x.shape[1])})
+    facts = dict(
+        source=b.source,
+        arch=b.arch,
+        schedule=f"{spec.protocol} on frozen embeddings",
+        lr_used=None,
+        lr_found=None,
+        epochs_run=0,
+        valid_loss=chosen["valid_loss"],
+        valid_accuracy=chosen["accuracy"],
+        train_seconds=seconds,
+        seconds_per_epoch=seconds,
+        train_img_per_s=len(parts["train"][0]) / max(seconds, 1e-9),
+        world_size=1,
+        device=plan.as_dict(),
+        embed_img_per_s=embed_speed,
+        probe={"protocol": spec.protocol, "chosen": fit.chosen, **fit.extra, "embedding_dim": int(x.shape[1])},
+    )
     trained = run_end.Trained(learn, score, {**facts, "selection_accuracy": chosen["accuracy"]}, evidence)
     return run_end.finish(spec, split, stage, trained, tracker)
 
@@ -103,9 +126,14 @@ def out_of_fold(fit_fn, x, y, groups, n_classes: int, seed: int, setting: str) -
         held = folds == f
         parts = {"train": (x[~held], y[~held]), "valid": (x[held], y[held]), "test": (x[held], y[held])}
         out[torch.as_tensor(held)] = fits.logits(fit_fn(parts, n_classes, seed, only=setting).classifier, x[held])
-    return run_end.Evidence(out, torch.as_tensor(y), groups, folds,
-                            f"out-of-fold predictions over the {len(np.unique(groups))} tile groups of the train and "
-                            f"valid parts ({len(np.unique(folds))} group folds, the chosen setting refitted)")
+    return run_end.Evidence(
+        out,
+        torch.as_tensor(y),
+        groups,
+        folds,
+        f"out-of-fold predictions over the {len(np.unique(groups))} tile groups of the train and "
+        f"valid parts ({len(np.unique(folds))} group folds, the chosen setting refitted)",
+    )
 
 
 def _table(logits: torch.Tensor, y, vocab: list[str], paths: list[str]):

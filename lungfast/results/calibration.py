@@ -59,8 +59,13 @@ def choose(logits: torch.Tensor, y: torch.Tensor, folds: np.ndarray) -> tuple[fl
     before = ece(torch.softmax(logits, 1).numpy(), yn)
     after = ece(torch.softmax(crossed, 1).numpy(), yn)
     kept = bool(identified and after < before)
-    return (fits[0] if kept else 1.0), {"fitted_temperature": fits[0], "kept": kept, "identified": identified,
-                                        "evidence_ece_uncalibrated": before, "evidence_ece_cross_fitted": after}
+    return (fits[0] if kept else 1.0), {
+        "fitted_temperature": fits[0],
+        "kept": kept,
+        "identified": identified,
+        "evidence_ece_uncalibrated": before,
+        "evidence_ece_cross_fitted": after,
+    }
 
 
 def ece(probs: np.ndarray, y: np.ndarray, norm: str = "l1") -> float:
@@ -75,9 +80,12 @@ def scores(probs: np.ndarray, y: np.ndarray) -> dict:
     labels = list(range(probs.shape[1]))
     probs = np.asarray(probs, dtype=np.float64)
     probs = probs / probs.sum(1, keepdims=True)  # float32 softmax rows can miss 1 by more than sklearn allows
-    return {"ece": ece(probs, y), "mce": ece(probs, y, "max"),
-            "nll": float(log_loss(y, probs, labels=labels)),
-            "brier": float(brier_score_loss(y, probs, labels=labels))}
+    return {
+        "ece": ece(probs, y),
+        "mce": ece(probs, y, "max"),
+        "nll": float(log_loss(y, probs, labels=labels)),
+        "brier": float(brier_score_loss(y, probs, labels=labels)),
+    }
 
 
 def fold(model: nn.Module, temperature: float) -> None:

@@ -76,8 +76,9 @@ def group_losses(kept: np.ndarray, wrong: np.ndarray, codes: np.ndarray, n_group
     return e[has] / k[has]
 
 
-def certify(confidence: np.ndarray, correct: np.ndarray, groups, target: float = TARGET,
-            delta: float = DELTA) -> Certified:
+def certify(
+    confidence: np.ndarray, correct: np.ndarray, groups, target: float = TARGET, delta: float = DELTA
+) -> Certified:
     """The lowest threshold the fixed-sequence test certifies on this evidence (calibrated confidences)."""
     conf, right = np.asarray(confidence, dtype=float), np.asarray(correct, dtype=bool)
     codes, uniques = pd.factorize(pd.Series(np.asarray(groups)))
@@ -97,13 +98,17 @@ def certify(confidence: np.ndarray, correct: np.ndarray, groups, target: float =
     kept_groups = int(len(np.unique(codes[kept])))
     share, acc = float(kept.mean()) if len(kept) else 0.0, float(right[kept].mean()) if kept.any() else None
     if best is None:
-        message = (f"cannot certify {target:.0%} on {n_groups} tile groups (at {1 - delta:.0%} confidence; even "
-                   f"error-free evidence needs {need} kept groups): refers every tile / name a lower refer_target "
-                   f"or bring more labelled groups")
+        message = (
+            f"cannot certify {target:.0%} on {n_groups} tile groups (at {1 - delta:.0%} confidence; even "
+            f"error-free evidence needs {need} kept groups): refers every tile / name a lower refer_target "
+            f"or bring more labelled groups"
+        )
     else:
-        message = (f"certified: tiles at calibrated confidence >= {best:.4f} are >= {target:.0%} right on new tile "
-                   f"groups with probability >= {1 - delta:.0%} (evidence: {n_groups} groups; keeps {share:.0%} "
-                   f"of its tiles)")
+        message = (
+            f"certified: tiles at calibrated confidence >= {best:.4f} are >= {target:.0%} right on new tile "
+            f"groups with probability >= {1 - delta:.0%} (evidence: {n_groups} groups; keeps {share:.0%} "
+            f"of its tiles)"
+        )
     return Certified(best, target, delta, n_groups, int(len(conf)), kept_groups, share, acc, best_p, message)
 
 

@@ -39,12 +39,19 @@ def predictions(learn, rows: pd.DataFrame) -> pd.DataFrame:
     return as_table(probs, targs, losses, vocab, rows.path.tolist())
 
 
-def as_table(probs: torch.Tensor, targs: torch.Tensor, losses: torch.Tensor, vocab: list[str],
-             paths: list[str]) -> pd.DataFrame:
+def as_table(
+    probs: torch.Tensor, targs: torch.Tensor, losses: torch.Tensor, vocab: list[str], paths: list[str]
+) -> pd.DataFrame:
     pred = probs.argmax(dim=1)
-    df = pd.DataFrame({"path": list(paths), "actual": [vocab[t] for t in targs],
-                       "predicted": [vocab[p] for p in pred], "loss": losses.numpy(),
-                       "probability": probs.max(dim=1).values.numpy()})
+    df = pd.DataFrame(
+        {
+            "path": list(paths),
+            "actual": [vocab[t] for t in targs],
+            "predicted": [vocab[p] for p in pred],
+            "loss": losses.numpy(),
+            "probability": probs.max(dim=1).values.numpy(),
+        }
+    )
     return pd.concat([df, pd.DataFrame(probs.numpy(), columns=vocab)], axis=1)
 
 
@@ -52,12 +59,16 @@ def test_metrics(preds: pd.DataFrame, vocab: list[str], benign=BENIGN) -> dict:
     y, yhat, probs = preds.actual, preds.predicted, preds[vocab].to_numpy()
     p, r, f, support = skm.precision_recall_fscore_support(y, yhat, labels=vocab, zero_division=0)
     out = {
-        "per_class": {c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                          "support": int(support[i])} for i, c in enumerate(vocab)},
+        "per_class": {
+            c: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(support[i])}
+            for i, c in enumerate(vocab)
+        },
         "macro_f1": float(skm.f1_score(y, yhat, labels=vocab, average="macro", zero_division=0)),
         "balanced_accuracy": float(skm.balanced_accuracy_score(y, yhat)),
         "confusion_matrix": skm.confusion_matrix(y, yhat, labels=vocab).tolist(),
-        "roc_auc_ovr": None, "cancer_sensitivity": None, "benign_specificity": None,
+        "roc_auc_ovr": None,
+        "cancer_sensitivity": None,
+        "benign_specificity": None,
     }
     if y.nunique() == len(vocab):  # AUC needs every class in the test part
         out["roc_auc_ovr"] = roc_auc(y, probs, vocab)
@@ -81,8 +92,9 @@ def write_figures(learn, tdl, preds: pd.DataFrame, stage: RunDir, title: str) ->
     from fastai.interpret import ClassificationInterpretation
 
     vocab = list(learn.dls.vocab)
-    cm = skm.ConfusionMatrixDisplay.from_predictions(preds.actual, preds.predicted, labels=vocab, cmap="Blues",
-                                                     colorbar=False)
+    cm = skm.ConfusionMatrixDisplay.from_predictions(
+        preds.actual, preds.predicted, labels=vocab, cmap="Blues", colorbar=False
+    )
     cm.ax_.set_title(f"{title}: test part")
     files.save_figure(cm.figure_, stage.figure("confusion_matrix.png"))
 
@@ -106,10 +118,15 @@ def calibration_record(preds: pd.DataFrame, vocab: list[str], temperature: float
     y = preds.actual.map({c: i for i, c in enumerate(vocab)}).to_numpy()
     after = preds[vocab].to_numpy(dtype=float, copy=True)
     before = torch.softmax(torch.log(torch.as_tensor(after).clamp_min(1e-12)) * temperature, 1).numpy()
-    files.save_figure(calibration.reliability_figure(before, after, y, temperature, title), stage.figure("reliability.png"))
+    files.save_figure(
+        calibration.reliability_figure(before, after, y, temperature, title), stage.figure("reliability.png")
+    )
     b, a = calibration.scores(before, y), calibration.scores(after, y)
-    return {"calibration": {"temperature": temperature, "before": b, "after": a, "bins": calibration.BINS},
-            "ece": b["ece"], "ece_calibrated": a["ece"]}
+    return {
+        "calibration": {"temperature": temperature, "before": b, "after": a, "bins": calibration.BINS},
+        "ece": b["ece"],
+        "ece_calibrated": a["ece"],
+    }
 
 
 CI_FIGURES = ["test_accuracy", "balanced_accuracy", "cancer_sensitivity", "benign_specificity", "ece_calibrated"]
@@ -127,10 +144,13 @@ def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series, ben
         t, p = y[ix], yhat[ix]
         warnings.simplefilter("ignore")  # a resample may lack a class: sklearn warns once per resample
         cancer, called = ~np.isin(t, list(benign)), ~np.isin(p, list(benign))
-        return [float((t == p).mean()), float(skm.balanced_accuracy_score(t, p)),
-                float(called[cancer].mean()) if cancer.any() else np.nan,
-                float((~called)[~cancer].mean()) if (~cancer).any() else np.nan,
-                calibration.ece(probs[ix], yi[ix])]
+        return [
+            float((t == p).mean()),
+            float(skm.balanced_accuracy_score(t, p)),
+            float(called[cancer].mean()) if cancer.any() else np.nan,
+            float((~called)[~cancer].mean()) if (~cancer).any() else np.nan,
+            calibration.ece(probs[ix], yi[ix]),
+        ]
 
     with warnings.catch_warnings():
         one_class = (pd.DataFrame({"g": groups.to_numpy(), "y": y}).groupby("g").y.nunique() == 1).all()

@@ -14,8 +14,14 @@ import pandas as pd
 from lungfast.results import calibration, evaluate, referral
 
 
-def figures(preds: pd.DataFrame, vocab: list[str], groups: pd.Series, benign, threshold: float | None,
-            target: float = referral.TARGET) -> dict:
+def figures(
+    preds: pd.DataFrame,
+    vocab: list[str],
+    groups: pd.Series,
+    benign,
+    threshold: float | None,
+    target: float = referral.TARGET,
+) -> dict:
     """preds: evaluate.as_table rows (calibrated); groups: each row's group (patient, tile group or the image);
     threshold: the model's certified referral threshold (None: it refers every tile), target: its promise."""
     metrics = evaluate.test_metrics(preds, vocab, benign)
@@ -24,13 +30,17 @@ def figures(preds: pd.DataFrame, vocab: list[str], groups: pd.Series, benign, th
     kept = referral.kept_figures(preds.probability.to_numpy(), correct, groups, threshold, target)
     yi = preds.actual.map({c: i for i, c in enumerate(vocab)}).to_numpy()
     present = [c for c in vocab if (preds.actual == c).any()]
-    return {"accuracy": float(correct.mean()), "balanced_accuracy": metrics["balanced_accuracy"],
-            "ci95": {"accuracy": ci["test_accuracy"], "balanced_accuracy": ci["balanced_accuracy"]},
-            "recall": {c: metrics["per_class"][c]["recall"] for c in present},
-            "support": {c: metrics["per_class"][c]["support"] for c in present},
-            "cancer_sensitivity": metrics["cancer_sensitivity"], "benign_specificity": metrics["benign_specificity"],
-            "ece_calibrated": float(calibration.ece(preds[vocab].to_numpy(dtype=float), yi)),
-            "referral": {"threshold": threshold, "target": target, **kept}}
+    return {
+        "accuracy": float(correct.mean()),
+        "balanced_accuracy": metrics["balanced_accuracy"],
+        "ci95": {"accuracy": ci["test_accuracy"], "balanced_accuracy": ci["balanced_accuracy"]},
+        "recall": {c: metrics["per_class"][c]["recall"] for c in present},
+        "support": {c: metrics["per_class"][c]["support"] for c in present},
+        "cancer_sensitivity": metrics["cancer_sensitivity"],
+        "benign_specificity": metrics["benign_specificity"],
+        "ece_calibrated": float(calibration.ece(preds[vocab].to_numpy(dtype=float), yi)),
+        "referral": {"threshold": threshold, "target": target, **kept},
+    }
 
 
 def score(ext, score_rows, vocab: list[str], benign, cert, out_csv) -> dict:
@@ -48,9 +58,10 @@ def describe(name: str, f: dict) -> str:
     lo, hi = f["ci95"]["accuracy"]
     interval = f" (95% CI {lo:.3f}–{hi:.3f}, {f['n_groups']} groups)" if lo == lo else ""
     kept = f"; referral: {kept_text(f['referral'])}"
-    return (f"{name}: accuracy {f['accuracy']:.3f}{interval}, balanced {f['balanced_accuracy']:.3f}, "
-            f"ECE {f['ece_calibrated']:.3f}, n={f['n']}{kept}")
-
+    return (
+        f"{name}: accuracy {f['accuracy']:.3f}{interval}, balanced {f['balanced_accuracy']:.3f}, "
+        f"ECE {f['ece_calibrated']:.3f}, n={f['n']}{kept}"
+    )
 
 
 def kept_text(r: dict) -> str:
@@ -62,5 +73,7 @@ def kept_text(r: dict) -> str:
         return f"keeps no tile (threshold {r['threshold']:.4f})"
     lo, hi = r.get("accuracy_kept_ci95", (math.nan, math.nan))
     ci = f" (95% CI {lo:.3f}–{hi:.3f})" if lo == lo else ""
-    return (f"keeps {r['kept']:.0%}, {r['accuracy_kept']:.3f} right{ci}: target {target:.0%} "
-            f"{'met' if r['met'] else 'NOT met'}")
+    return (
+        f"keeps {r['kept']:.0%}, {r['accuracy_kept']:.3f} right{ci}: target {target:.0%} "
+        f"{'met' if r['met'] else 'NOT met'}"
+    )

@@ -1,15 +1,15 @@
 """Where every file of an experiment lives. No other module builds a results path or globs for records.
 
-    <results_dir>/<name>/                    ExperimentDir
-      experiment.json                        the resolved configuration
-      leaderboard.csv/.md, inflation.csv, ladder.csv, comparison.json, report.html, lung.pkl (export default)
-      split.csv, split.key.json, runs/       one split: the experiment folder is its SplitDir
-      <scheme>-split<seed>/                  several splits: one SplitDir each, with its own
-        split.csv, split.key.json, runs/     split files and runs
-          runs/<backbone>/seed<k>/           RunDir: a complete run record (fine-tuning)
-          runs/<backbone>/<protocol>-seed<k>/  the same for linear, knn, fewshot
-          runs/<backbone>/.seed<k>.partial/  its staging folder while it trains (resume/ inside)
-          .locks/<backbone>.seed<k>.lock     held by the process training that run
+<results_dir>/<name>/                    ExperimentDir
+  experiment.json                        the resolved configuration
+  leaderboard.csv/.md, inflation.csv, ladder.csv, comparison.json, report.html, lung.pkl (export default)
+  split.csv, split.key.json, runs/       one split: the experiment folder is its SplitDir
+  <scheme>-split<seed>/                  several splits: one SplitDir each, with its own
+    split.csv, split.key.json, runs/     split files and runs
+      runs/<backbone>/seed<k>/           RunDir: a complete run record (fine-tuning)
+      runs/<backbone>/<protocol>-seed<k>/  the same for linear, knn, fewshot
+      runs/<backbone>/.seed<k>.partial/  its staging folder while it trains (resume/ inside)
+      .locks/<backbone>.seed<k>.lock     held by the process training that run
 """
 
 from __future__ import annotations
@@ -20,11 +20,17 @@ from pathlib import Path
 from lungfast import protocols
 
 # the figures of a run record, with the captions the report gives them
-FIGURES = {"confusion_matrix.png": "Confusion matrix (test)", "loss.png": "Loss curves",
-           "top_losses.png": "Top losses (test)", "saliency.png": "Grad-CAM saliency (test)"}
-NEWER_FIGURES = {"reliability.png": "Reliability before and after temperature scaling (test)",  # not in 0.1 records
-                 "risk_coverage.png": "Risk-coverage: accuracy of the tiles kept, most confident first",
-                 "robustness.png": "Accuracy under stain, blur, JPEG and magnification shifts (test)"}
+FIGURES = {
+    "confusion_matrix.png": "Confusion matrix (test)",
+    "loss.png": "Loss curves",
+    "top_losses.png": "Top losses (test)",
+    "saliency.png": "Grad-CAM saliency (test)",
+}
+NEWER_FIGURES = {
+    "reliability.png": "Reliability before and after temperature scaling (test)",  # not in 0.1 records
+    "risk_coverage.png": "Risk-coverage: accuracy of the tiles kept, most confident first",
+    "robustness.png": "Accuracy under stain, blur, JPEG and magnification shifts (test)",
+}
 TABLES = ("history.csv", "test_predictions.csv", "top_losses.csv")
 EXPORT_NAMES = {"pickle": "lung.pkl", "safetensors": "lung.safetensors", "timm": "lung-timm", "onnx": "lung.onnx"}
 MANIFEST = "metrics.json"  # the run record proper; written last, so its presence marks a finished run
@@ -62,7 +68,7 @@ class RunDir:
         return all((self.path / f).is_file() for f in RUN_FILES)
 
     @property
-    def staging(self) -> "RunDir":
+    def staging(self) -> RunDir:
         """A hidden sibling with a fixed name, so a rerun finds what a killed run left."""
         return RunDir(self.path.with_name(f".{self.path.name}.partial"))
 
@@ -73,7 +79,7 @@ class RunDir:
         return self.split_dir.path / ".locks" / f"{self.path.parent.name}.{self.path.name}.lock"
 
     @property
-    def split_dir(self) -> "SplitDir":
+    def split_dir(self) -> SplitDir:
         return SplitDir(self.path.parent.parent.parent)  # <split>/runs/<backbone>/seed<k>
 
 
@@ -86,7 +92,9 @@ class SplitDir:
     split_csv = property(lambda self: self.path / "split.csv")
     split_key = property(lambda self: self.path / "split.key.json")
 
-    def run(self, backbone: str, seed: int, protocol: str = protocols.DEFAULT, augment=(), fraction: float = 1.0) -> RunDir:
+    def run(
+        self, backbone: str, seed: int, protocol: str = protocols.DEFAULT, augment=(), fraction: float = 1.0
+    ) -> RunDir:
         """runs/<backbone>/seed<k> for fine-tuning, runs/<backbone>/<protocol>-seed<k> for the others;
         runs/<backbone>+stain/... when trained with stain augmentation; ...-labels0.05 on a share of the labels."""
         name = protocols.get(protocol).run_folder(seed) + (f"-labels{fraction:g}" if fraction < 1 else "")
@@ -109,7 +117,7 @@ class ExperimentDir:
         object.__setattr__(self, "path", Path(self.path))
 
     @classmethod
-    def of(cls, config) -> "ExperimentDir":
+    def of(cls, config) -> ExperimentDir:
         return cls(Path(config.results_dir) / config.name)
 
     name = property(lambda self: self.path.name)

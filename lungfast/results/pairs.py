@@ -32,9 +32,14 @@ def all_pairs(ranked: pd.DataFrame, entries: list[str]) -> pd.DataFrame | None:
     rows = [stats.paired_comparison(a, b, ranked, key="entry") for a, b in itertools.combinations(entries, 2)]
     table = pd.DataFrame(rows)
     table["p_holm"] = multipletests(table.p_value.to_numpy(), alpha=ALPHA, method="holm")[1]
-    table["verdict"] = ["#{} better".format(entries.index(a) + 1) if p < ALPHA and d > 0 else
-                        "#{} better".format(entries.index(b) + 1) if p < ALPHA and d < 0 else "tied"
-                        for a, b, d, p in zip(table["first"], table.second, table.difference, table.p_holm)]
+    table["verdict"] = [
+        f"#{entries.index(a) + 1} better"
+        if p < ALPHA and d > 0
+        else f"#{entries.index(b) + 1} better"
+        if p < ALPHA and d < 0
+        else "tied"
+        for a, b, d, p in zip(table["first"], table.second, table.difference, table.p_holm)
+    ]
     return table[["first", "second", "n_images", "difference", "ci95_low", "ci95_high", "p_value", "p_holm", "verdict"]]
 
 
@@ -59,9 +64,11 @@ def why_no_friedman(ranked: pd.DataFrame, entries: list[str]) -> str | None:
     if n_splits >= MIN_SPLITS and len(entries) >= MIN_ENTRIES:
         return None
     fix = "more split_seeds" if n_splits < MIN_SPLITS else "more entries (backbones or protocols)"
-    return (f"No Friedman test or critical-difference diagram: they compare entries over splits and need at least "
-            f"{MIN_SPLITS} split seeds and {MIN_ENTRIES} entries; this experiment has {n_splits} split(s) and "
-            f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} ({fix}).")
+    return (
+        f"No Friedman test or critical-difference diagram: they compare entries over splits and need at least "
+        f"{MIN_SPLITS} split seeds and {MIN_ENTRIES} entries; this experiment has {n_splits} split(s) and "
+        f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'} ({fix})."
+    )
 
 
 def friedman(ranked: pd.DataFrame, entries: list[str]) -> dict | None:
@@ -73,8 +80,13 @@ def friedman(ranked: pd.DataFrame, entries: list[str]) -> dict | None:
     result = sps.friedmanchisquare(*[acc[e].to_numpy() for e in entries])
     ranks = acc.rank(axis=1, ascending=False).mean()
     q = sps.studentized_range.ppf(1 - ALPHA, k, np.inf) / math.sqrt(2)
-    return {"statistic": float(result.statistic), "p_value": float(result.pvalue), "n_splits": n,
-            "mean_rank": {e: float(ranks[e]) for e in entries}, "critical_difference": float(q * math.sqrt(k * (k + 1) / (6 * n)))}
+    return {
+        "statistic": float(result.statistic),
+        "p_value": float(result.pvalue),
+        "n_splits": n,
+        "mean_rank": {e: float(ranks[e]) for e in entries},
+        "critical_difference": float(q * math.sqrt(k * (k + 1) / (6 * n))),
+    }
 
 
 def cd_diagram(f: dict, title: str):
@@ -91,7 +103,7 @@ def cd_diagram(f: dict, title: str):
         ax.plot([r, r], [0, -(i + 1)], color="grey", linewidth=0.8)
         ax.text(r + 0.05, -(i + 1), f"{entry} ({r:.2f})", va="center", fontsize=8)
     level = 0.4
-    for i, (entry, r) in enumerate(ranks.items()):  # the widest group starting at each entry, drawn once
+    for i, r in enumerate(ranks):  # the widest group starting at each entry, drawn once
         tied = ranks[(ranks >= r) & (ranks - r < cd)]
         if len(tied) > 1 and not (ranks.iloc[:i] > tied.iloc[-1] - cd).any():  # not inside an earlier group
             ax.plot([r, tied.iloc[-1]], [level, level], linewidth=3, color="tab:red")

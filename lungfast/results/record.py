@@ -68,7 +68,9 @@ class RunRecord:
     ece_calibrated: float | None = None  # after it (what the exported learner gives)
     calibration: dict = field(default_factory=dict)  # temperature; ECE, MCE, NLL, Brier before and after
     test_ci95: dict = field(default_factory=dict)  # figure -> [low, high], bootstrap over the test part's tile groups
-    referral: dict = field(default_factory=dict)  # certify.Certified (threshold, promise, evidence) + what it does on test
+    referral: dict = field(
+        default_factory=dict
+    )  # certify.Certified (threshold, promise, evidence) + what it does on test
     refer_kept: float | None = None  # share of test tiles the certified threshold keeps (0: it refers every tile)
     refer_kept_accuracy: float | None = None  # their accuracy (None: none kept), beside the target in `referral`
     selection_accuracy: float | None = None  # what export's choice reads (valid part; fine-tuning: its selection half)
@@ -91,14 +93,18 @@ class RunRecord:
         return {**self.to_json(), "run_dir": str(run_dir.path)}
 
     @classmethod
-    def from_json(cls, d: dict) -> "RunRecord":
+    def from_json(cls, d: dict) -> RunRecord:
         d = _upgrade(dict(d))
         spec_names = {f.name for f in dataclasses.fields(RunSpec)}
         own = {f.name for f in dataclasses.fields(cls)} - {"spec", "extra"}
-        required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
-                    and f.default_factory is dataclasses.MISSING} - {"spec"}
-        missing = sorted((required | {f.name for f in dataclasses.fields(RunSpec) if f.default is dataclasses.MISSING})
-                         - set(d))
+        required = {
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        } - {"spec"}
+        missing = sorted(
+            (required | {f.name for f in dataclasses.fields(RunSpec) if f.default is dataclasses.MISSING}) - set(d)
+        )
         if missing:
             raise ValueError(f"missing field(s) {', '.join(missing)}")
         extra = {k: v for k, v in d.items() if k not in own | spec_names}
@@ -131,8 +137,10 @@ def read(run_dir: RunDir) -> RunRecord:
     try:
         return RunRecord.from_json(json.loads(run_dir.manifest.read_text()))
     except (OSError, ValueError, TypeError, AttributeError) as e:  # JSONDecodeError is a ValueError
-        raise LungfastError(f"{run_dir.manifest}: damaged run record ({type(e).__name__}: {str(e)[:80]}); "
-                            f"rerun the experiment to redo this run, or delete the folder") from None
+        raise LungfastError(
+            f"{run_dir.manifest}: damaged run record ({type(e).__name__}: {str(e)[:80]}); "
+            f"rerun the experiment to redo this run, or delete the folder"
+        ) from None
 
 
 def is_complete(run_dir: RunDir) -> bool:

@@ -32,8 +32,9 @@ def curve(confidence: np.ndarray, correct: np.ndarray) -> pd.DataFrame:
     n = len(conf)
     last = np.r_[conf[1:] != conf[:-1], True] if n else np.array([], bool)  # the end of each tie
     kept = np.arange(1, n + 1)[last]
-    return pd.DataFrame({"threshold": conf[last], "coverage": kept / max(n, 1),
-                         "accuracy": np.cumsum(right)[last] / kept})
+    return pd.DataFrame(
+        {"threshold": conf[last], "coverage": kept / max(n, 1), "accuracy": np.cumsum(right)[last] / kept}
+    )
 
 
 def threshold(confidence: np.ndarray, correct: np.ndarray, target: float = TARGET) -> float | None:
@@ -58,20 +59,36 @@ def kept_figures(confidence: np.ndarray, correct: np.ndarray, groups, t: float |
     if kept.any():
         right = np.asarray(correct, dtype=float)[kept]
         ci = stats.group_bootstrap(lambda ix: [right[ix].mean()], pd.Series(np.asarray(groups)[kept]))[0]
-    return {"kept": share, "accuracy_kept": accuracy, "accuracy_kept_ci95": list(ci),
-            "met": None if accuracy is None else bool(accuracy >= target)}
+    return {
+        "kept": share,
+        "accuracy_kept": accuracy,
+        "accuracy_kept_ci95": list(ci),
+        "met": None if accuracy is None else bool(accuracy >= target),
+    }
 
 
-def record(cert: certify.Certified, evidence: str, ev_conf: np.ndarray, ev_correct: np.ndarray, test: pd.DataFrame,
-           stage: RunDir, title: str) -> dict:
+def record(
+    cert: certify.Certified,
+    evidence: str,
+    ev_conf: np.ndarray,
+    ev_correct: np.ndarray,
+    test: pd.DataFrame,
+    stage: RunDir,
+    title: str,
+) -> dict:
     """The referral figures for the record: the certified threshold and its evidence, then what it does on the
     test part (test: the run's calibrated predictions with its tile groups), and the figure."""
     test_conf, test_correct = test.probability.to_numpy(), (test.actual == test.predicted).to_numpy()
     on_test = kept_figures(test_conf, test_correct, test.group_id, cert.threshold, cert.target)
-    files.save_figure(figure(curve(test_conf, test_correct), curve(ev_conf, ev_correct), cert.threshold, title,
-                             cert.target), stage.figure("risk_coverage.png"))
-    return {"referral": {**cert.as_dict(), "evidence": evidence, "test": on_test},
-            "refer_kept": on_test["kept"], "refer_kept_accuracy": on_test["accuracy_kept"]}
+    files.save_figure(
+        figure(curve(test_conf, test_correct), curve(ev_conf, ev_correct), cert.threshold, title, cert.target),
+        stage.figure("risk_coverage.png"),
+    )
+    return {
+        "referral": {**cert.as_dict(), "evidence": evidence, "test": on_test},
+        "refer_kept": on_test["kept"],
+        "refer_kept_accuracy": on_test["accuracy_kept"],
+    }
 
 
 def figure(test: pd.DataFrame, evidence: pd.DataFrame, t: float | None, title: str, target: float = TARGET):
@@ -84,8 +101,13 @@ def figure(test: pd.DataFrame, evidence: pd.DataFrame, t: float | None, title: s
     if t is not None:
         kept = test[test.threshold >= t]
         if len(kept):
-            ax.plot(kept.coverage.iloc[-1], kept.accuracy.iloc[-1], "o", color="black",
-                    label=f"threshold {t:.3f}: keeps {kept.coverage.iloc[-1]:.0%}")
+            ax.plot(
+                kept.coverage.iloc[-1],
+                kept.accuracy.iloc[-1],
+                "o",
+                color="black",
+                label=f"threshold {t:.3f}: keeps {kept.coverage.iloc[-1]:.0%}",
+            )
     ax.set_xlabel("coverage (share of tiles kept, most confident first)")
     ax.set_ylabel("accuracy of the kept tiles")
     ax.set_title(f"{title}: risk-coverage")

@@ -11,7 +11,7 @@ and a figure; the leaderboard reads `shifted_accuracy` (mean over shifts at the 
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -29,37 +29,64 @@ def _figures(preds: pd.DataFrame, vocab: list[str]) -> tuple[float, float]:
     return float((preds.actual == preds.predicted).mean()), calibration.ece(preds[vocab].to_numpy(), y)
 
 
-def sweep(score: Callable[[pd.DataFrame], pd.DataFrame], clean: pd.DataFrame, rows: pd.DataFrame,
-          vocab: list[str], stage: RunDir, title: str) -> dict:
+def sweep(
+    score: Callable[[pd.DataFrame], pd.DataFrame],
+    clean: pd.DataFrame,
+    rows: pd.DataFrame,
+    vocab: list[str],
+    stage: RunDir,
+    title: str,
+) -> dict:
     """Re-score `rows` (the sampled test rows: path, label, group_id) under every shift and severity; `clean`
     holds the run's test predictions of those rows. Writes the tables and figure; returns record fields."""
     table, kept = [], []
     clean = clean.set_index("path").loc[rows.path].reset_index()
     acc, ece = _figures(clean, vocab)
-    table.append({"shift": "none", "severity": 0, "setting": "", "accuracy": acc, "ece": ece, "n": len(clean),
-                  "unchanged": 0})
+    table.append(
+        {"shift": "none", "severity": 0, "setting": "", "accuracy": acc, "ece": ece, "n": len(clean), "unchanged": 0}
+    )
     kept.append(clean.assign(shift="none", severity=0))
     for shift in shifts.SHIFTS:
         for severity in shifts.SEVERITIES:
             shifted, unchanged = shifts.shifted_set(rows, shift, severity)
             preds = score(shifted).assign(path=rows.path.to_numpy())  # name the tile, not its shifted copy
             acc, ece = _figures(preds, vocab)
-            table.append({"shift": shift, "severity": severity, "setting": str(shifts.SETTINGS[shift][severity]),
-                          "accuracy": acc, "ece": ece, "n": len(preds), "unchanged": unchanged})
+            table.append(
+                {
+                    "shift": shift,
+                    "severity": severity,
+                    "setting": str(shifts.SETTINGS[shift][severity]),
+                    "accuracy": acc,
+                    "ece": ece,
+                    "n": len(preds),
+                    "unchanged": unchanged,
+                }
+            )
             kept.append(preds.assign(shift=shift, severity=severity))
     table = pd.DataFrame(table)
     files.write_csv(stage.robustness, table)
     files.write_csv(stage.robustness_predictions, pd.concat(kept, ignore_index=True))
     files.save_figure(figure(table, title), stage.figure("robustness.png"))
     middle = table[table.severity == shifts.MIDDLE].set_index("shift").accuracy
-    log.info("%s: accuracy under shifts at severity %d: %s", title, shifts.MIDDLE,
-             ", ".join(f"{s} {a:.3f}" for s, a in middle.items()))
-    return {"robustness": {"n": len(rows), "clean_accuracy": float(table.accuracy.iloc[0]),
-                           "middle_severity": shifts.MIDDLE, "middle": {k: float(v) for k, v in middle.items()},
-                           "settings": {k: {str(s): v for s, v in d.items()} for k, d in shifts.SETTINGS.items()},
-                           "sample_seed": shifts.SAMPLE_SEED},
-            "shifted_accuracy": float(middle.mean()), "worst_shift": str(middle.idxmin()),
-            "worst_shift_accuracy": float(middle.min())}
+    log.info(
+        "%s: accuracy under shifts at severity %d: %s",
+        title,
+        shifts.MIDDLE,
+        ", ".join(f"{s} {a:.3f}" for s, a in middle.items()),
+    )
+    return {
+        "robustness": {
+            "n": len(rows),
+            "clean_accuracy": float(table.accuracy.iloc[0]),
+            "middle_severity": shifts.MIDDLE,
+            "middle": {k: float(v) for k, v in middle.items()},
+            "settings": {k: {str(s): v for s, v in d.items()} for k, d in shifts.SETTINGS.items()},
+            "sample_seed": shifts.SAMPLE_SEED,
+        },
+        "shifted_accuracy": float(middle.mean()),
+        "worst_shift": str(middle.idxmin()),
+        "worst_shift_accuracy": float(middle.min()),
+    }
 
 
 def figure(table: pd.DataFrame, title: str):

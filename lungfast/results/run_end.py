@@ -17,9 +17,10 @@ A new metric touches its own module and this one, never a trainer.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import fastai
 import numpy as np
@@ -34,6 +35,8 @@ from lungfast.results import calibration, certify, evaluate, external, record, r
 from lungfast.results.layout import RunDir
 from lungfast.results.record import RunRecord
 from lungfast.runspec import RunSpec
+
+RECORD_FIELDS = {f.name for f in dataclasses.fields(RunRecord)}
 
 
 @dataclass
@@ -72,14 +75,19 @@ def finish(spec: RunSpec, split: Split, stage: RunDir, trained: Trained, tracker
     test = split.part("test")
     preds = trained.score(test)
     title = f"{spec.entry} seed {spec.seed}"
-    metrics = {**evaluate.record_test(learn, loaders.rows_dl(learn.dls, test), preds, stage, title, spec.benign),
-               **evaluate.calibration_record(preds, vocab, temperature, stage, title),
-               **evaluate.test_intervals(preds, vocab, test.group_id, spec.benign),
-               **referral.record(cert, ev.kind, conf.numpy(), ev_correct, preds.assign(group_id=test.group_id.to_numpy()),
-                                 stage, title)}
+    metrics = {
+        **evaluate.record_test(learn, loaders.rows_dl(learn.dls, test), preds, stage, title, spec.benign),
+        **evaluate.calibration_record(preds, vocab, temperature, stage, title),
+        **evaluate.test_intervals(preds, vocab, test.group_id, spec.benign),
+        **referral.record(
+            cert, ev.kind, conf.numpy(), ev_correct, preds.assign(group_id=test.group_id.to_numpy()), stage, title
+        ),
+    }
     metrics["calibration"].update(chosen, evidence=ev.kind)
-    metrics["external"] = {ext.name: external.score(ext, trained.score, vocab, spec.benign, cert,
-                                                    stage.external_predictions(ext.name)) for ext in split.external}
+    metrics["external"] = {
+        ext.name: external.score(ext, trained.score, vocab, spec.benign, cert, stage.external_predictions(ext.name))
+        for ext in split.external
+    }
     if spec.robustness_n:
         rows = shifts.sample(test, spec.robustness_n)
         metrics.update(robustness.sweep(trained.score, preds, rows, vocab, stage, title))
@@ -91,10 +99,17 @@ def finish(spec: RunSpec, split: Split, stage: RunDir, trained: Trained, tracker
         learn.export(tmp.resolve())
     shutil.rmtree(stage.resume, ignore_errors=True)  # the record is complete: no checkpoint to keep
     rec = RunRecord(
-        spec=spec, learner_sha256=files.sha256(stage.learner), params=sum(p.numel() for p in learn.model.parameters()),
-        vocab=vocab, **metrics, **split.facts(), threads=torch.get_num_threads(),
+        spec=spec,
+        learner_sha256=files.sha256(stage.learner),
+        params=sum(p.numel() for p in learn.model.parameters()),
+        vocab=vocab,
+        **{k: v for k, v in metrics.items() if k in RECORD_FIELDS},
+        extra={k: v for k, v in metrics.items() if k not in RECORD_FIELDS},  # a new metric needs no field
+        **split.facts(),
+        threads=torch.get_num_threads(),
         versions={"fastai": fastai.__version__, "timm": timm.__version__, "torch": torch.__version__},
-        **trained.facts)
+        **trained.facts,
+    )
     record.write(stage, rec)
     if tracker:
         tracker.finish(rec, stage)

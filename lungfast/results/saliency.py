@@ -2,7 +2,8 @@
 
 The target layer is the learner's body, model[0]: fastai builds every vision learner as body + head, and
 the body's output is the last feature map (resnet's layer4, efficientnet's conv_head), the layer Grad-CAM
-is meant for. ViT bodies (the foundation models) use their last block's tokens, reshaped to the patch grid. So timm, torchvision and fastai's xresnet models all work without a per-architecture table.
+is meant for. ViT bodies (the foundation models) use their last block's tokens, reshaped to the patch grid.
+So timm, torchvision and fastai's xresnet models all work without a per-architecture table.
 (The last Conv2d inside the body is not: in xresnet it feeds a zero-initialised BatchNorm and gave
 all-zero maps.)
 """
@@ -78,7 +79,10 @@ def figure(learn, preds: pd.DataFrame):
     for r, label in enumerate(labels):
         for c, (i, row) in enumerate(chosen[chosen.actual == label].iterrows()):
             axes[r][c].imshow(show_cam_on_image(rgb[i].astype(np.float32), maps[i], use_rgb=True))
-            axes[r][c].set_title(f"{row.kind}: {row.predicted} {row.probability:.2f}\nactual {row.actual}",
-                                 fontsize=9, color="green" if row.kind == "correct" else "red")
+            axes[r][c].set_title(
+                f"{row.kind}: {row.predicted} {row.probability:.2f}\nactual {row.actual}",
+                fontsize=9,
+                color="green" if row.kind == "correct" else "red",
+            )
     fig.suptitle("Grad-CAM of the predicted class (test part)")
     return fig

@@ -47,29 +47,46 @@ def paired_comparison(first: str, second: str, runs: pd.DataFrame, seed: int = 0
     b = per_image_correct(runs[runs[key] == second])
     a, b = a.align(b, join="inner")
     diff = float(a.mean() - b.mean())
-    out = {"first": first, "second": second, "n_images": int(len(a)), "difference": diff,
-           "ci95_low": math.nan, "ci95_high": math.nan, "p_value": 1.0}
+    out = {
+        "first": first,
+        "second": second,
+        "n_images": int(len(a)),
+        "difference": diff,
+        "ci95_low": math.nan,
+        "ci95_high": math.nan,
+        "p_value": 1.0,
+    }
     if len(a) >= 2 and (a != b).any():
         statistic = lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis)  # noqa: E731
         rng = np.random.default_rng(seed)
-        perm = stats.permutation_test((a.to_numpy(), b.to_numpy()), statistic, permutation_type="samples",
-                                      n_resamples=9999, rng=rng)
+        perm = stats.permutation_test(
+            (a.to_numpy(), b.to_numpy()), statistic, permutation_type="samples", n_resamples=9999, rng=rng
+        )
         boot = stats.bootstrap((a.to_numpy(), b.to_numpy()), statistic, paired=True, n_resamples=9999, rng=rng)
-        out.update(p_value=float(perm.pvalue), ci95_low=float(boot.confidence_interval.low),
-                   ci95_high=float(boot.confidence_interval.high))
-    out["verdict"] = (f"#1 {first} is better than #2 {second}" if out["p_value"] < 0.05 and diff > 0 else
-                      f"no evidence that #1 {first} beats #2 {second}")
+        out.update(
+            p_value=float(perm.pvalue),
+            ci95_low=float(boot.confidence_interval.low),
+            ci95_high=float(boot.confidence_interval.high),
+        )
+    out["verdict"] = (
+        f"#1 {first} is better than #2 {second}"
+        if out["p_value"] < 0.05 and diff > 0
+        else f"no evidence that #1 {first} beats #2 {second}"
+    )
     return out
 
 
 def describe(c: dict) -> str:
-    return (f"Paired test, #1 {c['first']} vs #2 {c['second']} on the same {c['n_images']} test images: "
-            f"accuracy difference {c['difference']:+.4f} (95% bootstrap CI {c['ci95_low']:+.4f} to "
-            f"{c['ci95_high']:+.4f}), paired permutation p = {c['p_value']:.4f}: {c['verdict']} (at 0.05).")
+    return (
+        f"Paired test, #1 {c['first']} vs #2 {c['second']} on the same {c['n_images']} test images: "
+        f"accuracy difference {c['difference']:+.4f} (95% bootstrap CI {c['ci95_low']:+.4f} to "
+        f"{c['ci95_high']:+.4f}), paired permutation p = {c['p_value']:.4f}: {c['verdict']} (at 0.05)."
+    )
 
 
-def group_bootstrap(statistic, groups: pd.Series, strata: pd.Series | None = None, n_resamples: int = 500,
-                    seed: int = 0) -> list[tuple[float, float]]:
+def group_bootstrap(
+    statistic, groups: pd.Series, strata: pd.Series | None = None, n_resamples: int = 500, seed: int = 0
+) -> list[tuple[float, float]]:
     """95% percentile intervals of `statistic(row_mask_indices) -> list of figures` over test rows, resampling
     whole tile groups (SciPy's bootstrap over group ids): copies of one tile are not independent evidence.
     With `strata` (each row's class), groups are resampled within their class (SciPy resamples each sample
@@ -88,7 +105,13 @@ def group_bootstrap(statistic, groups: pd.Series, strata: pd.Series | None = Non
         by_class = tuple(np.flatnonzero(stratum == s) for s in pd.unique(stratum))
         if all(len(s) >= 2 for s in by_class):  # SciPy resamples a sample of two or more
             samples = by_class
-    res = stats.bootstrap(samples, on_groups, vectorized=False, n_resamples=n_resamples,
-                          method="percentile", rng=np.random.default_rng(seed))
+    res = stats.bootstrap(
+        samples,
+        on_groups,
+        vectorized=False,
+        n_resamples=n_resamples,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
     low, high = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
     return [(float(a), float(b)) for a, b in zip(low, high)]

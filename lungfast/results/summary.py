@@ -15,21 +15,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from lungfast.errors import LungfastError
+from lungfast.results import columns, efficiency, pairs, record, stats
 from lungfast.results import ladder as ladders
-from lungfast.results import efficiency, pairs, record, stats
 from lungfast.results.layout import ExperimentDir, RunDir
 from lungfast.runspec import entry_of
-
-COLUMNS = ["rank", "backbone", "protocol", "test_accuracy", "test_accuracy_std", "ci95_low", "ci95_high", "ci_kind",
-           "vs_best", "pi95_low", "pi95_high", "pi_kind", "n",
-           "n_seeds",
-           "n_splits", "valid_accuracy", "test_loss", "macro_f1", "balanced_accuracy", "roc_auc_ovr",
-           "cancer_sensitivity", "benign_specificity", "ece", "ece_calibrated", "refer_kept", "refer_kept_accuracy",
-           "refer_met", "shifted_accuracy", "worst_shift", "worst_shift_accuracy", "params_m", "seconds_per_epoch", "train_img_per_s", "pretrained",
-           "augment", "scheme", "img_size", "entry"]
-MEANS = ["valid_accuracy", "test_loss", "macro_f1", "balanced_accuracy", "roc_auc_ovr", "cancer_sensitivity",
-         "benign_specificity", "ece", "ece_calibrated", "refer_kept", "refer_kept_accuracy", "shifted_accuracy", "params_m",
-         "seconds_per_epoch", "train_img_per_s"]
 
 
 @dataclass(frozen=True)
@@ -37,7 +26,7 @@ class Summary:
     exp: ExperimentDir
     runs: pd.DataFrame  # one row per run record (RunRecord.row), every scheme
     scheme: str  # the scheme the table ranks on
-    table: pd.DataFrame  # the leaderboard: COLUMNS, best first
+    table: pd.DataFrame  # the leaderboard: columns.csv_names(), best first
     inflation: pd.DataFrame | None  # grouped vs random test accuracy per backbone, when both ran
     comparison: dict | None  # stats.paired_comparison of #1 and #2, when there are two
     ladder: pd.DataFrame | None = None  # results.ladder: random -> grouped -> external sets, when any were scored
@@ -73,6 +62,7 @@ def load_runs(exp: ExperimentDir) -> pd.DataFrame:
     runs["augment"] = ["+".join(a) for a in runs.augment]
     return runs
 
+
 def worst_shift(g: pd.DataFrame) -> tuple[str | None, float]:
     """The shift with the lowest mean accuracy at the middle severity over an entry's runs."""
     middle = pd.DataFrame([r.get("middle", {}) for r in g.get("robustness", []) if isinstance(r, dict)]).mean()
@@ -92,8 +82,11 @@ def interval(g: pd.DataFrame) -> tuple[float, float, str]:
     low, high = stats.t_interval(acc)
     if g.split_seed.nunique() > 1:
         return low, high, "runs (t)"
-    boot = [(ci["test_accuracy"][1] - ci["test_accuracy"][0]) / 2 for ci in g.get("test_ci95", [])
-            if isinstance(ci, dict) and ci.get("test_accuracy") and ci["test_accuracy"][0] == ci["test_accuracy"][0]]
+    boot = [
+        (ci["test_accuracy"][1] - ci["test_accuracy"][0]) / 2
+        for ci in g.get("test_ci95", [])
+        if isinstance(ci, dict) and ci.get("test_accuracy") and ci["test_accuracy"][0] == ci["test_accuracy"][0]
+    ]
     if not boot:
         return low, high, "runs (t)"
     seeds = (high - low) / 2 if low == low else 0.0
@@ -119,14 +112,29 @@ def _row(g: pd.DataFrame) -> dict:
     low, high, kind = interval(g)
     pi_low, pi_high, pi_kind = single_model_interval(g)
     low, high = (min(max(v, 0.0), 1.0) for v in (low, high))  # an accuracy lies in [0, 1]
-    return {"backbone": g.backbone.iloc[0], "protocol": g.protocol.iloc[0], "test_accuracy": acc.mean(),
-            "test_accuracy_std": acc.std(ddof=1) if len(g) > 1 else math.nan, "ci95_low": low, "ci95_high": high,
-            "ci_kind": kind, "pi95_low": max(pi_low, 0.0), "pi95_high": min(pi_high, 1.0), "pi_kind": pi_kind,
-            "n": len(g), "n_seeds": g.seed.nunique(),
-            "n_splits": g.split_seed.nunique(), **{c: pd.to_numeric(g[c]).mean() for c in MEANS},
-            **dict(zip(("worst_shift", "worst_shift_accuracy"), worst_shift(g))), "refer_met": refer_met(g),
-            "pretrained": bool(g.pretrained.iloc[0]), "augment": g.augment.iloc[0], "scheme": g.scheme.iloc[0],
-            "img_size": int(g.img_size.iloc[0]), "entry": g.entry.iloc[0]}
+    return {
+        "backbone": g.backbone.iloc[0],
+        "protocol": g.protocol.iloc[0],
+        "test_accuracy": acc.mean(),
+        "test_accuracy_std": acc.std(ddof=1) if len(g) > 1 else math.nan,
+        "ci95_low": low,
+        "ci95_high": high,
+        "ci_kind": kind,
+        "pi95_low": max(pi_low, 0.0),
+        "pi95_high": min(pi_high, 1.0),
+        "pi_kind": pi_kind,
+        "n": len(g),
+        "n_seeds": g.seed.nunique(),
+        "n_splits": g.split_seed.nunique(),
+        **{c: pd.to_numeric(g[c]).mean() if c in g else math.nan for c in columns.means()},
+        **dict(zip(("worst_shift", "worst_shift_accuracy"), worst_shift(g))),
+        "refer_met": refer_met(g),
+        "pretrained": bool(g.pretrained.iloc[0]),
+        "augment": g.augment.iloc[0],
+        "scheme": g.scheme.iloc[0],
+        "img_size": int(g.img_size.iloc[0]),
+        "entry": g.entry.iloc[0],
+    }
 
 
 def refer_met(g: pd.DataFrame) -> str:
@@ -139,24 +147,33 @@ def refer_met(g: pd.DataFrame) -> str:
     return f"{sum(judged)}/{len(judged)} met"
 
 
-SHIPPED_RULE = ("the entry's run with the highest selection accuracy (the valid part; for fine-tuning its selection "
-                "half, the other half calibrates), then lowest valid loss, lowest split seed and training seed: "
-                "chosen without the test part or the evidence that calibrates it")
+SHIPPED_RULE = (
+    "the entry's run with the highest selection accuracy (the valid part; for fine-tuning its selection "
+    "half, the other half calibrates), then lowest valid loss, lowest split seed and training seed: "
+    "chosen without the test part or the evidence that calibrates it"
+)
 
 
 def shipped(g: pd.DataFrame) -> pd.Series:
     """The run of an entry's runs that ships (SHIPPED_RULE)."""
     chosen_on = g.selection_accuracy.fillna(g.valid_accuracy) if "selection_accuracy" in g else g.valid_accuracy
-    return g.assign(_chosen_on=chosen_on).sort_values(["_chosen_on", "valid_loss", "split_seed", "seed"],
-                                                      ascending=[False, True, True, True]).iloc[0]
+    return (
+        g.assign(_chosen_on=chosen_on)
+        .sort_values(["_chosen_on", "valid_loss", "split_seed", "seed"], ascending=[False, True, True, True])
+        .iloc[0]
+    )
 
 
 EXTERNAL = "external:"  # leaderboard columns "external:<name>": mean accuracy on that external set
 
 
 def _external_columns(g: pd.DataFrame, names: list[str]) -> dict:
-    return {f"{EXTERNAL}{n}": (ladders.external_runs(g, n).test_accuracy.mean() if len(ladders.external_runs(g, n))
-                               else math.nan) for n in names}
+    return {
+        f"{EXTERNAL}{n}": (
+            ladders.external_runs(g, n).test_accuracy.mean() if len(ladders.external_runs(g, n)) else math.nan
+        )
+        for n in names
+    }
 
 
 def leaderboard(ranked: pd.DataFrame) -> pd.DataFrame:
@@ -164,15 +181,16 @@ def leaderboard(ranked: pd.DataFrame) -> pd.DataFrame:
     table = pd.DataFrame([{**_row(g), **_external_columns(g, names)} for _, g in ranked.groupby("entry")])
     table = table.sort_values(["test_accuracy", "test_loss"], ascending=[False, True]).reset_index(drop=True)
     table.insert(0, "rank", range(1, len(table) + 1))
-    return table[[c for c in COLUMNS if c in table] + [f"{EXTERNAL}{n}" for n in names]]  # vs_best: summarize
+    return table[[c for c in columns.csv_names() if c in table] + [f"{EXTERNAL}{n}" for n in names]]
 
 
 def inflation(runs: pd.DataFrame) -> pd.DataFrame | None:
     """Grouped vs random test accuracy per backbone, when both were run."""
     if set(runs.scheme) < {"grouped", "random"}:
         return None
-    acc = runs.pivot_table(index=["backbone", "protocol", "augment"], columns="scheme", values="test_accuracy",
-                           aggfunc="mean")
+    acc = runs.pivot_table(
+        index=["backbone", "protocol", "augment"], columns="scheme", values="test_accuracy", aggfunc="mean"
+    )
     acc = acc.dropna().rename(columns={"grouped": "grouped_test_accuracy", "random": "random_test_accuracy"})
     acc["inflation"] = acc.random_test_accuracy - acc.grouped_test_accuracy
     acc.columns.name = None
@@ -189,7 +207,18 @@ def summarize(exp: ExperimentDir) -> Summary:
     first, second = (table.entry.tolist() + [None, None])[:2]
     comparison = stats.paired_comparison(first, second, ranked, key="entry") if second else None
     every = pairs.all_pairs(ranked, table.entry.tolist())
-    table.insert(COLUMNS.index("vs_best"), "vs_best", pairs.versus_best(every, table.entry.tolist()))
-    return Summary(exp, runs, scheme, table, inflation(full), comparison, ladders.ladder(full, scheme, interval),
-                   every, pairs.friedman(ranked, table.entry.tolist()),
-                   efficiency.table(runs[runs.scheme == scheme], interval), top)
+    at = [c for c in columns.csv_names() if c in table or c == "vs_best"].index("vs_best")
+    table.insert(at, "vs_best", pairs.versus_best(every, table.entry.tolist()))
+    return Summary(
+        exp,
+        runs,
+        scheme,
+        table,
+        inflation(full),
+        comparison,
+        ladders.ladder(full, scheme, interval),
+        every,
+        pairs.friedman(ranked, table.entry.tolist()),
+        efficiency.table(runs[runs.scheme == scheme], interval),
+        top,
+    )

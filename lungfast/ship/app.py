@@ -44,13 +44,19 @@ def advice(confidence: float, threshold: float | None, target: float = 0.99, del
     if threshold is None:
         return f"Confidence {confidence:.3f}. No referral threshold is recorded for this model (export it again)."
     if threshold == float("inf"):
-        return (f"Confidence {confidence:.3f}. No confidence of this model could be certified {target:.0%} accurate "
-                f"on new tile groups: **refer to a pathologist**.")
+        return (
+            f"Confidence {confidence:.3f}. No confidence of this model could be certified {target:.0%} accurate "
+            f"on new tile groups: **refer to a pathologist**."
+        )
     if confidence < threshold:
-        return (f"Confidence {confidence:.3f} is below {threshold:.3f}, the threshold certified {target:.0%} accurate "
-                f"on new tile groups: **refer to a pathologist**.")
-    return (f"Confidence {confidence:.3f} is at or above {threshold:.3f}: tiles kept there are certified "
-            f"{target:.0%} accurate on new tile groups, with probability {1 - delta:.0%}. Research use only.")
+        return (
+            f"Confidence {confidence:.3f} is below {threshold:.3f}, the threshold certified {target:.0%} accurate "
+            f"on new tile groups: **refer to a pathologist**."
+        )
+    return (
+        f"Confidence {confidence:.3f} is at or above {threshold:.3f}: tiles kept there are certified "
+        f"{target:.0%} accurate on new tile groups, with probability {1 - delta:.0%}. Research use only."
+    )
 
 
 def build(model_path: str, trusted: bool = False):
@@ -75,8 +81,10 @@ def build(model_path: str, trusted: bool = False):
         return {c: float(p) for c, p in zip(vocab, probs)}, overlay, advice(float(probs[top]), threshold, **promise)
 
     with gr.Blocks(title="lungfast") as demo:
-        gr.Markdown(f"# lungfast\nModel `{Path(model_path).name}`: {', '.join(vocab)}. Research use only; "
-                    f"not a diagnostic device.")
+        gr.Markdown(
+            f"# lungfast\nModel `{Path(model_path).name}`: {', '.join(vocab)}. Research use only; "
+            f"not a diagnostic device."
+        )
         with gr.Row():
             image = gr.File(type="filepath", label="H&E lung tile (JPEG, PNG, TIFF)")
             with gr.Column():
@@ -95,6 +103,7 @@ def serve(model_path: str, host: str = "127.0.0.1", port: int = 7860, trusted: b
     for key, value in {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1"}.items():
         os.environ.setdefault(key, value)
     demo = build(model_path, trusted)
-    demo.launch(server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True,
-                max_file_size=MAX_FILE_SIZE)
+    demo.launch(
+        server_name=host, server_port=port, prevent_thread_lock=not block, show_error=True, max_file_size=MAX_FILE_SIZE
+    )
     return demo

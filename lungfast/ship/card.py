@@ -15,15 +15,19 @@ from pathlib import Path
 import pandas as pd
 
 from lungfast.data import split as splits
+from lungfast.results import columns
 from lungfast.results.layout import RunDir
+from lungfast.ship.card_sections import calibration_text, fmt, interval, met, referral_text
 from lungfast.ship.parity import markdown as parity_markdown
 
-LIMITS = ("It is a research model, not a diagnostic device: it has not been validated for clinical use and must not "
-          "guide a diagnosis. LC25000 comes from one source (one institution's slides, one scanner, one staining "
-          "protocol), holds 250 original tiles per class (the rest are rotations and flips of them), and its tiles "
-          "were chosen as clear examples of each class; expect lower accuracy on other labs' slides (see the "
-          "external sets and the robustness table when present), on other magnifications, and on tissue that is "
-          "none of the classes.")
+LIMITS = (
+    "It is a research model, not a diagnostic device: it has not been validated for clinical use and must not "
+    "guide a diagnosis. LC25000 comes from one source (one institution's slides, one scanner, one staining "
+    "protocol), holds 250 original tiles per class (the rest are rotations and flips of them), and its tiles "
+    "were chosen as clear examples of each class; expect lower accuracy on other labs' slides (see the "
+    "external sets and the robustness table when present), on other magnifications, and on tissue that is "
+    "none of the classes."
+)
 
 
 PATHS = ("data_dir", "groups_csv", "results_dir")
@@ -38,14 +42,6 @@ def shareable(experiment: dict) -> dict:
     return out
 
 
-def _fmt(v, digits: int = 4) -> str:
-    return "–" if v is None or v != v else f"{v:.{digits}f}"
-
-
-def _interval(ci) -> str:
-    return f"{ci[0]:.4f}–{ci[1]:.4f}" if ci and ci[0] == ci[0] else "–"
-
-
 def parts_table(run: RunDir) -> pd.DataFrame:
     """Tiles and tile groups per class and part of the run's split."""
     summary = splits.summary(splits.read_csv(run.split_dir.split_csv))
@@ -56,112 +52,136 @@ def parts_table(run: RunDir) -> pd.DataFrame:
 
 def header(rec, library: str, license: str, metrics: dict) -> str:
     tags = ["image-classification", "histopathology", "lung", "lc25000", "lungfast", library]
-    lines = ["---", f"license: {license}", f"library_name: {library}", "pipeline_tag: image-classification",
-             "tags:", *[f"- {t}" for t in dict.fromkeys(tags)], "datasets:", "- LC25000", "metrics:",
-             *[f"- {m}" for m in metrics], "---"]
+    lines = [
+        "---",
+        f"license: {license}",
+        f"library_name: {library}",
+        "pipeline_tag: image-classification",
+        "tags:",
+        *[f"- {t}" for t in dict.fromkeys(tags)],
+        "datasets:",
+        "- LC25000",
+        "metrics:",
+        *[f"- {m}" for m in metrics],
+        "---",
+    ]
     return "\n".join(lines) + "\n"
 
 
-def _met(r: dict) -> str:
-    return "no threshold" if r.get("threshold") is None else "–" if r.get("met") is None else \
-        ("met" if r["met"] else "not met")
-
-
-def calibration_text(cal: dict) -> str:
-    where = cal.get("evidence", "the valid part")
-    if "kept" not in cal:  # a record from before #26: fitted on the valid part and always folded in
-        choice = f"Temperature {cal.get('temperature', float('nan')):.4f}, fitted on the valid part."
-    elif cal["kept"]:
-        choice = (f"Temperature {cal['temperature']:.4f}, fitted on {where}: kept because it lowered that evidence's "
-                  f"cross-fitted ECE ({_fmt(cal['evidence_ece_uncalibrated'])} to "
-                  f"{_fmt(cal['evidence_ece_cross_fitted'])}).")
-    elif not cal.get("identified", True):
-        choice = (f"No temperature folded in: {where} (or a fold of it) holds no wrong tile, so it cannot set one "
-                  f"(a fit would only sharpen without limit: {cal['fitted_temperature']:.4f}).")
-    else:
-        choice = (f"No temperature folded in: the one fitted on {where}, {cal['fitted_temperature']:.4f}, did not lower "
-                  f"that evidence's cross-fitted ECE ({_fmt(cal['evidence_ece_uncalibrated'])} uncalibrated, "
-                  f"{_fmt(cal['evidence_ece_cross_fitted'])} scaled).")
-    return (f"{choice} Test ECE {_fmt(cal.get('before', {}).get('ece'))} unscaled, {_fmt(cal.get('after', {}).get('ece'))} "
-            f"as shipped.\n")
-
-
-def referral_text(ref: dict) -> str:
-    if "message" not in ref:  # a record from before #26
-        return (f"Referral below a calibrated confidence of {_fmt(ref.get('threshold'))}, the lowest at which the valid "
-                f"part was >= 99% accurate: a point estimate with no stated guarantee (rerun for a certified one).\n")
-    t = ref["test"]
-    found = ("every test tile is referred" if ref["threshold"] is None else
-             f"on the test part it keeps {_fmt(t['kept'], 3)} of tiles, {_fmt(t['accuracy_kept'])} of them right "
-             f"(95% interval {_interval(t.get('accuracy_kept_ci95'))}, tile groups resampled): target "
-             f"{ref['target']:.0%} {_met(t)}")
-    return (f"Referral, certified on {ref.get('evidence', 'its evidence')}: {ref['message']}. Tiles below the threshold "
-            f"should go to a pathologist; {found}.\n")
-
-
-def build(rec, run: RunDir, experiment: dict, how_to_load: str, library: str, random_split: float | None = None,
-          license: str = "other", chosen_by: str = "", entry_row: dict | None = None, parity: dict | None = None) -> str:
+def build(
+    rec,
+    run: RunDir,
+    experiment: dict,
+    how_to_load: str,
+    library: str,
+    random_split: float | None = None,
+    license: str = "other",
+    chosen_by: str = "",
+    entry_row: dict | None = None,
+    parity: dict | None = None,
+) -> str:
     """The card's markdown: YAML header, then the sections a reader of a medical model looks for."""
-    spec, cal, ref = rec.spec, rec.calibration, rec.referral
+    spec, cal, ref, figures = rec.spec, rec.calibration, rec.referral, rec.to_json()
     metrics = {"accuracy": rec.test_accuracy, "balanced_accuracy": rec.balanced_accuracy, "ece": rec.ece_calibrated}
     parts = parts_table(run)
-    groups_line = (f"tile groups from {Path(rec.groups_csv).name}" if rec.groups_csv  # a name, not the author's disk
-                   else "no tile groups (each image its own)")
-    out = [header(rec, library, license, metrics),
-           f"# {spec.entry}: lung histopathology tile classifier ({', '.join(rec.vocab)})\n",
-           "Made by lungfast from its run records; every figure below is read from them.\n",
-           "## Intended use\n",
-           f"Research on H&E lung tissue tiles: classify a tile as one of {', '.join(rec.vocab)}, or refer it to a "
-           f"pathologist when the model is unsure. {LIMITS.split(': it')[0]}.\n",
-           "## Model\n",
-           f"- backbone: `{spec.backbone}` ({rec.source} `{rec.arch}`), {rec.params / 1e6:.2f} M parameters, "
-           f"{'pretrained weights' if spec.pretrained else 'trained from random initialisation'}",
-           f"- protocol: `{spec.protocol}` ({rec.schedule}); input: RGB squished to {spec.img_size} x {spec.img_size} "
-           f"px, scaled to [0, 1], normalised with the backbone's mean and std",
-           f"- output: calibrated class probabilities (temperature {cal.get('temperature', float('nan')):.4f} folded "
-           f"into the last layer)" + (f"\n- chosen: {chosen_by}" if chosen_by else ""), "",
-           "## Training data\n",
-           f"LC25000 lung tiles (Borkowski et al., arXiv:1912.12142), folder `{Path(experiment.get('data_dir', '?')).name}`: "
-           f"classes "
-           f"{', '.join(rec.vocab)}; `{spec.scheme}` scheme, split seed {spec.split_seed}, {groups_line}; "
-           f"{rec.n_train} train, {rec.n_valid} valid, {rec.n_test} test images ({rec.skipped_images} unreadable "
-           f"skipped). Tiles (images) and tile groups per class and part:\n",
-           parts.to_markdown(index=False) + "\n",
-           "## Test results\n",
-           "On the test part (tile groups never seen in training), 95% intervals from a bootstrap over test tile "
-           "groups:\n",
-           pd.DataFrame([{"figure": k, "value": _fmt(getattr(rec, k, None)), "95% interval": _interval(rec.test_ci95.get(k))}
-                         for k in ("test_accuracy", "balanced_accuracy", "cancer_sensitivity", "benign_specificity",
-                                   "ece_calibrated")]).to_markdown(index=False, disable_numparse=True) + "\n"]
+    groups_line = (
+        f"tile groups from {Path(rec.groups_csv).name}"
+        if rec.groups_csv  # a name, not the author's disk
+        else "no tile groups (each image its own)"
+    )
+    out = [
+        header(rec, library, license, metrics),
+        f"# {spec.entry}: lung histopathology tile classifier ({', '.join(rec.vocab)})\n",
+        "Made by lungfast from its run records; every figure below is read from them.\n",
+        "## Intended use\n",
+        f"Research on H&E lung tissue tiles: classify a tile as one of {', '.join(rec.vocab)}, or refer it to a "
+        f"pathologist when the model is unsure. {LIMITS.split(': it')[0]}.\n",
+        "## Model\n",
+        f"- backbone: `{spec.backbone}` ({rec.source} `{rec.arch}`), {rec.params / 1e6:.2f} M parameters, "
+        f"{'pretrained weights' if spec.pretrained else 'trained from random initialisation'}",
+        f"- protocol: `{spec.protocol}` ({rec.schedule}); input: RGB squished to {spec.img_size} x {spec.img_size} "
+        f"px, scaled to [0, 1], normalised with the backbone's mean and std",
+        f"- output: calibrated class probabilities (temperature {cal.get('temperature', float('nan')):.4f} folded "
+        f"into the last layer)" + (f"\n- chosen: {chosen_by}" if chosen_by else ""),
+        "",
+        "## Training data\n",
+        "LC25000 lung tiles (Borkowski et al., arXiv:1912.12142), "
+        f"folder `{Path(experiment.get('data_dir', '?')).name}`: "
+        f"classes "
+        f"{', '.join(rec.vocab)}; `{spec.scheme}` scheme, split seed {spec.split_seed}, {groups_line}; "
+        f"{rec.n_train} train, {rec.n_valid} valid, {rec.n_test} test images ({rec.skipped_images} unreadable "
+        f"skipped). Tiles (images) and tile groups per class and part:\n",
+        parts.to_markdown(index=False) + "\n",
+        "## Test results\n",
+        "On the test part (tile groups never seen in training), 95% intervals from a bootstrap over test tile "
+        "groups:\n",
+        pd.DataFrame(
+            [
+                {"figure": k, "value": fmt(figures.get(k)), "95% interval": interval(rec.test_ci95.get(k))}
+                for k in columns.names(columns.CARD)
+            ]
+        ).to_markdown(index=False, disable_numparse=True)
+        + "\n",
+    ]
     if entry_row:
         r = entry_row
-        out.append(f"Over the entry's {r['n']} run(s) ({spec.entry} on the {spec.scheme} scheme): mean test accuracy "
-                   f"{r['test_accuracy']:.4f}, 95% interval of the mean {_interval((r['ci95_low'], r['ci95_high']))} "
-                   f"({r['ci_kind']}); for one model on new tile groups, as this one: "
-                   f"{_interval((r['pi95_low'], r['pi95_high']))} ({r['pi_kind']}).\n")
+        out.append(
+            f"Over the entry's {r['n']} run(s) ({spec.entry} on the {spec.scheme} scheme): mean test accuracy "
+            f"{r['test_accuracy']:.4f}, 95% interval of the mean {interval((r['ci95_low'], r['ci95_high']))} "
+            f"({r['ci_kind']}); for one model on new tile groups, as this one: "
+            f"{interval((r['pi95_low'], r['pi95_high']))} ({r['pi_kind']}).\n"
+        )
     if random_split is not None:
-        out.append(f"The same settings on a random split (copies of one tile in train and test, as most published "
-                   f"LC25000 results) scored {random_split:.4f}: the difference is what the random split inflates.\n")
+        out.append(
+            f"The same settings on a random split (copies of one tile in train and test, as most published "
+            f"LC25000 results) scored {random_split:.4f}: the difference is what the random split inflates.\n"
+        )
     if rec.external:
-        out += ["## External sets\n", pd.DataFrame([
-            {"set": name, "images": f["n"], "groups": f["n_groups"], "accuracy": _fmt(f["accuracy"]),
-             "95% interval": _interval(f["ci95"]["accuracy"]), "balanced accuracy": _fmt(f["balanced_accuracy"]),
-             "ECE": _fmt(f["ece_calibrated"]), "kept by referral": _fmt(f["referral"]["kept"], 3),
-             "kept accuracy": _fmt(f["referral"]["accuracy_kept"]),
-             "kept 95% interval": _interval(f["referral"].get("accuracy_kept_ci95")),
-             "target": _met(f["referral"])}
-            for name, f in rec.external.items()]).to_markdown(index=False, disable_numparse=True) + "\n"]
+        out += [
+            "## External sets\n",
+            pd.DataFrame(
+                [
+                    {
+                        "set": name,
+                        "images": f["n"],
+                        "groups": f["n_groups"],
+                        "accuracy": fmt(f["accuracy"]),
+                        "95% interval": interval(f["ci95"]["accuracy"]),
+                        "balanced accuracy": fmt(f["balanced_accuracy"]),
+                        "ECE": fmt(f["ece_calibrated"]),
+                        "kept by referral": fmt(f["referral"]["kept"], 3),
+                        "kept accuracy": fmt(f["referral"]["accuracy_kept"]),
+                        "kept 95% interval": interval(f["referral"].get("accuracy_kept_ci95")),
+                        "target": met(f["referral"]),
+                    }
+                    for name, f in rec.external.items()
+                ]
+            ).to_markdown(index=False, disable_numparse=True)
+            + "\n",
+        ]
     out += ["## Calibration and referral\n", calibration_text(cal), referral_text(ref)]
     if parity is not None:
         out += ["## Precision\n", parity_markdown(parity)]
     if rec.robustness.get("middle"):
-        out += ["## Robustness\n", f"Test accuracy on {rec.robustness.get('n')} test tiles under input shifts at the "
-                f"middle severity (clean: {_fmt(rec.robustness.get('clean_accuracy'))}):\n",
-                pd.DataFrame([{"shift": k, "accuracy": _fmt(v)} for k, v in rec.robustness["middle"].items()])
-                .to_markdown(index=False, disable_numparse=True) + "\n"]
-    out += ["## Limitations\n", LIMITS + "\n", "## How to load it\n", how_to_load + "\n",
-            "## Reproduce\n", "The experiment as it ran (rerun it with `lungfast run`):\n",
-            "```json\n" + json.dumps(shareable(experiment), indent=1, sort_keys=True) + "\n```\n",
-            "Made with " + ", ".join(f"{k} {v}" for k, v in {**rec.versions, "python": platform.python_version()}.items())
-            + f"; device {rec.device.get('device', '?')} ({rec.device.get('precision', 'fp32')}).\n"]
+        out += [
+            "## Robustness\n",
+            f"Test accuracy on {rec.robustness.get('n')} test tiles under input shifts at the "
+            f"middle severity (clean: {fmt(rec.robustness.get('clean_accuracy'))}):\n",
+            pd.DataFrame([{"shift": k, "accuracy": fmt(v)} for k, v in rec.robustness["middle"].items()]).to_markdown(
+                index=False, disable_numparse=True
+            )
+            + "\n",
+        ]
+    out += [
+        "## Limitations\n",
+        LIMITS + "\n",
+        "## How to load it\n",
+        how_to_load + "\n",
+        "## Reproduce\n",
+        "The experiment as it ran (rerun it with `lungfast run`):\n",
+        "```json\n" + json.dumps(shareable(experiment), indent=1, sort_keys=True) + "\n```\n",
+        "Made with "
+        + ", ".join(f"{k} {v}" for k, v in {**rec.versions, "python": platform.python_version()}.items())
+        + f"; device {rec.device.get('device', '?')} ({rec.device.get('precision', 'fp32')}).\n",
+    ]
     return "\n".join(out)

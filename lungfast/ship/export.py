@@ -25,14 +25,14 @@ from lungfast.train import backbones
 
 LOAD = {  # how the card tells a reader to load each format
     "pickle": "```python\nfrom fastai.learner import load_learner  # a pickle runs code: load only what you trust\n"
-              "learn = load_learner(\"lung.pkl\")\nlearn.predict(\"tile.jpeg\")\n```\nor `lungfast predict lung.pkl TILES`.",
+    'learn = load_learner("lung.pkl")\nlearn.predict("tile.jpeg")\n```\nor `lungfast predict lung.pkl TILES`.',
     "safetensors": "`lungfast predict lung.safetensors TILES` (rebuilt from the registry; runs no pickle code).",
-    "timm": "```python\nimport timm, torch\nmodel = timm.create_model(\"local-dir:PATH\", pretrained=True).eval()  # or "
-            "\"hf-hub:ORG/NAME\"\ncfg = timm.data.resolve_data_config({}, model=model)\ntransform = "
-            "timm.data.create_transform(**cfg)\nprobs = model(transform(image)[None]).softmax(1)  # calibrated\n```\n"
-            "Publish the folder with `hf upload ORG/NAME PATH .` (huggingface_hub's command line).",
+    "timm": '```python\nimport timm, torch\nmodel = timm.create_model("local-dir:PATH", pretrained=True).eval()  # or '
+    '"hf-hub:ORG/NAME"\ncfg = timm.data.resolve_data_config({}, model=model)\ntransform = '
+    "timm.data.create_transform(**cfg)\nprobs = model(transform(image)[None]).softmax(1)  # calibrated\n```\n"
+    "Publish the folder with `hf upload ORG/NAME PATH .` (huggingface_hub's command line).",
     "onnx": "`lungfast predict lung.onnx TILES`, or ONNX Runtime directly: input `pixels` (N x 3 x H x W float in "
-            "[0, 1], RGB squished to the size in `lung.onnx.json`), output `probabilities` (calibrated).",
+    "[0, 1], RGB squished to the size in `lung.onnx.json`), output `probabilities` (calibrated).",
 }
 
 
@@ -51,10 +51,15 @@ def _safetensors(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
 def _onnx(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
     from lungfast.ship import onnx_model
 
-    onnx_model.export(model_io.load_pickle(run.learner, trusted), backbones.get(rec.spec.backbone).stats,
-                      rec.spec.img_size, out)
-    return {"format": "onnx", "img_size": rec.spec.img_size, "input": "pixels: N x 3 x H x W float in [0, 1]",
-            "output": "probabilities (calibrated)"}
+    onnx_model.export(
+        model_io.load_pickle(run.learner, trusted), backbones.get(rec.spec.backbone).stats, rec.spec.img_size, out
+    )
+    return {
+        "format": "onnx",
+        "img_size": rec.spec.img_size,
+        "input": "pixels: N x 3 x H x W float in [0, 1]",
+        "output": "probabilities (calibrated)",
+    }
 
 
 def _timm(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
@@ -79,21 +84,37 @@ def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = F
         mine = s.inflation[(s.inflation.backbone == rec.spec.backbone) & (s.inflation.protocol == rec.spec.protocol)]
         random = float(mine.random_test_accuracy.iloc[0]) if len(mine) else None
     library = "timm" if fmt == "timm" else "fastai" if fmt == "pickle" else fmt
-    ways = "\n\n".join(f"**{f}** (`lungfast export --format {f}`):\n\n{LOAD[f]}" for f in [fmt, *(f for f in LOAD if f != fmt)])
+    ways = "\n\n".join(
+        f"**{f}** (`lungfast export --format {f}`):\n\n{LOAD[f]}" for f in [fmt, *(f for f in LOAD if f != fmt)]
+    )
     row = s.table[s.table.entry == rec.spec.entry].iloc[0].to_dict()
     precision = parity.measure(run, rec, trusted)  # before the card, which shows it
-    text = card.build(rec, run, experiment, ways, library, random, chosen_by=SHIPPED_RULE, entry_row=row,
-                      parity=precision)
+    text = card.build(
+        rec, run, experiment, ways, library, random, chosen_by=SHIPPED_RULE, entry_row=row, parity=precision
+    )
     out = Path(out)
     meta = FORMATS[fmt](run, rec, out, trusted, text)  # (the timm folder holds its card; the rest get MODEL_CARD.md)
-    description = {**(meta or {}), "backbone": rec.spec.backbone, "protocol": rec.spec.protocol,
-                   "source_run": str(run.path.resolve()), "vocab": rec.vocab, "img_size": rec.spec.img_size,
-                   "refer_below": rec.referral.get("threshold"), "refer_target": rec.referral.get("target"),
-                   "refer_delta": rec.referral.get("delta"), "precision": precision["recorded"], "parity": precision,
-                   "chosen_by": SHIPPED_RULE,
-                   "test_accuracy": rec.test_accuracy, "test_ci95": rec.test_ci95.get("test_accuracy"),
-                   "entry_mean_ci95": [row["ci95_low"], row["ci95_high"]], "one_model_95": [row["pi95_low"], row["pi95_high"]],
-                   "one_model_kind": row["pi_kind"], "experiment": experiment, "versions": rec.versions}
+    description = {
+        **(meta or {}),
+        "backbone": rec.spec.backbone,
+        "protocol": rec.spec.protocol,
+        "source_run": str(run.path.resolve()),
+        "vocab": rec.vocab,
+        "img_size": rec.spec.img_size,
+        "refer_below": rec.referral.get("threshold"),
+        "refer_target": rec.referral.get("target"),
+        "refer_delta": rec.referral.get("delta"),
+        "precision": precision["recorded"],
+        "parity": precision,
+        "chosen_by": SHIPPED_RULE,
+        "test_accuracy": rec.test_accuracy,
+        "test_ci95": rec.test_ci95.get("test_accuracy"),
+        "entry_mean_ci95": [row["ci95_low"], row["ci95_high"]],
+        "one_model_95": [row["pi95_low"], row["pi95_high"]],
+        "one_model_kind": row["pi_kind"],
+        "experiment": experiment,
+        "versions": rec.versions,
+    }
     if fmt == "timm":
         files.write_json(out / "lungfast.json", description)
     else:

@@ -37,10 +37,16 @@ def export_safetensors(learn, rec, run: RunDir, out: Path) -> dict:
     from safetensors.torch import save_file
 
     b = backbones.get(rec.spec.backbone)
-    meta = {"format": "lungfast-safetensors-1", "backbone": b.name, "vocab": list(learn.dls.vocab),
-            "protocol": rec.spec.protocol,
-            "img_size": rec.spec.img_size, "stats": [list(s) for s in b.stats], "source_run": str(run.path.resolve()),
-            "versions": {"fastai": fastai.__version__, "timm": timm.__version__, "torch": torch.__version__}}
+    meta = {
+        "format": "lungfast-safetensors-1",
+        "backbone": b.name,
+        "vocab": list(learn.dls.vocab),
+        "protocol": rec.spec.protocol,
+        "img_size": rec.spec.img_size,
+        "stats": [list(s) for s in b.stats],
+        "source_run": str(run.path.resolve()),
+        "versions": {"fastai": fastai.__version__, "timm": timm.__version__, "torch": torch.__version__},
+    }
     state = {k: v.detach().cpu().contiguous() for k, v in learn.model.state_dict().items()}
     with files.atomic_path(out) as tmp:
         save_file(state, str(tmp))
@@ -51,7 +57,8 @@ def refusal(path: Path) -> LungfastError:
     return LungfastError(
         f"{path}: refusing to load this pickle: lungfast did not write it here, or it changed since. Loading a "
         f"pickle runs any code inside it. If you trust its source, pass --trust; or ask for a weights-only "
-        f"file (lungfast export DIR --format safetensors)")
+        f"file (lungfast export DIR --format safetensors)"
+    )
 
 
 def load_pickle(path: Path, trusted: bool = False):
@@ -75,8 +82,10 @@ def load_safetensors(path: Path):
 
     meta_file = sidecar(path)
     if not meta_file.is_file():
-        raise LungfastError(f"{path}: its description {meta_file.name} is missing; export again with "
-                            f"lungfast export DIR --format safetensors")
+        raise LungfastError(
+            f"{path}: its description {meta_file.name} is missing; export again with "
+            f"lungfast export DIR --format safetensors"
+        )
     again = "export it again with lungfast export DIR --format safetensors"
     try:
         meta = json.loads(meta_file.read_text())
@@ -88,14 +97,20 @@ def load_safetensors(path: Path):
         state = load_file(str(path))
         model = learner.create_model(b, n_out=len(vocab), pretrained=False)
         if protocol.frozen:  # a probe: the frozen body, then the head carrying its fitted classifier
-            head = heads.from_state(protocol.name, {k[2:]: v for k, v in state.items() if k.startswith("1.")}, len(vocab),
-                                    b.embedding, b.prefix_tokens)
+            head = heads.from_state(
+                protocol.name,
+                {k[2:]: v for k, v in state.items() if k.startswith("1.")},
+                len(vocab),
+                b.embedding,
+                b.prefix_tokens,
+            )
             model = torch.nn.Sequential(heads.frozen_body(b, model[0]), head)
         model.load_state_dict(state)
     except Exception as e:  # SafetensorError (damaged file), RuntimeError (tensors of another architecture)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
-        raise LungfastError(f"{path}: its weights do not load into {backbone} as {meta_file.name} describes it "
-                            f"({first}); {again}") from None
+        raise LungfastError(
+            f"{path}: its weights do not load into {backbone} as {meta_file.name} describes it ({first}); {again}"
+        ) from None
     dls = loaders.inference_dls(vocab, img_size, stats)
     learn = Learner(dls, model.eval(), loss_func=CrossEntropyLossFlat())
     learn.remove_cb(ProgressCallback)  # as in exported pickles: callers add a bar where they want one
@@ -130,8 +145,11 @@ def described(path: str | Path) -> dict:
             return json.loads(sidecar(path).read_text())
         if (path.parent / MANIFEST).is_file():
             rec = record.read(RunDir(path.parent))
-            return {"refer_below": rec.referral.get("threshold", "unknown"), "refer_target": rec.referral.get("target"),
-                    "precision": rec.device.get("precision")}
+            return {
+                "refer_below": rec.referral.get("threshold", "unknown"),
+                "refer_target": rec.referral.get("target"),
+                "precision": rec.device.get("precision"),
+            }
     except (ValueError, LungfastError):
         pass
     return {}
@@ -146,11 +164,16 @@ def precision_note(path: str | Path, used: str, why: str = "", found: dict | Non
     if not recorded or recorded == used or (recorded, used) == ("fp32", "onnx"):  # ONNX Runtime runs fp32
         return None
     pair = (d.get("parity") or {}).get("pairs", {}).get("|".join(sorted((recorded, used))))
-    gap = (f"export measured a largest probability gap of {pair['max_gap']:.2g} between the two on "
-           f"{d['parity']['n']} test tiles ({pair['class_flips']} class and {pair['refer_flips']} refer flips)"
-           if pair else "the gap between the two was not measured (export it again to measure it)")
-    return (f"note: {Path(path).name} was evaluated, calibrated and thresholded in {recorded}; it predicts in {used} "
-            f"here{f' ({why})' if why else ''}: {gap}")
+    gap = (
+        f"export measured a largest probability gap of {pair['max_gap']:.2g} between the two on "
+        f"{d['parity']['n']} test tiles ({pair['class_flips']} class and {pair['refer_flips']} refer flips)"
+        if pair
+        else "the gap between the two was not measured (export it again to measure it)"
+    )
+    return (
+        f"note: {Path(path).name} was evaluated, calibrated and thresholded in {recorded}; it predicts in {used} "
+        f"here{f' ({why})' if why else ''}: {gap}"
+    )
 
 
 def refer_below(path: str | Path) -> float | None:

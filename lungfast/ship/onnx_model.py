@@ -41,8 +41,16 @@ def export(learn, stats, img_size: int, out: Path) -> None:
     with files.atomic_path(out) as tmp, contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates on stdout
         for name in ("torch.onnx", "onnxscript", "onnx_ir"):  # progress notes, not problems
             logging.getLogger(name).setLevel(logging.ERROR)
-        torch.onnx.export(wrapped, (example,), str(tmp), input_names=["pixels"], output_names=["probabilities"],
-                          dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
+        torch.onnx.export(
+            wrapped,
+            (example,),
+            str(tmp),
+            input_names=["pixels"],
+            output_names=["probabilities"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            dynamo=True,
+            verbose=False,
+        )
 
 
 def describe(path: Path) -> dict:
@@ -50,8 +58,10 @@ def describe(path: Path) -> dict:
     try:
         return json.loads(meta.read_text())
     except (OSError, ValueError) as e:
-        raise LungfastError(f"{path}: its description {meta.name} is missing or damaged ({type(e).__name__}); export "
-                            f"again with lungfast export DIR --format onnx") from None
+        raise LungfastError(
+            f"{path}: its description {meta.name} is missing or damaged ({type(e).__name__}); export "
+            f"again with lungfast export DIR --format onnx"
+        ) from None
 
 
 def session(path: Path):
@@ -77,11 +87,21 @@ def predict(path: Path, paths: list[Path], batch_size: int = 64) -> pd.DataFrame
     vocab, size = meta["vocab"], int(meta["img_size"])
     errors = {p: ("file not found" if not p.exists() else unreadable_reason(p)) for p in paths}
     good = [p for p in paths if errors[p] is None]
-    rows = pd.DataFrame({"path": [str(p) for p in paths], "predicted": "", **{c: float("nan") for c in vocab},
-                         "error": [errors[p] or "" for p in paths]})
+    rows = pd.DataFrame(
+        {
+            "path": [str(p) for p in paths],
+            "predicted": "",
+            **{c: float("nan") for c in vocab},
+            "error": [errors[p] or "" for p in paths],
+        }
+    )
     if good:
-        probs = np.concatenate([run.run(None, {"pixels": pixels(good[i:i + batch_size], size)})[0]
-                                for i in range(0, len(good), batch_size)])
+        probs = np.concatenate(
+            [
+                run.run(None, {"pixels": pixels(good[i : i + batch_size], size)})[0]
+                for i in range(0, len(good), batch_size)
+            ]
+        )
         ok = rows.error == ""
         rows.loc[ok, vocab] = probs
         rows.loc[ok, "predicted"] = [vocab[i] for i in probs.argmax(1)]

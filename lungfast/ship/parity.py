@@ -54,9 +54,11 @@ def compare(probs: dict[str, np.ndarray], threshold: float | None) -> dict:
     for a, b in itertools.combinations(sorted(probs), 2):
         pa, pb = probs[a], probs[b]
         refer = (lambda p: p.max(1) < threshold) if threshold is not None else (lambda p: np.ones(len(p), bool))
-        pairs[f"{a}|{b}"] = {"max_gap": float(np.abs(pa - pb).max()) if len(pa) else 0.0,
-                             "class_flips": int((pa.argmax(1) != pb.argmax(1)).sum()),
-                             "refer_flips": int((refer(pa) != refer(pb)).sum())}
+        pairs[f"{a}|{b}"] = {
+            "max_gap": float(np.abs(pa - pb).max()) if len(pa) else 0.0,
+            "class_flips": int((pa.argmax(1) != pb.argmax(1)).sum()),
+            "refer_flips": int((refer(pa) != refer(pb)).sum()),
+        }
     return {"n": int(len(next(iter(probs.values())))), "pairs": pairs}
 
 
@@ -70,8 +72,17 @@ def measure(run, rec, trusted: bool) -> dict:
 def markdown(parity: dict) -> str:
     if not parity.get("pairs"):
         return "Not measured (no test tiles on this machine).\n"
-    rows = [{"compared": k.replace("|", " vs "), "largest probability gap": f"{v['max_gap']:.2g}",
-             "class flips": v["class_flips"], "refer flips": v["refer_flips"]} for k, v in parity["pairs"].items()]
-    return (f"Its figures were made in **{parity['recorded']}**; `predict`, `evaluate`, the app and the notebook "
-            f"load it in that precision on any machine. The same model on {parity['n']} test tiles in each "
-            f"precision:\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n")
+    rows = [
+        {
+            "compared": k.replace("|", " vs "),
+            "largest probability gap": f"{v['max_gap']:.2g}",
+            "class flips": v["class_flips"],
+            "refer flips": v["refer_flips"],
+        }
+        for k, v in parity["pairs"].items()
+    ]
+    return (
+        f"Its figures were made in **{parity['recorded']}**; `predict`, `evaluate`, the app and the notebook "
+        f"load it in that precision on any machine. The same model on {parity['n']} test tiles in each "
+        f"precision:\n\n" + pd.DataFrame(rows).to_markdown(index=False) + "\n"
+    )

@@ -30,8 +30,9 @@ def collect(inputs: list[str]) -> list[Path]:
     return found
 
 
-def predict(learn, paths: list[Path], tta: bool = False, progress: bool | None = None,
-            refer_below: float | None = None) -> pd.DataFrame:
+def predict(
+    learn, paths: list[Path], tta: bool = False, progress: bool | None = None, refer_below: float | None = None
+) -> pd.DataFrame:
     """Class probabilities per file; with `refer_below` (the model's 99%-accuracy threshold), a `refer`
     column: true where the top probability is below it (a pathologist should look)."""
     from fastai.callback.progress import ProgressCallback
@@ -39,8 +40,14 @@ def predict(learn, paths: list[Path], tta: bool = False, progress: bool | None =
     vocab = list(learn.dls.vocab)
     errors = {p: ("file not found" if not p.exists() else unreadable_reason(p)) for p in paths}
     good = [p for p in paths if errors[p] is None]
-    rows = pd.DataFrame({"path": [str(p) for p in paths], "predicted": "", **{c: float("nan") for c in vocab},
-                         "error": [errors[p] or "" for p in paths]})
+    rows = pd.DataFrame(
+        {
+            "path": [str(p) for p in paths],
+            "predicted": "",
+            **{c: float("nan") for c in vocab},
+            "error": [errors[p] or "" for p in paths],
+        }
+    )
     if good:
         dl = learn.dls.test_dl(good) if tta else loaders.inference(learn.dls.test_dl(good))
         if progress is None:  # a bar for a person at a terminal (on stderr: stdout may carry the CSV)

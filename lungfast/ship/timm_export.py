@@ -63,8 +63,14 @@ def to_timm(learn, rec) -> torch.nn.Module:
 def data_config(rec, stats) -> dict:
     """The preprocessing the learner used, in timm's terms: squish to img_size (no crop), bilinear, mean/std."""
     size = rec.spec.img_size
-    return {"input_size": (3, size, size), "interpolation": "bilinear", "mean": tuple(stats[0]), "std": tuple(stats[1]),
-            "crop_pct": 1.0, "crop_mode": "squash"}
+    return {
+        "input_size": (3, size, size),
+        "interpolation": "bilinear",
+        "mean": tuple(stats[0]),
+        "std": tuple(stats[1]),
+        "crop_pct": 1.0,
+        "crop_mode": "squash",
+    }
 
 
 def export(learn, rec, out: Path, card: str) -> None:
@@ -78,9 +84,13 @@ def export(learn, rec, out: Path, card: str) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     # the source weights' tag and license describe ImageNet weights, not this model: the card says what applies
     own = {"tag": "lungfast", "license": "other"}
-    save_for_hf(plain, str(staging), model_config={"label_names": list(rec.vocab), "pretrained_cfg": own},
-                safe_serialization=True,
-                data_config=data_config(rec, b.stats))
+    save_for_hf(
+        plain,
+        str(staging),
+        model_config={"label_names": list(rec.vocab), "pretrained_cfg": own},
+        safe_serialization=True,
+        data_config=data_config(rec, b.stats),
+    )
     files.write_text(staging / "README.md", card)
     if out.exists():
         shutil.rmtree(out)

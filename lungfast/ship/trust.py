@@ -36,4 +36,3 @@ def vouched(path: str | Path) -> bool:
         return False
     known = json.loads(entry.read_text())
     return known["path"] == str(path.resolve()) and known["sha256"] == files.sha256(path)
-

@@ -22,8 +22,17 @@ class StainAugment(Callback):
         import albumentations as A
 
         self.mean, self.std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in stats)
-        self.aug = A.Compose([A.HEStain(method="random_preset", intensity_scale_range=(0.8, 1.2),
-                                        intensity_shift_range=(-0.1, 0.1), p=self.P)], seed=seed)
+        self.aug = A.Compose(
+            [
+                A.HEStain(
+                    method="random_preset",
+                    intensity_scale_range=(0.8, 1.2),
+                    intensity_shift_range=(-0.1, 0.1),
+                    p=self.P,
+                )
+            ],
+            seed=seed,
+        )
 
     def before_batch(self):
         if not self.training:

@@ -9,8 +9,8 @@ Everything else (schedule, normalization stats, how the learner is built) follow
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from lungfast.errors import LungfastError
 from lungfast.train import weights as offline
@@ -34,7 +34,7 @@ class Backbone:
     prefix_tokens: int = 1  # class + register tokens before the patch tokens (for "cls+patch_mean")
     note: str = ""  # shown by `lungfast backbones`
     license: str = ""  # the weights' license, from the model card (shown by `lungfast backbones`)
-    hub_weights: Callable[["Backbone"], str] | None = None  # hub repo in another layout -> a timm weights file
+    hub_weights: Callable[[Backbone], str] | None = None  # hub repo in another layout -> a timm weights file
 
     def kwargs(self) -> dict:
         return self.timm_kwargs() if self.timm_kwargs else {}
@@ -57,9 +57,20 @@ def _uni2_kwargs() -> dict:
     import timm
     import torch
 
-    return {"img_size": 224, "patch_size": 14, "depth": 24, "num_heads": 24, "init_values": 1e-5, "embed_dim": 1536,
-            "mlp_ratio": 2.66667 * 2, "no_embed_class": True, "mlp_layer": timm.layers.SwiGLUPacked,
-            "act_layer": torch.nn.SiLU, "reg_tokens": 8, "dynamic_img_size": True}
+    return {
+        "img_size": 224,
+        "patch_size": 14,
+        "depth": 24,
+        "num_heads": 24,
+        "init_values": 1e-5,
+        "embed_dim": 1536,
+        "mlp_ratio": 2.66667 * 2,
+        "no_embed_class": True,
+        "mlp_layer": timm.layers.SwiGLUPacked,
+        "act_layer": torch.nn.SiLU,
+        "reg_tokens": 8,
+        "dynamic_img_size": True,
+    }
 
 
 def _h0_mini_kwargs() -> dict:
@@ -78,61 +89,143 @@ def _virchow2_kwargs() -> dict:
     import torch
 
     # global_pool "token": a pooled output for fine-tuning; probes read the tokens (probe.heads.TokenBody)
-    return {"img_size": 224, "init_values": 1e-5, "mlp_ratio": 5.3375, "reg_tokens": 4, "global_pool": "token",
-            "mlp_layer": timm.layers.SwiGLUPacked, "act_layer": torch.nn.SiLU, "dynamic_img_size": True}
+    return {
+        "img_size": 224,
+        "init_values": 1e-5,
+        "mlp_ratio": 5.3375,
+        "reg_tokens": 4,
+        "global_pool": "token",
+        "mlp_layer": timm.layers.SwiGLUPacked,
+        "act_layer": torch.nn.SiLU,
+        "dynamic_img_size": True,
+    }
 
 
-REGISTRY: dict[str, Backbone] = {b.name: b for b in [
-    Backbone("resnet50", "torchvision", "resnet50", True),
-    Backbone("resnet50d", "timm", "resnet50d", True),
-    Backbone("resnet18", "timm", "resnet18", True),
-    Backbone("efficientnetv2_rw_t", "timm", "efficientnetv2_rw_t", True),
-    Backbone("regnetz_b16", "timm", "regnetz_b16", True),
-    Backbone("mobilenetv2_100", "timm", "mobilenetv2_100", True),
-    Backbone("convnext_nano", "timm", "convnext_nano", True),
-    Backbone("tf_efficientnet_lite0", "timm", "tf_efficientnet_lite0", True, offline.efficientnet_lite0_file),
-    Backbone("xresnet34", "fastai", "xresnet34", False),
-    Backbone("xresnet18", "fastai", "xresnet18", False),
-    Backbone("tiny", "timm", "test_resnet", False, test_only=True),
-    # Pathology foundation models, as their model cards load them with timm. GPU advised beyond probes.
-    # Phikon (Owkin, iBOT ViT-B/16, open): owkin/phikon ships transformers weights; this is their timm
-    # conversion. Embedding: the class token. ImageNet normalisation.
-    Backbone("phikon", "timm", "vit_base_patch16_224", True, hub="hf-hub:1aurent/vit_base_patch16_224.owkin_pancancer",
-             norm=IMAGENET_STATS),
-    # UNI (Mahmood Lab, ViT-L/16, gated): create_model("hf-hub:MahmoodLab/uni", init_values=1e-5,
-    # dynamic_img_size=True). Embedding: the class token. ImageNet normalisation.
-    Backbone("uni", "timm", "vit_large_patch16_224", True, hub="hf-hub:MahmoodLab/uni", gated=True, norm=IMAGENET_STATS,
-             timm_kwargs=lambda: {"init_values": 1e-5, "dynamic_img_size": True}, note="GPU for fine_tune"),
-    # UNI2-h (Mahmood Lab, ViT-H/14 with 8 registers, gated): the card's timm_kwargs. Class token.
-    Backbone("uni2_h", "timm", "vit_giant_patch14_224", True, hub="hf-hub:MahmoodLab/UNI2-h", gated=True, norm=IMAGENET_STATS,
-             timm_kwargs=_uni2_kwargs, note="GPU for fine_tune"),
-    # Virchow2 (Paige, ViT-H/14 with 4 registers, gated): mlp_layer=SwiGLUPacked, act_layer=SiLU; the card's
-    # embedding is the class token concatenated with the mean patch token (tokens 1-4 are registers).
-    Backbone("virchow2", "timm", "vit_huge_patch14_224", True, hub="hf-hub:paige-ai/Virchow2", gated=True, norm=IMAGENET_STATS,
-             timm_kwargs=_virchow2_kwargs, embedding="cls+patch_mean", prefix_tokens=5, note="GPU for fine_tune"),
-    # H-optimus-0 (Bioptimus, ViT-g/14 with 4 registers, open): init_values=1e-5, dynamic_img_size=False,
-    # the card's own normalisation. Embedding: the class token.
-    Backbone("h_optimus_0", "timm", "vit_giant_patch14_reg4_dinov2", True, hub="hf-hub:bioptimus/H-optimus-0",
-             timm_kwargs=lambda: {"img_size": 224, "init_values": 1e-5, "dynamic_img_size": False},
-             norm=((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517)), note="GPU for fine_tune"),
-    # H0-mini (Bioptimus, ViT-B/14 with 4 registers distilled from H-optimus-1, gated): the card's
-    # create_model("hf-hub:bioptimus/H0-mini", mlp_layer=SwiGLUPacked, act_layer=SiLU); its features are the class
-    # token concatenated with the mean patch token (tokens 1-4 are registers); H-optimus normalisation.
-    Backbone("h0_mini", "timm", "vit_base_patch14_reg4_dinov2", True, hub="hf-hub:bioptimus/H0-mini", gated=True,
-             timm_kwargs=_h0_mini_kwargs, norm=((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517)),
-             embedding="cls+patch_mean", prefix_tokens=5, license="CC-BY-NC-ND-4.0"),
-    # Midnight-12k (kaiko.ai, DINOv2 ViT-g/14, 12k slides, open): the card loads transformers' AutoModel; lungfast
-    # converts those weights to timm's vit_giant_patch14_dinov2 once. 224 px, mean = std = 0.5; features: class
-    # token + mean patch token (3072).
-    Backbone("midnight_12k", "timm", "vit_giant_patch14_dinov2", True, hub="hf-hub:kaiko-ai/midnight",
-             timm_kwargs=_midnight_kwargs, norm=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), embedding="cls+patch_mean",
-             license="MIT", hub_weights=offline.dinov2_hub_file, note="GPU for fine_tune"),
-    # Phikon-v2 (Owkin, DINOv2 ViT-L/16, open): transformers weights converted to timm's vit_large_patch16_224 with
-    # layer scale; ImageNet normalisation; features: the class token (1024).
-    Backbone("phikon_v2", "timm", "vit_large_patch16_224", True, hub="hf-hub:owkin/phikon-v2",
-             timm_kwargs=lambda: {"init_values": 1e-5}, norm=IMAGENET_STATS, license="Owkin non-commercial",
-             hub_weights=offline.dinov2_hub_file, note="GPU for fine_tune"),
-]}
+REGISTRY: dict[str, Backbone] = {
+    b.name: b
+    for b in [
+        Backbone("resnet50", "torchvision", "resnet50", True),
+        Backbone("resnet50d", "timm", "resnet50d", True),
+        Backbone("resnet18", "timm", "resnet18", True),
+        Backbone("efficientnetv2_rw_t", "timm", "efficientnetv2_rw_t", True),
+        Backbone("regnetz_b16", "timm", "regnetz_b16", True),
+        Backbone("mobilenetv2_100", "timm", "mobilenetv2_100", True),
+        Backbone("convnext_nano", "timm", "convnext_nano", True),
+        Backbone("tf_efficientnet_lite0", "timm", "tf_efficientnet_lite0", True, offline.efficientnet_lite0_file),
+        Backbone("xresnet34", "fastai", "xresnet34", False),
+        Backbone("xresnet18", "fastai", "xresnet18", False),
+        Backbone("tiny", "timm", "test_resnet", False, test_only=True),
+        # Pathology foundation models, as their model cards load them with timm. GPU advised beyond probes.
+        # Phikon (Owkin, iBOT ViT-B/16, open): owkin/phikon ships transformers weights; this is their timm
+        # conversion. Embedding: the class token. ImageNet normalisation.
+        Backbone(
+            "phikon",
+            "timm",
+            "vit_base_patch16_224",
+            True,
+            hub="hf-hub:1aurent/vit_base_patch16_224.owkin_pancancer",
+            norm=IMAGENET_STATS,
+        ),
+        # UNI (Mahmood Lab, ViT-L/16, gated): create_model("hf-hub:MahmoodLab/uni", init_values=1e-5,
+        # dynamic_img_size=True). Embedding: the class token. ImageNet normalisation.
+        Backbone(
+            "uni",
+            "timm",
+            "vit_large_patch16_224",
+            True,
+            hub="hf-hub:MahmoodLab/uni",
+            gated=True,
+            norm=IMAGENET_STATS,
+            timm_kwargs=lambda: {"init_values": 1e-5, "dynamic_img_size": True},
+            note="GPU for fine_tune",
+        ),
+        # UNI2-h (Mahmood Lab, ViT-H/14 with 8 registers, gated): the card's timm_kwargs. Class token.
+        Backbone(
+            "uni2_h",
+            "timm",
+            "vit_giant_patch14_224",
+            True,
+            hub="hf-hub:MahmoodLab/UNI2-h",
+            gated=True,
+            norm=IMAGENET_STATS,
+            timm_kwargs=_uni2_kwargs,
+            note="GPU for fine_tune",
+        ),
+        # Virchow2 (Paige, ViT-H/14 with 4 registers, gated): mlp_layer=SwiGLUPacked, act_layer=SiLU; the card's
+        # embedding is the class token concatenated with the mean patch token (tokens 1-4 are registers).
+        Backbone(
+            "virchow2",
+            "timm",
+            "vit_huge_patch14_224",
+            True,
+            hub="hf-hub:paige-ai/Virchow2",
+            gated=True,
+            norm=IMAGENET_STATS,
+            timm_kwargs=_virchow2_kwargs,
+            embedding="cls+patch_mean",
+            prefix_tokens=5,
+            note="GPU for fine_tune",
+        ),
+        # H-optimus-0 (Bioptimus, ViT-g/14 with 4 registers, open): init_values=1e-5, dynamic_img_size=False,
+        # the card's own normalisation. Embedding: the class token.
+        Backbone(
+            "h_optimus_0",
+            "timm",
+            "vit_giant_patch14_reg4_dinov2",
+            True,
+            hub="hf-hub:bioptimus/H-optimus-0",
+            timm_kwargs=lambda: {"img_size": 224, "init_values": 1e-5, "dynamic_img_size": False},
+            norm=((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517)),
+            note="GPU for fine_tune",
+        ),
+        # H0-mini (Bioptimus, ViT-B/14 with 4 registers distilled from H-optimus-1, gated): the card's
+        # create_model("hf-hub:bioptimus/H0-mini", mlp_layer=SwiGLUPacked, act_layer=SiLU); its features are the class
+        # token concatenated with the mean patch token (tokens 1-4 are registers); H-optimus normalisation.
+        Backbone(
+            "h0_mini",
+            "timm",
+            "vit_base_patch14_reg4_dinov2",
+            True,
+            hub="hf-hub:bioptimus/H0-mini",
+            gated=True,
+            timm_kwargs=_h0_mini_kwargs,
+            norm=((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517)),
+            embedding="cls+patch_mean",
+            prefix_tokens=5,
+            license="CC-BY-NC-ND-4.0",
+        ),
+        # Midnight-12k (kaiko.ai, DINOv2 ViT-g/14, 12k slides, open): the card loads transformers' AutoModel; lungfast
+        # converts those weights to timm's vit_giant_patch14_dinov2 once. 224 px, mean = std = 0.5; features: class
+        # token + mean patch token (3072).
+        Backbone(
+            "midnight_12k",
+            "timm",
+            "vit_giant_patch14_dinov2",
+            True,
+            hub="hf-hub:kaiko-ai/midnight",
+            timm_kwargs=_midnight_kwargs,
+            norm=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+            embedding="cls+patch_mean",
+            license="MIT",
+            hub_weights=offline.dinov2_hub_file,
+            note="GPU for fine_tune",
+        ),
+        # Phikon-v2 (Owkin, DINOv2 ViT-L/16, open): transformers weights converted to timm's vit_large_patch16_224 with
+        # layer scale; ImageNet normalisation; features: the class token (1024).
+        Backbone(
+            "phikon_v2",
+            "timm",
+            "vit_large_patch16_224",
+            True,
+            hub="hf-hub:owkin/phikon-v2",
+            timm_kwargs=lambda: {"init_values": 1e-5},
+            norm=IMAGENET_STATS,
+            license="Owkin non-commercial",
+            hub_weights=offline.dinov2_hub_file,
+            note="GPU for fine_tune",
+        ),
+    ]
+}
 
 
 def get(name: str) -> Backbone:
@@ -144,7 +237,6 @@ def get(name: str) -> Backbone:
 
 def check_names(names: list[str]) -> list[Backbone]:
     return [get(n) for n in names]
-
 
 
 def weights_kind(b: Backbone) -> str:

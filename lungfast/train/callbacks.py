@@ -61,8 +61,9 @@ class EpochHistory(TrainedEpochCallback):
     def after_trained_epoch(self):
         values = dict(zip(self.recorder.metric_names[1:-1], self.recorder.log[1:-1]))
         values = {k: float("nan") if v is None else float(v) for k, v in values.items()}  # None: no valid part
-        self.rows.append({"epoch": len(self.rows), **values,
-                          "seconds": time.perf_counter() - self.t0, "train_images": self.n_seen})
+        self.rows.append(
+            {"epoch": len(self.rows), **values, "seconds": time.perf_counter() - self.t0, "train_images": self.n_seen}
+        )
         files.write_csv(self.path, pd.DataFrame(self.rows))
 
     @staticmethod
@@ -83,10 +84,19 @@ class EpochLog(TrainedEpochCallback):
 
     def after_trained_epoch(self):
         row = self.learn.epoch_history.rows[-1]
-        shown = " ".join(f"{k}={v:.4f}" for k, v in row.items()
-                         if k not in ("epoch", "seconds", "train_images") and isinstance(v, float))
-        log.info("%s epoch %d: %s  %.1fs  %.0f img/s", self.label, row["epoch"] + 1, shown, row["seconds"],
-                 row["train_images"] / max(row["seconds"], 1e-9))
+        shown = " ".join(
+            f"{k}={v:.4f}"
+            for k, v in row.items()
+            if k not in ("epoch", "seconds", "train_images") and isinstance(v, float)
+        )
+        log.info(
+            "%s epoch %d: %s  %.1fs  %.0f img/s",
+            self.label,
+            row["epoch"] + 1,
+            shown,
+            row["seconds"],
+            row["train_images"] / max(row["seconds"], 1e-9),
+        )
 
 
 class MLflowEpochs(TrainedEpochCallback):
@@ -99,8 +109,9 @@ class MLflowEpochs(TrainedEpochCallback):
 
     def after_trained_epoch(self):
         row = self.learn.epoch_history.rows[-1]
-        self.mlflow.log_metrics({k: v for k, v in row.items() if k not in ("epoch", "seconds", "train_images")},
-                                step=row["epoch"])
+        self.mlflow.log_metrics(
+            {k: v for k, v in row.items() if k not in ("epoch", "seconds", "train_images")}, step=row["epoch"]
+        )
 
 
 class Checkpoint(TrainedEpochCallback):
@@ -118,8 +129,10 @@ class Checkpoint(TrainedEpochCallback):
 
         with files.atomic_path(self.folder / "state.pth") as tmp:  # a full disk leaves the last good state
             save_model(tmp, self.learn.model, getattr(self.learn, "opt", None), with_opt=True)
-        files.write_json(self.folder / "progress.json", {"key": self.key, "lr_found": self.lr_found,
-                                                          "epochs_done": len(self.learn.epoch_history.rows)})
+        files.write_json(
+            self.folder / "progress.json",
+            {"key": self.key, "lr_found": self.lr_found, "epochs_done": len(self.learn.epoch_history.rows)},
+        )
 
     @staticmethod
     def progress(folder: Path, key: dict) -> tuple[int, float | None]:
@@ -148,8 +161,8 @@ class RankLog(Callback):
         if not hasattr(dl, "all_idxs"):
             return
         # the rank's slice, as fastai's DistributedDL.get_idxs cuts it from the broadcast list
-        idxs = dl.all_idxs + (dl.all_idxs * (dl.n_padded // dl.n))[:dl.n_padded - dl.n]
-        mine = idxs[dl.rank * dl.n_padded // dl.world_size:(dl.rank + 1) * dl.n_padded // dl.world_size]
+        idxs = dl.all_idxs + (dl.all_idxs * (dl.n_padded // dl.n))[: dl.n_padded - dl.n]
+        mine = idxs[dl.rank * dl.n_padded // dl.world_size : (dl.rank + 1) * dl.n_padded // dl.world_size]
         log.info("rank %d/%d: epoch %d trained on %d of %d items", dl.rank, dl.world_size, self.epoch, len(mine), dl.n)
         log.debug("rank %d/%d: epoch %d items %s", dl.rank, dl.world_size, self.epoch, sorted(mine))
 
@@ -174,8 +187,9 @@ class CpuAutocast(Callback):
         import torch
 
         if self.channels_last:  # the model was converted once, by train.device.apply
-            self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
-                                  for x in self.xb)
+            self.learn.xb = tuple(
+                x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x for x in self.xb
+            )
         self._ctx = torch.autocast("cpu", dtype=torch.bfloat16)
         self._ctx.__enter__()
 

@@ -45,8 +45,12 @@ def describe(cpu: bool = False) -> dict:
     import torch
 
     if torch.cuda.is_available() and not cpu:
-        return {"type": "cuda", "bf16": bool(torch.cuda.is_bf16_supported()), "cpus": os.cpu_count() or 1,
-                "name": torch.cuda.get_device_name()}
+        return {
+            "type": "cuda",
+            "bf16": bool(torch.cuda.is_bf16_supported()),
+            "cpus": os.cpu_count() or 1,
+            "name": torch.cuda.get_device_name(),
+        }
     units = sorted(set(BF16_UNITS) & cpu_flags())
     return {"type": "cpu", "bf16": bool(units), "cpus": os.cpu_count() or 1, "bf16_units": units}
 
@@ -57,13 +61,21 @@ def plan_for(desc: dict, precision: str = "auto") -> DevicePlan:
         if precision == "fp32":
             return DevicePlan("cuda", "fp32", True, True, min(8, desc["cpus"]), "precision = fp32 asked")
         amp = "bf16" if desc["bf16"] else "fp16"
-        return DevicePlan("cuda", amp, True, True, min(8, desc["cpus"]),
-                          "CUDA with bf16" if desc["bf16"] else "CUDA without bf16: fp16 with loss scaling")
+        return DevicePlan(
+            "cuda",
+            amp,
+            True,
+            True,
+            min(8, desc["cpus"]),
+            "CUDA with bf16" if desc["bf16"] else "CUDA without bf16: fp16 with loss scaling",
+        )
     units = ", ".join(desc.get("bf16_units", [])) or "none"
     if precision == "bf16" or (precision == "auto" and desc["bf16"]):
         why = f"CPU bf16 matrix units: {units}" if desc["bf16"] else f"precision = bf16 asked (bf16 units: {units})"
         return DevicePlan("cpu", "bf16", True, False, 0, why)
-    why = "precision = fp32 asked" if precision == "fp32" else f"CPU without bf16 matrix units ({', '.join(BF16_UNITS)})"
+    why = (
+        "precision = fp32 asked" if precision == "fp32" else f"CPU without bf16 matrix units ({', '.join(BF16_UNITS)})"
+    )
     return DevicePlan("cpu", "fp32", False, False, 0, why)
 
 
@@ -103,5 +115,3 @@ def apply(learn, plan: DevicePlan) -> None:
         learn.to_channelslast(use_amp=amp, amp_mode=mode)
     elif amp:
         learn.add_cb(MixedPrecision(amp_mode=mode))
-
-

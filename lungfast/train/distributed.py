@@ -58,8 +58,16 @@ def launch(nproc: int, argv: list[str]) -> int:
     env = dict(os.environ)
     if not torch.cuda.is_available():
         env["ACCELERATE_USE_CPU"] = "1"  # else accelerate never wraps the model without CUDA
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "lungfast.cli", *argv]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "lungfast.cli",
+        *argv,
+    ]
     return subprocess.call(cmd, env=env)
 
 

@@ -88,8 +88,16 @@ def build(dls, b: Backbone, pretrained: bool, weights_file: str | None, path="."
     with weights_errors(b, weights_file):
         arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file, pretrained)
         # the loss fastai would infer from a CategoryBlock, named: the store's loaders carry no dataset
-        return vision_learner(dls, arch, normalize=False, pretrained=pretrained, metrics=accuracy,
-                              loss_func=CrossEntropyLossFlat(), path=path, **kwargs)
+        return vision_learner(
+            dls,
+            arch,
+            normalize=False,
+            pretrained=pretrained,
+            metrics=accuracy,
+            loss_func=CrossEntropyLossFlat(),
+            path=path,
+            **kwargs,
+        )
 
 
 @contextlib.contextmanager
@@ -101,19 +109,23 @@ def weights_errors(b: Backbone, weights_file: str | None):
         if not weights_file:
             raise
         first = str(e).strip().splitlines()[0][:150] if str(e).strip() else type(e).__name__
-        raise LungfastError(f"{b.name}: weights file {weights_file} does not fit {b.source} {b.arch} ({first}); "
-                            f"name weights saved from that architecture") from None
+        raise LungfastError(
+            f"{b.name}: weights file {weights_file} does not fit {b.source} {b.arch} ({first}); "
+            f"name weights saved from that architecture"
+        ) from None
     except OSError as e:  # no network and no file: urllib's URLError and the HF hub's errors are OSErrors
         where = f"local file {weights_file}" if weights_file else (b.hub or "the internet")
         hub = ""
         if b.hub and not weights_file:
             hub = "go online (unset HF_HUB_OFFLINE)" + (
-                f", accept the terms on huggingface.co/{b.hub.split(':', 1)[1]} and set HF_TOKEN" if b.gated else "")
+                f", accept the terms on huggingface.co/{b.hub.split(':', 1)[1]} and set HF_TOKEN" if b.gated else ""
+            )
             hub += "; or "
         raise LungfastError(
             f"{b.name}: pretrained weights could not be loaded from {where} ({type(e).__name__}). "
             f"Fix: {hub}name a weights file (--set weights.{b.name}=FILE, or weights.{b.name} in the experiment), "
-            f"or set pretrained = false to train from random init") from None
+            f"or set pretrained = false to train from random init"
+        ) from None
 
 
 def param_count(backbone: Backbone, n_out: int = 3) -> int:

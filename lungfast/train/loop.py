@@ -37,7 +37,8 @@ SCHEDULES = {  # name (runspec.schedule_for) -> (epochs, lr) -> [(phase, epochs,
     # so a killed run can resume mid-way
     "head_first": lambda epochs, lr: [
         ("frozen", 1, {"lr_max": slice(lr), "pct_start": 0.99}),
-        ("unfrozen", epochs, {"lr_max": slice(lr / 2 / 100, lr / 2), "pct_start": 0.3, "div": 5.0})],
+        ("unfrozen", epochs, {"lr_max": slice(lr / 2 / 100, lr / 2), "pct_start": 0.3, "div": 5.0}),
+    ],
     "one_cycle": lambda epochs, lr: [("all", epochs, {"lr_max": lr})],
 }
 
@@ -87,8 +88,12 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
     done, lr_found = Checkpoint.progress(stage.resume, spec.key()) if world_size == 1 else (0, None)
     if done:
         Checkpoint.restore(learn, stage.resume)
-        log.info("%s: resuming after epoch %d of an earlier attempt that did not finish (model and optimizer "
-                 "restored; --force starts over)", spec.label, done)
+        log.info(
+            "%s: resuming after epoch %d of an earlier attempt that did not finish (model and optimizer "
+            "restored; --force starts over)",
+            spec.label,
+            done,
+        )
     elif spec.lr == "find":
         lr_found = float(learn.lr_find(show_plot=False).valley)
         plt.close("all")
@@ -108,28 +113,42 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
         return None
     with distributed.alone():
         history = next(c for c in cbs if isinstance(c, EpochHistory))  # fit's callbacks leave with the fit
-        return run_end.finish(spec, split, stage, trained(spec, split, learn, plan, lr, lr_found, world_size,
-                                                          history.rows), tracker)
+        return run_end.finish(
+            spec, split, stage, trained(spec, split, learn, plan, lr, lr_found, world_size, history.rows), tracker
+        )
 
 
-def trained(spec: RunSpec, split: Split, learn, plan, lr: float, lr_found, world_size: int,
-            epochs: list[dict]) -> run_end.Trained:
+def trained(
+    spec: RunSpec, split: Split, learn, plan, lr: float, lr_found, world_size: int, epochs: list[dict]
+) -> run_end.Trained:
     """The fine-tuned learner for the end of the run: its own way to score rows (its files through its inference
     pipeline, as `predict` reads them), the record fields of the training, and its evidence (`halves`)."""
     valid_loss, valid_acc = learn.validate()
     probs, targets = learn.get_preds(dl=learn.dls.valid)
-    selection_accuracy, evidence = halves(torch.log(probs.clamp_min(1e-12)), targets,
-                                          split.part("valid").group_id.to_numpy(), spec.seed)
+    selection_accuracy, evidence = halves(
+        torch.log(probs.clamp_min(1e-12)), targets, split.part("valid").group_id.to_numpy(), spec.seed
+    )
 
     def score(rows):
         return evaluate.predictions(learn, rows)
 
     b, seconds = backbones.get(spec.backbone), sum(e["seconds"] for e in epochs)
-    facts = dict(source=b.source, arch=b.arch, schedule=spec.schedule, lr_used=lr, lr_found=lr_found,
-                 epochs_run=len(epochs), valid_loss=float(valid_loss), valid_accuracy=float(valid_acc),
-                 train_seconds=seconds, seconds_per_epoch=seconds / max(len(epochs), 1),
-                 train_img_per_s=world_size * sum(e["train_images"] for e in epochs) / max(seconds, 1e-9),
-                 world_size=world_size, device=plan.as_dict(), selection_accuracy=selection_accuracy)
+    facts = dict(
+        source=b.source,
+        arch=b.arch,
+        schedule=spec.schedule,
+        lr_used=lr,
+        lr_found=lr_found,
+        epochs_run=len(epochs),
+        valid_loss=float(valid_loss),
+        valid_accuracy=float(valid_acc),
+        train_seconds=seconds,
+        seconds_per_epoch=seconds / max(len(epochs), 1),
+        train_img_per_s=world_size * sum(e["train_images"] for e in epochs) / max(seconds, 1e-9),
+        world_size=world_size,
+        device=plan.as_dict(),
+        selection_accuracy=selection_accuracy,
+    )
     return run_end.Trained(learn, score, facts, evidence)
 
 
@@ -140,7 +159,9 @@ def halves(logits: torch.Tensor, y: torch.Tensor, groups, seed: int) -> tuple[fl
     each). A valid part of one group cannot be halved: it then does both, and says so."""
     half = certify.folds(groups, 2, seed)
     pick, calib = half == 0, half == 1
-    kind = f"the calibration half of the valid part ({len(set(groups[calib]))} tile groups; the other half chose the run)"
+    kind = (
+        f"the calibration half of the valid part ({len(set(groups[calib]))} tile groups; the other half chose the run)"
+    )
     if not calib.any():
         pick = calib = np.ones(len(groups), bool)
         kind = "the whole valid part (one tile group: too few to halve; it also chose the run)"

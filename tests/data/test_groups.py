@@ -22,7 +22,7 @@ def write(tmp_path, lines):
 def test_a_group_spanning_two_labels_is_refused(tiles, tmp_path):
     df, lines = tiles
     # put one lung_n tile into a lung_aca group: that group would hold two classes
-    lines = [l.replace(",lung_n,lung_n-0", ",lung_n,lung_aca-0", 1) if l.startswith("lungn1.") else l for l in lines]
+    lines = [s.replace(",lung_n,lung_n-0", ",lung_n,lung_aca-0", 1) if s.startswith("lungn1.") else s for s in lines]
     with pytest.raises(LungfastError, match="tile group lung_aca-0 holds images of lung_aca and lung_n"):
         groups.attach_groups(df, write(tmp_path, lines))
 

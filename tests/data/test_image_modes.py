@@ -44,16 +44,25 @@ CASES = {
     "gray16_png": (lambda t, p: Image.fromarray(np.asarray(t.convert("L")).astype(np.uint16) * 257).save(p), _gray, 0),
     "gray16_tif": (lambda t, p: Image.fromarray(np.asarray(t.convert("L")).astype(np.uint16) * 257).save(p), _gray, 0),
     "gray32_tif": (lambda t, p: Image.fromarray(np.asarray(t.convert("L")).astype(np.int32) * 257).save(p), _gray, 0),
-    "bilevel_png": (lambda t, p: t.convert("1").save(p),
-                    lambda t: np.repeat(np.asarray(t.convert("1"), dtype=np.uint8)[..., None] * 255, 3, axis=2), 0),
+    "bilevel_png": (
+        lambda t, p: t.convert("1").save(p),
+        lambda t: np.repeat(np.asarray(t.convert("1"), dtype=np.uint8)[..., None] * 255, 3, axis=2),
+        0,
+    ),
     "palette_png": (lambda t, p: t.quantize(64).save(p), lambda t: np.asarray(t.quantize(64).convert("RGB")), 0),
     "cmyk_tif": (lambda t, p: t.convert("CMYK").save(p), lambda t: np.asarray(t), 1),
     "cmyk_jpeg": (lambda t, p: t.convert("CMYK").save(p, quality=100), lambda t: np.asarray(t), 24),
     "rgba_opaque_png": (lambda t, p: t.convert("RGBA").save(p), lambda t: np.asarray(t), 0),
-    "rgba_half_png": (lambda t, p: _half_transparent(t, "RGBA").save(p),
-                      lambda t: np.concatenate([np.full((96, 48, 3), 255, np.uint8), np.asarray(t)[:, 48:]], 1), 0),
-    "la_half_png": (lambda t, p: _half_transparent(t, "L").save(p),
-                    lambda t: np.concatenate([np.full((96, 48, 3), 255, np.uint8), _gray(t)[:, 48:]], 1), 0),
+    "rgba_half_png": (
+        lambda t, p: _half_transparent(t, "RGBA").save(p),
+        lambda t: np.concatenate([np.full((96, 48, 3), 255, np.uint8), np.asarray(t)[:, 48:]], 1),
+        0,
+    ),
+    "la_half_png": (
+        lambda t, p: _half_transparent(t, "L").save(p),
+        lambda t: np.concatenate([np.full((96, 48, 3), 255, np.uint8), _gray(t)[:, 48:]], 1),
+        0,
+    ),
 }
 SUFFIX = {"png": ".png", "tif": ".tif", "jpeg": ".jpeg"}
 
@@ -92,8 +101,7 @@ def test_exif_orientation_is_applied(tile, tmp_path):
 @pytest.mark.parametrize("mode", ["F", "LAB"])
 def test_modes_without_a_defined_rgb_are_refused_in_one_line(mode, tile, tmp_path):
     path = tmp_path / f"odd_{mode}.tif"
-    im = (Image.fromarray(np.asarray(tile.convert("L"), dtype=np.float32) / 255) if mode == "F"
-          else tile.convert("LAB"))
+    im = Image.fromarray(np.asarray(tile.convert("L"), dtype=np.float32) / 255) if mode == "F" else tile.convert("LAB")
     im.save(path)
     reason = images.unreadable_reason(path)
     assert reason and "\n" not in reason and f"PIL mode {mode}" in reason and "save it as 8-bit RGB" in reason
@@ -108,7 +116,7 @@ def test_long_decoder_messages_are_cut_at_a_word(tmp_path):
 
 @pytest.mark.parametrize("pixels", [40 * 40, 100 * 100])  # over the limit (PIL warns), over twice it (PIL raises)
 def test_an_oversized_image_gets_a_whole_sentence(pixels, tmp_path, monkeypatch):
-    side = int(pixels ** 0.5)
+    side = int(pixels**0.5)
     Image.new("RGB", (side, side), (200, 120, 180)).save(tmp_path / "slide.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     reason = images.unreadable_reason(tmp_path / "slide.png")

@@ -15,8 +15,13 @@ from lungfast.train import backbones, device
 
 def real_frame(lc25000, n=4):
     groups = pd.read_csv(lc25000 / "groups.csv").groupby("label").head(n)
-    return pd.DataFrame({"path": [str(lc25000 / "lung_image_sets" / r.label / r.filename) for r in groups.itertuples()],
-                         "label": groups.label.to_numpy(), "group_id": groups.group_id.to_numpy()})
+    return pd.DataFrame(
+        {
+            "path": [str(lc25000 / "lung_image_sets" / r.label / r.filename) for r in groups.itertuples()],
+            "label": groups.label.to_numpy(),
+            "group_id": groups.group_id.to_numpy(),
+        }
+    )
 
 
 def test_store_pixels_are_the_inference_pipelines(lc25000, tmp_path, monkeypatch):
@@ -99,8 +104,10 @@ def test_on_a_cpu_training_tiles_are_augmented_while_gathered_and_valid_tiles_ne
     s = store.ensure(frame, 32)
     tiles = s.images[train.rows]
     x, _ = next(iter(train.new(shuffle=False, drop_last=False)))
-    raw = (torch.from_numpy(tiles[:8]).permute(0, 3, 1, 2).float() / 255 - torch.tensor([0.485, 0.456, 0.406])
-           .view(1, 3, 1, 1)) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    raw = (
+        torch.from_numpy(tiles[:8]).permute(0, 3, 1, 2).float() / 255
+        - torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    ) / torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
     changed = (x.as_subclass(torch.Tensor) - raw).abs().mean(dim=(1, 2, 3)) > 1e-3
     assert 0 < changed.sum() <= 8  # some tiles flipped or rotated (p 0.5 and 0.75), each one drawn afresh
     first = torch.cat([b[0] for b in valid])

@@ -50,8 +50,12 @@ def test_the_model_key_changes_with_weights_size_and_backbone(tmp_path):
     lite = backbones.get("tf_efficientnet_lite0")
     w = tmp_path / "w.pth"
     torch.save({"a": torch.zeros(1)}, w)
-    keys = {embeddings.model_key(lite, True, None, 224), embeddings.model_key(lite, True, None, 128),
-            embeddings.model_key(lite, False, None, 224), embeddings.model_key(lite, True, str(w), 224),
-            embeddings.model_key(backbones.get("tiny"), False, None, 224)}
+    keys = {
+        embeddings.model_key(lite, True, None, 224),
+        embeddings.model_key(lite, True, None, 128),
+        embeddings.model_key(lite, False, None, 224),
+        embeddings.model_key(lite, True, str(w), 224),
+        embeddings.model_key(backbones.get("tiny"), False, None, 224),
+    }
     assert len(keys) == 5
     assert embeddings.model_key(lite, True, None, 224) == embeddings.model_key(lite, True, None, 224)

@@ -26,8 +26,9 @@ def annotations(lc_subset, tmp_path_factory):
         folder = root / label / "UNI" / "resize_only"
         folder.mkdir(parents=True)
         codes = {gid: i for i, gid in enumerate(sorted(g.group_id.unique()))}
-        pd.DataFrame({"cluster_label": g.group_id.map(codes), "img_path": "LC25000/" + label + "/" + g.filename}).to_csv(
-            folder / "final_clusters.csv", index=False)
+        pd.DataFrame(
+            {"cluster_label": g.group_id.map(codes), "img_path": "LC25000/" + label + "/" + g.filename}
+        ).to_csv(folder / "final_clusters.csv", index=False)
     return root
 
 
@@ -48,10 +49,22 @@ def test_groups_command_writes_the_same_partition(annotations, lc_subset, tmp_pa
 @pytest.fixture(scope="module")
 def probed(lc_subset, annotations, tmp_path_factory):
     work = tmp_path_factory.mktemp("probe")
-    exp = write_experiment(work / "e.toml", name="p", data_dir=str(lc_subset / "lung_image_sets"),
-                           groups_csv=str(annotations), backbones=["tiny"], protocols=PROTOCOLS,
-                           scheme=["grouped", "random"], split_seeds=[1, 2], img_size=32, batch_size=16, epochs=1,
-                           pretrained=False, results_dir=str(work / "results"), max_per_class=60)
+    exp = write_experiment(
+        work / "e.toml",
+        name="p",
+        data_dir=str(lc_subset / "lung_image_sets"),
+        groups_csv=str(annotations),
+        backbones=["tiny"],
+        protocols=PROTOCOLS,
+        scheme=["grouped", "random"],
+        split_seeds=[1, 2],
+        img_size=32,
+        batch_size=16,
+        epochs=1,
+        pretrained=False,
+        results_dir=str(work / "results"),
+        max_per_class=60,
+    )
     r = run_cli("run", exp, cwd=work)
     assert r.returncode == 0, r.stderr[-3000:]
     return work, work / "results" / "p", r
@@ -97,8 +110,9 @@ def test_the_record_describes_the_model_that_ships(probed, tmp_path, protocol):
     run = out / "grouped-split1" / "runs" / "tiny" / protocols.get(protocol).run_folder(0)
     recorded = pd.read_csv(run / "test_predictions.csv")
     assert len(recorded) >= 20 and all(Path(p).is_file() for p in recorded.path)
-    r = run_cli("predict", run / "learner.pkl", *recorded.path, "--out", tmp_path / "p.csv", "--precision", "fp32",
-                cwd=work)
+    r = run_cli(
+        "predict", run / "learner.pkl", *recorded.path, "--out", tmp_path / "p.csv", "--precision", "fp32", cwd=work
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     shipped = pd.read_csv(tmp_path / "p.csv").set_index("path").loc[recorded.path]
     vocab = ["lung_aca", "lung_n", "lung_scc"]

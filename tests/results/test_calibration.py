@@ -80,8 +80,8 @@ def test_group_bootstrap_resamples_groups_not_tiles():
     rng = np.random.default_rng(0)
     groups = pd.Series(np.repeat(np.arange(40), 20))  # 40 tiles, 20 copies each
     right = np.repeat(rng.random(40) < 0.8, 20)  # a group is all right or all wrong: copies are not new evidence
-    (low, high), = stats.group_bootstrap(lambda ix: [right[ix].mean()], groups)
-    (tile_low, tile_high), = stats.group_bootstrap(lambda ix: [right[ix].mean()], pd.Series(np.arange(800)))
+    ((low, high),) = stats.group_bootstrap(lambda ix: [right[ix].mean()], groups)
+    ((tile_low, tile_high),) = stats.group_bootstrap(lambda ix: [right[ix].mean()], pd.Series(np.arange(800)))
     assert low < right.mean() < high and (high - low) > 3 * (tile_high - tile_low)  # honest: much wider
     assert stats.group_bootstrap(lambda ix: [right[ix].mean()], groups) == [(low, high)]  # seeded
 
@@ -97,7 +97,7 @@ def test_group_bootstrap_within_classes_keeps_a_per_class_figure_defined():
         cancer = label[ix] == "lung_aca"
         return [called[ix][cancer].mean() if cancer.any() else np.nan]
 
-    (low, high), = stats.group_bootstrap(sensitivity, groups, strata=pd.Series(label))
+    ((low, high),) = stats.group_bootstrap(sensitivity, groups, strata=pd.Series(label))
     assert 0 <= low <= 2 / 3 <= high <= 1
-    (bare_low, _), = stats.group_bootstrap(sensitivity, groups)
+    ((bare_low, _),) = stats.group_bootstrap(sensitivity, groups)
     assert np.isnan(bare_low)

@@ -65,7 +65,7 @@ def test_few_groups_cannot_be_certified_and_say_so_in_one_line():
 
 
 def test_hoeffding_bentkus_p_value_on_hand_checked_numbers():
-    assert certify.hb_p_value(np.zeros(299), 0.01) == pytest.approx(0.99 ** 299)  # Hoeffding: exactly binomial at 0
+    assert certify.hb_p_value(np.zeros(299), 0.01) == pytest.approx(0.99**299)  # Hoeffding: exactly binomial at 0
     assert certify.hb_p_value(np.zeros(298), 0.01) > 0.05 > certify.hb_p_value(np.zeros(299), 0.01)
     assert certify.hb_p_value(np.full(50, 0.02), 0.01) == 1.0  # observed above alpha: no evidence at all
     losses = np.r_[np.zeros(990), np.ones(10) * 0.3]

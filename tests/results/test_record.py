@@ -17,9 +17,21 @@ OLD = Path(__file__).resolve().parents[1] / "fixtures" / "record-0.1"  # written
 
 def test_a_record_of_lungfast_0_1_loads_with_todays_names():
     rec = record.RunRecord.from_json(json.loads((OLD / "metrics.json").read_text()))
-    assert rec.spec == RunSpec(experiment="old", backbone="tiny", seed=0, scheme="grouped", split_seed=42,
-                               img_size=32, batch_size=8, epochs=1, lr=0.002, pretrained=False, weights_file=None,
-                               n_images=36, protocol="fine_tune")
+    assert rec.spec == RunSpec(
+        experiment="old",
+        backbone="tiny",
+        seed=0,
+        scheme="grouped",
+        split_seed=42,
+        img_size=32,
+        batch_size=8,
+        epochs=1,
+        lr=0.002,
+        pretrained=False,
+        weights_file=None,
+        n_images=36,
+        protocol="fine_tune",
+    )
     assert rec.lr_used == 0.002 and rec.schedule == "one_cycle" and rec.test_accuracy == pytest.approx(1 / 3)
     out = rec.to_json()
     assert out["scheme"] == "grouped" and "split" not in out and out["lr_used"] == 0.002
@@ -53,8 +65,14 @@ def test_a_damaged_record_is_named_and_not_complete(tmp_path, damage, caplog):
     run = old_run(tmp_path)
     assert record.is_complete(run)
     text = run.manifest.read_text()
-    run.manifest.write_text({"truncated": text[: len(text) // 2], "empty": "", "not_a_dict": "[1, 2]",
-                             "missing_field": text.replace('"test_accuracy"', '"test_acc"')}[damage])
+    run.manifest.write_text(
+        {
+            "truncated": text[: len(text) // 2],
+            "empty": "",
+            "not_a_dict": "[1, 2]",
+            "missing_field": text.replace('"test_accuracy"', '"test_acc"'),
+        }[damage]
+    )
     with pytest.raises(LungfastError, match="damaged run record") as e:
         record.read(run)
     assert str(run.manifest) in str(e.value) and "\n" not in str(e.value)

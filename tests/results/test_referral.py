@@ -34,8 +34,14 @@ def test_record_reads_the_certified_threshold_on_the_test_part(tmp_path):
     ev_right = np.r_[np.ones(3000, bool), np.zeros(300, bool)]
     cert = certify.certify(ev_conf, ev_right, np.repeat(np.arange(330), 10))
     assert cert.threshold == 0.97 and cert.kept_groups == 300
-    test = pd.DataFrame({"probability": [0.99, 0.98, 0.97, 0.8, 0.6], "actual": ["a", "a", "b", "b", "a"],
-                         "predicted": ["a", "a", "a", "b", "b"], "group_id": ["g1", "g1", "g2", "g3", "g4"]})
+    test = pd.DataFrame(
+        {
+            "probability": [0.99, 0.98, 0.97, 0.8, 0.6],
+            "actual": ["a", "a", "b", "b", "a"],
+            "predicted": ["a", "a", "a", "b", "b"],
+            "group_id": ["g1", "g1", "g2", "g3", "g4"],
+        }
+    )
     out = referral.record(cert, "out-of-fold", ev_conf, ev_right, test, RunDir(tmp_path), "t")
     t = out["referral"]["test"]
     assert out["refer_kept"] == t["kept"] == 0.6 and out["refer_kept_accuracy"] == t["accuracy_kept"] == 2 / 3

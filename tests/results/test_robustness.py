@@ -33,8 +33,13 @@ def swept(lc25000, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("LUNGFAST_CACHE", str(tmp_path / "cache"))
     groups = pd.read_csv(lc25000 / "groups.csv").groupby("label").head(3)
-    rows = pd.DataFrame({"path": [str(lc25000 / "lung_image_sets" / r.label / r.filename) for r in groups.itertuples()],
-                         "label": groups.label.to_numpy(), "group_id": groups.group_id.to_numpy()})
+    rows = pd.DataFrame(
+        {
+            "path": [str(lc25000 / "lung_image_sets" / r.label / r.filename) for r in groups.itertuples()],
+            "label": groups.label.to_numpy(),
+            "group_id": groups.group_id.to_numpy(),
+        }
+    )
     (tmp_path / "run").mkdir()
     run = RunDir(tmp_path / "run")
     yield robustness.sweep(scorer, table(rows, True), rows, VOCAB, run, "t"), run
@@ -46,7 +51,9 @@ def test_sweep_records_every_shift_and_severity_plus_none(swept):
     t = pd.read_csv(run.robustness)
     assert len(t) == 1 + len(shifts.SHIFTS) * len(shifts.SEVERITIES) and (t.n == 9).all()
     assert t.iloc[0].tolist()[:2] == ["none", 0] and t.accuracy.iloc[0] == 1.0
-    assert (t[t.severity == 1].accuracy == 1.0).all() and (t[(t.severity > 1) & (t["shift"] != "jpeg")].accuracy == 0).all()
+    assert (t[t.severity == 1].accuracy == 1.0).all() and (
+        t[(t.severity > 1) & (t["shift"] != "jpeg")].accuracy == 0
+    ).all()
     assert (t[t["shift"] == "jpeg"].setting.astype(int).tolist()) == [90, 60, 30]
     assert t.ece.between(0, 1).all()
 

@@ -13,8 +13,11 @@ from lungfast.train.backbones import Backbone
 
 def test_grad_cam_maps_of_a_timm_vit_vary(tmp_path):
     vit = Backbone("vit", "timm", "test_vit", False)  # timm's tiny test ViT, 160 px
-    learn = Learner(loaders.inference_dls(["a", "b", "c"], 160, ([0.5] * 3, [0.5] * 3)),
-                    learner.create_model(vit, 3), loss_func=CrossEntropyLossFlat())
+    learn = Learner(
+        loaders.inference_dls(["a", "b", "c"], 160, ([0.5] * 3, [0.5] * 3)),
+        learner.create_model(vit, 3),
+        loss_func=CrossEntropyLossFlat(),
+    )
     rng = np.random.default_rng(0)
     paths = []
     for i in range(2):

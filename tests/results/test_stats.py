@@ -11,9 +11,13 @@ def fake_runs(tmp_path, correct_by_backbone: dict[str, list[list[bool]]]) -> pd.
         for seed, correct in enumerate(seeds):
             d = tmp_path / backbone / str(seed)
             d.mkdir(parents=True)
-            pd.DataFrame({"path": [f"img{i}.jpeg" for i in range(len(correct))], "actual": "lung_n",
-                          "predicted": ["lung_n" if c else "lung_aca" for c in correct]}).to_csv(
-                d / "test_predictions.csv", index=False)
+            pd.DataFrame(
+                {
+                    "path": [f"img{i}.jpeg" for i in range(len(correct))],
+                    "actual": "lung_n",
+                    "predicted": ["lung_n" if c else "lung_aca" for c in correct],
+                }
+            ).to_csv(d / "test_predictions.csv", index=False)
             rows.append({"backbone": backbone, "seed": seed, "split_seed": 42, "run_dir": str(d)})
     return pd.DataFrame(rows)
 
@@ -35,5 +39,5 @@ def test_near_identical_backbones_are_not_separated(tmp_path):
 
 def test_t_interval():
     low, high = stats.t_interval(pd.Series([0.9, 0.92, 0.94]))
-    assert low == pytest.approx(0.92 - 4.302653 * 0.02 / 3 ** 0.5, rel=1e-5) and high > 0.94
+    assert low == pytest.approx(0.92 - 4.302653 * 0.02 / 3**0.5, rel=1e-5) and high > 0.94
     assert all(v != v for v in stats.t_interval(pd.Series([0.9])))  # n=1: no interval

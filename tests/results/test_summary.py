@@ -13,8 +13,9 @@ from lungfast.results import leaderboard, readme, record
 from lungfast.results.layout import RUN_FILES, ExperimentDir
 from lungfast.results.summary import summarize
 
-TEMPLATE = record.RunRecord.from_json(json.loads(
-    (Path(__file__).resolve().parents[1] / "fixtures" / "record-0.1" / "metrics.json").read_text()))
+TEMPLATE = record.RunRecord.from_json(
+    json.loads((Path(__file__).resolve().parents[1] / "fixtures" / "record-0.1" / "metrics.json").read_text())
+)
 
 
 def add_run(exp: ExperimentDir, scheme: str, backbone: str, seed: int, correct: list[bool], only_split=False):
@@ -23,9 +24,13 @@ def add_run(exp: ExperimentDir, scheme: str, backbone: str, seed: int, correct: 
     run.path.mkdir(parents=True)
     for name in RUN_FILES:
         (run.path / name).write_bytes(b"")
-    pd.DataFrame({"path": [f"img{i}.jpeg" for i in range(len(correct))], "actual": "lung_n",
-                  "predicted": ["lung_n" if c else "lung_aca" for c in correct]}).to_csv(run.test_predictions,
-                                                                                          index=False)
+    pd.DataFrame(
+        {
+            "path": [f"img{i}.jpeg" for i in range(len(correct))],
+            "actual": "lung_n",
+            "predicted": ["lung_n" if c else "lung_aca" for c in correct],
+        }
+    ).to_csv(run.test_predictions, index=False)
     acc = sum(correct) / len(correct)
     spec = dataclasses.replace(TEMPLATE.spec, scheme=scheme, backbone=backbone, seed=seed, split_seed=1)
     record.write(run, dataclasses.replace(TEMPLATE, spec=spec, test_accuracy=acc, test_loss=1 - acc))
@@ -37,7 +42,7 @@ def exp(tmp_path):
     exp = ExperimentDir(tmp_path / "e")
     good, half = [True] * 40, [i % 2 == 0 for i in range(40)]
     for seed in (0, 1):
-        add_run(exp, "grouped", "a", seed, good[:-seed - 1] + [False] * (seed + 1))
+        add_run(exp, "grouped", "a", seed, good[: -seed - 1] + [False] * (seed + 1))
         add_run(exp, "grouped", "b", seed, half)
         add_run(exp, "random", "a", seed, good)
         add_run(exp, "random", "b", seed, [True] * 30 + [False] * 10)
@@ -70,7 +75,9 @@ def test_leaderboard_files_and_readme_block_come_from_the_summary(exp, tmp_path)
     page.write_text("intro\n<!-- leaderboard:e -->\nold\n<!-- /leaderboard:e -->\nrest\n")
     leaderboard.update_readme(page, s, "Command: x")
     new = page.read_text()
-    assert new.startswith("intro\n<!-- leaderboard:e -->\nCommand: x\n\n| ") and new.endswith("<!-- /leaderboard:e -->\nrest\n")
+    assert new.startswith("intro\n<!-- leaderboard:e -->\nCommand: x\n\n| ") and new.endswith(
+        "<!-- /leaderboard:e -->\nrest\n"
+    )
     assert "\nold\n" not in new
 
 

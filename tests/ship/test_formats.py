@@ -20,9 +20,19 @@ def experiments(lc_subset, tmp_path_factory):
     """Two tiny runs on real tiles: a linear probe (a timm-expressible winner) and a fine-tune (one that is not)."""
     work = tmp_path_factory.mktemp("formats")
     for name, protocol in (("lin", "linear"), ("ft", "fine_tune")):
-        exp = write_experiment(work / f"{name}.toml", name=name, data_dir=str(lc_subset / "lung_image_sets"),
-                               backbones=["tiny"], protocols=[protocol], img_size=32, batch_size=16, epochs=1,
-                               pretrained=False, robustness_n=12, results_dir=str(work / "r"))
+        exp = write_experiment(
+            work / f"{name}.toml",
+            name=name,
+            data_dir=str(lc_subset / "lung_image_sets"),
+            backbones=["tiny"],
+            protocols=[protocol],
+            img_size=32,
+            batch_size=16,
+            epochs=1,
+            pretrained=False,
+            robustness_n=12,
+            results_dir=str(work / "r"),
+        )
         result = run_cli("run", exp, cwd=work)
         assert result.returncode == 0, result.stderr
     return work / "r"
@@ -53,7 +63,7 @@ def test_timm_folder_gives_the_pickles_probabilities_in_a_fresh_process(experime
         import numpy as np, timm, torch
         model = timm.create_model("local-dir:{out}", pretrained=True).eval()
         with torch.no_grad():
-            np.save("{tmp_path / 'y.npy'}", model(torch.from_numpy(np.load("{tmp_path / 'x.npy'}"))).softmax(1).numpy())
+            np.save("{tmp_path / "y.npy"}", model(torch.from_numpy(np.load("{tmp_path / "x.npy"}"))).softmax(1).numpy())
         print(model.pretrained_cfg["crop_mode"], ",".join(model.pretrained_cfg["label_names"]))
     """)
     fresh = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
@@ -66,8 +76,16 @@ def test_timm_folder_gives_the_pickles_probabilities_in_a_fresh_process(experime
     card = ModelCard.load(out / "README.md")
     assert card.data.license == "other" and "histopathology" in card.data.tags and card.data.datasets == ["LC25000"]
     assert "accuracy" in card.data.metrics and card.data.library_name == "timm"
-    for section in ("## Intended use", "## Training data", "## Test results", "## Calibration and referral",
-                    "## Robustness", "## Limitations", "## How to load it", "## Reproduce"):
+    for section in (
+        "## Intended use",
+        "## Training data",
+        "## Test results",
+        "## Calibration and referral",
+        "## Robustness",
+        "## Limitations",
+        "## How to load it",
+        "## Reproduce",
+    ):
         assert section in card.text, section
     rec = json.loads((experiments / "lin" / "runs" / "tiny" / "linear-seed0" / "metrics.json").read_text())
     assert f"{rec['test_accuracy']:.4f}" in card.text and "not a diagnostic device" in card.text

@@ -22,9 +22,18 @@ CLASSES = ["lung_aca", "lung_n", "lung_scc"]
 def shipped(lc_subset, tmp_path_factory):
     """A tiny real run on real tiles, exported as pickle and as safetensors."""
     work = tmp_path_factory.mktemp("ship")
-    exp = write_experiment(work / "e.toml", name="ship", data_dir=str(lc_subset / "lung_image_sets"),
-                           backbones=["tiny"], img_size=32, batch_size=16, epochs=1, pretrained=False,
-                           results_dir=str(work / "results"), max_per_class=30)
+    exp = write_experiment(
+        work / "e.toml",
+        name="ship",
+        data_dir=str(lc_subset / "lung_image_sets"),
+        backbones=["tiny"],
+        img_size=32,
+        batch_size=16,
+        epochs=1,
+        pretrained=False,
+        results_dir=str(work / "results"),
+        max_per_class=30,
+    )
     assert run_cli("run", exp, cwd=work).returncode == 0
     out = work / "results" / "ship"
     for args in (("--out", work / "lung.pkl"), ("--format", "safetensors", "--out", work / "lung.safetensors")):
@@ -130,8 +139,8 @@ def test_fresh_process_elsewhere_gets_identical_predictions(shipped, tmp_path):
         from fastai.learner import load_learner
         from lungfast.ship import model_io
         tiles = {tiles!r}
-        a = load_learner({str(work / 'lung.pkl')!r})
-        b = model_io.load({str(work / 'lung.safetensors')!r}, precision="fp32")
+        a = load_learner({str(work / "lung.pkl")!r})
+        b = model_io.load({str(work / "lung.safetensors")!r}, precision="fp32")
         pa = a.get_preds(dl=a.dls.test_dl(tiles))[0]
         pb = b.get_preds(dl=b.dls.test_dl(tiles))[0]
         print(float((pa - pb).abs().max()), list(a.dls.vocab) == list(b.dls.vocab), "__main__" not in str(a.dls))
@@ -153,9 +162,13 @@ def test_gradio_app_predicts_through_the_real_client(shipped):
 
     work, _ = shipped
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "lungfast.cli", "app", str(work / "lung.safetensors"),
-                             "--port", str(port)], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lungfast.cli", "app", str(work / "lung.safetensors"), "--port", str(port)],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 180
         while time.time() < deadline:
@@ -170,6 +183,7 @@ def test_gradio_app_predicts_through_the_real_client(shipped):
         assert label["label"] in CLASSES
         assert abs(sum(c["confidence"] for c in label["confidences"]) - 1) < 1e-4
         from PIL import Image
+
         assert Image.open(overlay).size == (32, 32)
         with pytest.raises(Exception, match="not an image lungfast can read") as refused:  # lungfast's words
             client.predict(handle_file(str(work / "tiles" / "notes.jpeg")), api_name="/predict")

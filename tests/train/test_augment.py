@@ -42,6 +42,7 @@ def test_training_batches_are_restained_and_validation_batches_are_not(tmp_path)
 
     class Batch:  # the learner as the callback sees it: its batch and training flag
         training, xb = True, (plain.batches[True][0],)
+
     fake, x = Batch(), plain.batches[True][0]
     stain = augment.StainAugment(b.stats, seed=0)
     stain.learn = fake

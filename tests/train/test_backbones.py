@@ -5,8 +5,15 @@ from lungfast.errors import LungfastError
 from lungfast.runspec import schedule_for
 from lungfast.train import backbones, learner
 
-REQUIRED = {"resnet50", "resnet50d", "efficientnetv2_rw_t", "regnetz_b16", "mobilenetv2_100", "xresnet34",
-            "tf_efficientnet_lite0"}
+REQUIRED = {
+    "resnet50",
+    "resnet50d",
+    "efficientnetv2_rw_t",
+    "regnetz_b16",
+    "mobilenetv2_100",
+    "xresnet34",
+    "tf_efficientnet_lite0",
+}
 
 
 def test_registry_holds_the_required_backbones_and_one_test_entry():

@@ -31,11 +31,14 @@ class Frozen:
         self.calls.append((n, start_epoch))
 
 
-@pytest.mark.parametrize("done,expected", [
-    (0, ["freeze", (1, 0), "unfreeze", (3, 0)]),
-    (1, ["unfreeze", (3, 0)]),  # the frozen epoch was done before the kill
-    (2, ["unfreeze", (3, 1)]),  # one unfrozen epoch done: fastai's start_epoch skips it
-])
+@pytest.mark.parametrize(
+    "done,expected",
+    [
+        (0, ["freeze", (1, 0), "unfreeze", (3, 0)]),
+        (1, ["unfreeze", (3, 0)]),  # the frozen epoch was done before the kill
+        (2, ["unfreeze", (3, 1)]),  # one unfrozen epoch done: fastai's start_epoch skips it
+    ],
+)
 def test_fit_resumes_after_the_epochs_already_done(done, expected):
     learn = Frozen()
     fit(learn, phases("head_first", 3, 1e-3), done, [])

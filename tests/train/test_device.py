@@ -21,7 +21,13 @@ def test_cuda_without_bf16_falls_back_to_fp16():
 
 def test_a_cpu_with_bf16_units_trains_and_infers_in_bf16_channels_last():
     plan = device.plan_for(XEON)
-    assert (plan.device, plan.precision, plan.channels_last, plan.pin_memory, plan.num_workers) == ("cpu", "bf16", True, False, 0)
+    assert (plan.device, plan.precision, plan.channels_last, plan.pin_memory, plan.num_workers) == (
+        "cpu",
+        "bf16",
+        True,
+        False,
+        0,
+    )
     assert "amx_bf16" in plan.why
 
 

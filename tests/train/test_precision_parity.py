@@ -21,10 +21,20 @@ def fine_tuned(lc_subset, tmp_path_factory):
     work = tmp_path_factory.mktemp("parity-ft")
     recs = {}
     for precision in ("fp32", "bf16"):
-        exp = write_experiment(work / f"{precision}.toml", name=precision, data_dir=str(lc_subset / "lung_image_sets"),
-                               backbones=["xresnet18"], img_size=32, batch_size=16, epochs=2, pretrained=False,
-                               ratios=[0.5, 0.2, 0.3], robustness_n=0, precision=precision,
-                               results_dir=str(work / "results"))
+        exp = write_experiment(
+            work / f"{precision}.toml",
+            name=precision,
+            data_dir=str(lc_subset / "lung_image_sets"),
+            backbones=["xresnet18"],
+            img_size=32,
+            batch_size=16,
+            epochs=2,
+            pretrained=False,
+            ratios=[0.5, 0.2, 0.3],
+            robustness_n=0,
+            precision=precision,
+            results_dir=str(work / "results"),
+        )
         r = run_cli("run", exp, cwd=work)
         assert r.returncode == 0, r.stderr[-3000:]
         recs[precision] = record(work / "results" / precision, "runs/xresnet18/seed0")
@@ -35,8 +45,10 @@ def test_bf16_fine_tuning_lands_inside_the_fp32_interval_and_back(fine_tuned):
     _, recs = fine_tuned
     a, b = recs["fp32"], recs["bf16"]
     for name, r in recs.items():
-        print(f"fine-tune {name}: test accuracy {r['test_accuracy']:.4f} {r['test_ci95']['test_accuracy']}, "
-              f"ECE calibrated {r['ece_calibrated']:.4f} {r['test_ci95']['ece_calibrated']}, n_test {r['n_test']}")
+        print(
+            f"fine-tune {name}: test accuracy {r['test_accuracy']:.4f} {r['test_ci95']['test_accuracy']}, "
+            f"ECE calibrated {r['ece_calibrated']:.4f} {r['test_ci95']['ece_calibrated']}, n_test {r['n_test']}"
+        )
     assert a["device"]["precision"] == "fp32" and b["device"]["precision"] == "bf16" and "bf16" in b["device"]["why"]
     for one, other in ((a, b), (b, a)):
         low, high = other["test_ci95"]["test_accuracy"]
@@ -51,7 +63,9 @@ def test_bf16_inference_agrees_with_fp32_on_at_least_99_percent_of_test_tiles(fi
     tiles = pd.read_csv(run / "test_predictions.csv").path.tolist()
     preds = {}
     for precision in ("fp32", "bf16"):
-        r = run_cli("predict", run / "learner.pkl", *tiles, "--precision", precision, "--out", tmp_path / f"{precision}.csv")
+        r = run_cli(
+            "predict", run / "learner.pkl", *tiles, "--precision", precision, "--out", tmp_path / f"{precision}.csv"
+        )
         assert r.returncode == 0, r.stderr[-2000:]
         preds[precision] = pd.read_csv(tmp_path / f"{precision}.csv")
     agree = float((preds["fp32"].predicted == preds["bf16"].predicted).mean())
@@ -65,11 +79,20 @@ def test_bf16_probe_accuracy_is_within_0_005_of_fp32(lc25000, tmp_path):
     part of ~840 tiles, so 0.005 is four tiles (bf16 is emulated, so slow, on CPUs without bf16 units)."""
     accs = {}
     for precision in ("fp32", "bf16"):
-        exp = write_experiment(tmp_path / f"{precision}.toml", name=precision,
-                               data_dir=str(lc25000 / "lung_image_sets"), backbones=["tf_efficientnet_lite0"],
-                               protocols=["linear"], img_size=32, batch_size=64, robustness_n=0,
-                               max_per_class=700, ratios=[0.5, 0.1, 0.4],
-                               precision=precision, results_dir=str(tmp_path / "results"))
+        exp = write_experiment(
+            tmp_path / f"{precision}.toml",
+            name=precision,
+            data_dir=str(lc25000 / "lung_image_sets"),
+            backbones=["tf_efficientnet_lite0"],
+            protocols=["linear"],
+            img_size=32,
+            batch_size=64,
+            robustness_n=0,
+            max_per_class=700,
+            ratios=[0.5, 0.1, 0.4],
+            precision=precision,
+            results_dir=str(tmp_path / "results"),
+        )
         r = run_cli("run", exp, cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
         rec = record(tmp_path / "results" / precision, "runs/tf_efficientnet_lite0/linear-seed0")

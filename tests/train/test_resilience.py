@@ -24,8 +24,18 @@ def setup(tmp_path_factory):
     data = demo.make_dataset(work / "data", originals_per_class=6, copies=4)
 
     def experiment(results, **over):
-        keys = dict(name="r", data_dir=str(data), backbones=["tiny"], scheme=["grouped", "random"], seeds=[0, 1],
-                    img_size=32, batch_size=8, epochs=3, pretrained=False, results_dir=str(work / results))
+        keys = dict(
+            name="r",
+            data_dir=str(data),
+            backbones=["tiny"],
+            scheme=["grouped", "random"],
+            seeds=[0, 1],
+            img_size=32,
+            batch_size=8,
+            epochs=3,
+            pretrained=False,
+            results_dir=str(work / results),
+        )
         return write_experiment(work / f"{results}.toml", **{**keys, **over})
 
     baseline = run_cli("run", experiment("baseline"), cwd=work)
@@ -41,8 +51,16 @@ def runs_of(exp_dir):
 def test_shards_in_one_folder_cover_exactly_the_unsharded_runs(setup):
     work, experiment, baseline = setup
     exp = experiment("sharded")
-    procs = [subprocess.Popen([sys.executable, "-m", "lungfast.cli", "run", str(exp), "--shard", f"{i}/2"], cwd=work,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "lungfast.cli", "run", str(exp), "--shard", f"{i}/2"],
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
     outs = [p.communicate(timeout=600) for p in procs]
     assert all(p.returncode == 0 for p in procs), [e for _, e in outs]
     assert "shard 1/2: 2 of 4 runs" in outs[0][0] and "shard 2/2: 2 of 4 runs" in outs[1][0]
@@ -123,8 +141,10 @@ def test_two_process_data_parallel_run_on_cpu(setup, tmp_path):
     exp = experiment("ddp", scheme="grouped", seeds=[0], epochs=2)
     r = run_cli("-v", "run", exp, "--nproc", "2", cwd=work)
     assert r.returncode == 0, r.stderr[-3000:]
-    items = {int(rank): set(map(int, ids.split(", ")))
-             for rank, ids in re.findall(r"rank (\d)/2: epoch 0 items \[([\d, ]+)\]", r.stderr)}
+    items = {
+        int(rank): set(map(int, ids.split(", ")))
+        for rank, ids in re.findall(r"rank (\d)/2: epoch 0 items \[([\d, ]+)\]", r.stderr)
+    }
     assert sorted(items) == [0, 1] and not items[0] & items[1]  # world size 2, disjoint shards
     n = int(re.search(r"rank 0/2: epoch 0 trained on \d+ of (\d+) items", r.stderr).group(1))
     assert items[0] | items[1] == set(range(n))
@@ -137,8 +157,8 @@ def test_two_process_data_parallel_run_on_cpu(setup, tmp_path):
     code = textwrap.dedent(f"""
         import warnings; warnings.simplefilter("ignore")
         from fastai.learner import load_learner
-        learn = load_learner({str(records[0] / 'learner.pkl')!r})
-        tile = next(iter(__import__("pathlib").Path({str(work / 'data' / 'lung_image_sets' / 'lung_n')!r}).iterdir()))
+        learn = load_learner({str(records[0] / "learner.pkl")!r})
+        tile = next(iter(__import__("pathlib").Path({str(work / "data" / "lung_image_sets" / "lung_n")!r}).iterdir()))
         print(learn.predict(tile)[0])
     """)
     fresh = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)

@@ -14,8 +14,12 @@ def test_text_pickle_and_empty_files_are_not_weights(tmp_path):
     (tmp_path / "w.txt").write_text("resnet18 weights, honest")
     (tmp_path / "w.pkl").write_bytes(pickle.dumps({"a": object()}))
     torch.save({"epoch": 3}, tmp_path / "no_tensors.pth")
-    for name, message in [("w.txt", "not a weights file"), ("w.pkl", "not a weights file"),
-                          ("no_tensors.pth", "holds no state dict of tensors"), ("missing.pth", "file not found")]:
+    for name, message in [
+        ("w.txt", "not a weights file"),
+        ("w.pkl", "not a weights file"),
+        ("no_tensors.pth", "holds no state dict of tensors"),
+        ("missing.pth", "file not found"),
+    ]:
         with pytest.raises(LungfastError, match=message) as e:
             weights.check_file("resnet18", str(tmp_path / name))
         assert f"weights.resnet18 = {tmp_path / name}" in str(e.value) and "\n" not in str(e.value)
