@@ -173,21 +173,21 @@ def test_two_and_five_class_data_sets(tmp_path, classes, benign):
 
 
 def test_groups_from_a_file_name_pattern_and_from_a_column(tmp_path):
-    from lungfast import config, runner
+    from lungfast import config, dataset
 
     data = synthetic.make_dataset(tmp_path / "data", originals_per_class=3, copies=2)
     (tmp_path / "data" / "groups.csv").unlink()
     base = dict(name="g", data_dir=str(data), backbones=["tiny"])
     # file names are lungaca1.jpeg, lungn1.jpeg...: the letters make one group per class
     cfg = config.from_dict({**base, "group_pattern": r"^([a-z]+)"})
-    frame = runner.load_data(cfg).frame
+    frame = dataset.load_data(cfg).frame
     assert frame.groupby("label").group_id.nunique().tolist() == [1, 1, 1]
     pd.DataFrame({"filename": frame.path.map(lambda p: p.rsplit("/", 1)[1]), "patient_id": "p" + frame.label}).to_csv(
         tmp_path / "patients.csv", index=False
     )
     cfg = config.from_dict({**base, "groups_csv": str(tmp_path / "patients.csv"), "group_column": "patient_id"})
-    assert set(runner.load_data(cfg).frame.group_id) == {"plung_aca", "plung_n", "plung_scc"}
+    assert set(dataset.load_data(cfg).frame.group_id) == {"plung_aca", "plung_n", "plung_scc"}
     with pytest.raises(Exception, match="needs tile groups.*groups_csv.*group_pattern"):
-        runner.load_data(config.from_dict(base))
+        dataset.load_data(config.from_dict(base))
     with pytest.raises(Exception, match="matches no part of"):
-        runner.load_data(config.from_dict({**base, "group_pattern": r"^zzz"}))
+        dataset.load_data(config.from_dict({**base, "group_pattern": r"^zzz"}))

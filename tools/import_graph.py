@@ -19,12 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "lungfast"
 GROUND = {"files", "cache", "errors", "progress", "protocols", "config", "runspec", "typecheck", "cohorts", "lungfast"}
 FORBIDDEN = {  # floor -> floors it must not import
-    "ground": {"data", "results", "train", "probe", "ship", "runner", "demo", "notebook", "commands", "cli"},
-    "data": {"results", "train", "probe", "ship", "runner", "demo", "notebook", "commands", "cli"},
-    "results": {"train", "probe", "ship", "runner", "demo", "notebook", "commands", "cli"},
-    "train": {"probe", "ship", "runner", "demo", "notebook", "commands", "cli"},
-    "probe": {"ship", "runner", "demo", "notebook", "commands", "cli"},
-    "ship": {"runner", "demo", "notebook", "commands", "cli"},
+    "ground": {"data", "results", "train", "probe", "ship", "runner", "dataset", "demo", "notebook", "commands", "cli"},
+    "data": {"results", "train", "probe", "ship", "runner", "dataset", "demo", "notebook", "commands", "cli"},
+    "results": {"train", "probe", "ship", "runner", "dataset", "demo", "notebook", "commands", "cli"},
+    "train": {"probe", "ship", "runner", "dataset", "demo", "notebook", "commands", "cli"},
+    "probe": {"ship", "runner", "dataset", "demo", "notebook", "commands", "cli"},
+    "ship": {"runner", "dataset", "demo", "notebook", "commands", "cli"},
     "notebook": {"commands", "cli"},
     "commands": {"notebook", "cli"},
 }
@@ -109,7 +109,20 @@ def cycles() -> list[list[str]]:
 
 
 if __name__ == "__main__":
-    order = ["ground", "data", "results", "train", "probe", "ship", "runner", "demo", "notebook", "commands", "cli"]
+    order = [
+        "ground",
+        "data",
+        "results",
+        "train",
+        "probe",
+        "ship",
+        "runner",
+        "dataset",
+        "demo",
+        "notebook",
+        "commands",
+        "cli",
+    ]
     graph = floor_graph()
     for f in order:
         print(f"{f:8} -> {', '.join(sorted(graph.get(f, ()), key=order.index)) or '(nothing)'}")
