@@ -21,6 +21,12 @@ PRECISION_HELP = (
 )
 
 
+FORMAT_HELP = (
+    "pickle: fastai learner; safetensors: weights only + JSON, loads without pickle; timm: a Hugging Face / timm "
+    'folder (linear-probe winners, and fine-tuned ones with head = "timm"); onnx: for ONNX Runtime'
+)
+
+
 def _quiet_imports():
     # Known, harmless noise from importing fastai with this torch/pandas; everything else stays visible.
     warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*is deprecated", category=FutureWarning)
@@ -30,10 +36,13 @@ def _quiet_imports():
 
 def parser() -> argparse.ArgumentParser:
     from lungfast import commands as c
+    from lungfast.ship import formats
 
     p = argparse.ArgumentParser(prog="lungfast", description="Compare image backbones on LC25000 lung tiles.")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
     p.add_argument("-v", "--verbose", action="store_true", help="debug detail (e.g. each rank's items)")
+    names = [f.default_name for f in formats.REGISTRY.values()]
+    model_help = " / ".join([*names, "a run's learner.pkl"])  # every format predict, evaluate and app read
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("backbones", help="list the backbone registry").set_defaults(fn=c.cmd_backbones)
     r = sub.add_parser("run", help="run an experiment file")
@@ -78,20 +87,12 @@ def parser() -> argparse.ArgumentParser:
     rp.set_defaults(fn=c.cmd_report)
     e = sub.add_parser("export", help="write the top row's learner")
     e.add_argument("dir", help="results/NAME")
-    e.add_argument(
-        "--out", help="output file or folder (default DIR/lung.pkl, lung.safetensors, lung-timm/, lung.onnx)"
-    )
-    e.add_argument(
-        "--format",
-        choices=["pickle", "safetensors", "timm", "onnx"],
-        default="pickle",
-        help="pickle: fastai learner; safetensors: weights only + JSON, loads without pickle; timm: a "
-        "Hugging Face / timm folder (linear-probe winners); onnx: for ONNX Runtime",
-    )
+    e.add_argument("--out", help=f"output file or folder (default DIR/ {', '.join(names)})")
+    e.add_argument("--format", choices=list(formats.REGISTRY), default=next(iter(formats.REGISTRY)), help=FORMAT_HELP)
     e.add_argument("--trust", action="store_true", help="load run pickles lungfast cannot vouch for")
     e.set_defaults(fn=c.cmd_export)
     pr = sub.add_parser("predict", help="label images with a saved model (CSV)")
-    pr.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors / lung.onnx")
+    pr.add_argument("model", help=model_help)
     pr.add_argument("paths", nargs="+", help="image files and folders (searched recursively)")
     pr.add_argument("--out", help="CSV file (default: stdout)")
     pr.add_argument("--tta", action="store_true", help="fastai test-time augmentation")
@@ -99,7 +100,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     pr.set_defaults(fn=c.cmd_predict)
     ev = sub.add_parser("evaluate", help="score a saved model on a labelled folder (an external cohort)")
-    ev.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")
+    ev.add_argument("model", help=model_help)
     ev.add_argument("data_dir", help="one sub-folder of images per class")
     ev.add_argument(
         "--label-map",
@@ -118,7 +119,7 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--precision", choices=PRECISIONS, default=None, help=PRECISION_HELP)
     ev.set_defaults(fn=c.cmd_evaluate)
     ap = sub.add_parser("app", help="Gradio app: upload a tile, get probabilities and Grad-CAM")
-    ap.add_argument("model", help="lung.pkl / learner.pkl / lung.safetensors")
+    ap.add_argument("model", help=model_help)
     ap.add_argument("--port", type=int, default=7860)
     ap.add_argument("--host", default="127.0.0.1", help="bind address (default: this machine only)")
     ap.add_argument("--trust", action="store_true", help="load a pickle lungfast did not write (runs its code)")

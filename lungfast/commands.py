@@ -101,10 +101,10 @@ def cmd_report(args):
 
 def cmd_export(args):
     from lungfast.results.layout import ExperimentDir
-    from lungfast.ship import export
+    from lungfast.ship import export, formats
 
     exp = ExperimentDir(args.dir)
-    out = Path(args.out) if args.out else exp.default_export(args.format)
+    out = Path(args.out) if args.out else exp.path / formats.get(args.format).default_name
     run = export.export(exp, out, args.format, args.trust)
     print(f"exported {out} (from {run})")
 
@@ -115,18 +115,10 @@ def cmd_predict(args):
 
     if args.out:
         files.check_writable(args.out)  # before the predictions, not after them
-    if Path(args.model).suffix == ".onnx":  # ONNX Runtime: no torch model, no pickle
-        from lungfast.ship import onnx_model
-
-        note = model_io.precision_note(args.model, "onnx", "ONNX Runtime runs the fp32 graph")
-        if note:
-            log.warning("%s", note)
-        table = onnx_model.predict(Path(args.model), predict.collect(args.paths))
-    else:
-        learn = model_io.load(args.model, args.trust, args.precision)
-        table = predict.predict(
-            learn, predict.collect(args.paths), tta=args.tta, refer_below=model_io.refer_below(args.model)
-        )
+    learn = model_io.load(args.model, args.trust, args.precision)  # any exported format (ship.formats)
+    table = predict.predict(
+        learn, predict.collect(args.paths), tta=args.tta, refer_below=model_io.refer_below(args.model)
+    )
     if args.out:
         files.write_csv(args.out, table)
         print(f"wrote {len(table)} rows to {args.out}", file=sys.stderr)

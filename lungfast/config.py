@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lungfast import cohorts, typecheck
+from lungfast import cohorts, fine_tune_heads, typecheck
 from lungfast import protocols as protocol_registry
 from lungfast.errors import LungfastError
 
@@ -56,14 +56,14 @@ class ExperimentConfig:
     protocols: list[str] = field(default_factory=lambda: [protocol_registry.DEFAULT])
     max_per_class: int | None = None  # subsample each class to this many images, spread over groups
     augment: list[str] = field(default_factory=list)  # ["stain"]: H&E stain augmentation of training batches
-    train_fractions: list[float] = field(
-        default_factory=lambda: [1.0]
-    )  # labelled share of non-test tile groups per run
+    # labelled share of the non-test tile groups each run learns from (label efficiency)
+    train_fractions: list[float] = field(default_factory=lambda: [1.0])
     robustness_n: int = 300  # test tiles re-scored under each input shift (one fixed draw, by class); 0: no sweep
     results_dir: str = "results"  # where experiment folders are written
     external: list[dict] = field(default_factory=list)  # [[external]] labelled sets from elsewhere (cohorts.py)
     refer_target: float = 0.99  # referral promise: accuracy of the tiles kept, on new tile groups (results.certify)
     refer_delta: float = 0.05  # ... kept with probability at least 1 - refer_delta over the evidence drawn
+    head: str = fine_tune_heads.DEFAULT  # fine-tuning head (`lungfast.fine_tune_heads`): "timm" or "fastai"
     precision: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with bf16 matrix units, else fp32), "fp32", "bf16"
 
     external_sets = property(lambda self: cohorts.parse(self.external, "experiment"))
@@ -140,6 +140,8 @@ def _validate(exp: ExperimentConfig, where) -> None:
         bad("max_per_class", f"max_per_class must be at least 3 (one image per part), got {exp.max_per_class}")
     if any(a not in AUGMENTS for a in exp.augment) or len(set(exp.augment)) != len(exp.augment):
         bad("augment", f"augment must be distinct names from {', '.join(AUGMENTS)}, got {exp.augment}")
+    if exp.head not in fine_tune_heads.names():
+        bad("head", f"head must be one of {', '.join(fine_tune_heads.names())}, got {exp.head!r}")
     if exp.precision not in PRECISIONS:
         bad("precision", f"precision must be one of {', '.join(PRECISIONS)}, got {exp.precision!r}")
     fr = exp.train_fractions

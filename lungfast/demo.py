@@ -23,14 +23,14 @@ def run_demo(workdir: Path, force: bool = False) -> None:
     from lungfast import config, runner
     from lungfast.data import synthetic
     from lungfast.results.layout import ExperimentDir
-    from lungfast.ship import export
+    from lungfast.ship import export, formats
 
     print("lungfast demo: SYNTHETIC tissue-like images (not LC25000, not medical data); see README for real data.")
     data_dir = synthetic.make_dataset(workdir / "data")
     cfg = config.from_dict({**DEMO_EXPERIMENT, "data_dir": str(data_dir), "results_dir": str(workdir)}, "demo")
     print(runner.run(cfg, force=force))
     exp = ExperimentDir.of(cfg)
-    out = exp.default_export("pickle")
+    out = exp.path / formats.get("pickle").default_name
     run = export.export(exp, out)
     print(f"exported the winner to {out} (from {run})")
     print("load it with: from fastai.learner import load_learner; load_learner(PATH).predict(IMAGE)")

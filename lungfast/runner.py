@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import tempfile
 
-from lungfast import files, protocols
+from lungfast import files, fine_tune_heads, protocols
 from lungfast.config import ExperimentConfig
 from lungfast.data import split
 from lungfast.dataset import load_data, make_or_reuse_split
@@ -75,6 +75,7 @@ def spec_for(
         train_fraction=fraction,
         refer_target=cfg.refer_target,
         refer_delta=cfg.refer_delta,
+        head=fine_tune_heads.LEGACY if protocols.get(protocol).frozen else cfg.head,  # a probe has its own head
     )
 
 

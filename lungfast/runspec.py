@@ -10,7 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from lungfast import protocols
+from lungfast import fine_tune_heads, protocols
 
 
 def schedule_for(pretrained: bool) -> str:
@@ -47,6 +47,7 @@ class RunSpec:
     train_fraction: float = 1.0  # share of the split's labelled tile groups it trains on (label efficiency)
     refer_target: float = 0.99  # the referral promise: kept tiles on new tile groups at least this accurate...
     refer_delta: float = 0.05  # ...with probability at least 1 - refer_delta (results.certify)
+    head: str = fine_tune_heads.LEGACY  # fine-tuning head (`fine_tune_heads`); frozen protocols keep the legacy name
 
     @property
     def entry(self) -> str:

@@ -9,6 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker per core (pytest-xdist): one thread each, no oversubscription
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"

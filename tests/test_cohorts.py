@@ -19,8 +19,8 @@ MAP = {"aca_*": "lung_aca", "nor": "lung_n", "scc_*": "lung_scc"}
 
 
 def readme_recipe_line() -> str:
-    """The python line of the README's LungHist700 recipe, as a user pastes it."""
-    text = (REPO / "README.md").read_text()
+    """The python line of the guide's LungHist700 recipe (docs/guide.md), as a user pastes it."""
+    text = (REPO / "docs" / "guide.md").read_text()
     block = text[text.index("### LungHist700 as an external cohort") :]
     return next(line for line in block.splitlines() if line.startswith("python -c "))
 

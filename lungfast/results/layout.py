@@ -32,7 +32,6 @@ NEWER_FIGURES = {
     "robustness.png": "Accuracy under stain, blur, JPEG and magnification shifts (test)",
 }
 TABLES = ("history.csv", "test_predictions.csv", "top_losses.csv")
-EXPORT_NAMES = {"pickle": "lung.pkl", "safetensors": "lung.safetensors", "timm": "lung-timm", "onnx": "lung.onnx"}
 MANIFEST = "metrics.json"  # the run record proper; written last, so its presence marks a finished run
 LEARNER = "learner.pkl"
 RUN_FILES = (MANIFEST, *TABLES, *FIGURES, LEARNER)
@@ -129,9 +128,6 @@ class ExperimentDir:
     efficiency_csv = property(lambda self: self.path / "label_efficiency.csv")  # accuracy per share of the labels
     comparison_json = property(lambda self: self.path / "comparison.json")
     report_html = property(lambda self: self.path / "report.html")
-
-    def default_export(self, fmt: str) -> Path:
-        return self.path / EXPORT_NAMES[fmt]
 
     def split_dir(self, scheme: str, split_seed: int, only_split: bool) -> SplitDir:
         """An experiment with one split keeps the plain layout; several get a folder each."""

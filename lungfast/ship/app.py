@@ -65,6 +65,7 @@ def build(model_path: str, trusted: bool = False):
 
     learn = model_io.load(model_path, trusted)
     vocab = list(learn.dls.vocab)
+    has_gradients = any(True for _ in learn.model.parameters())
     threshold = model_io.refer_below(model_path)
     described = model_io.described(model_path)
     promise = {k: described[f"refer_{k}"] for k in ("target", "delta") if described.get(f"refer_{k}")}
@@ -76,8 +77,10 @@ def build(model_path: str, trusted: bool = False):
         dl = learn.dls.test_dl([image])
         probs = learn.get_preds(dl=dl)[0][0]
         top = int(probs.argmax())
-        maps, rgb = saliency.cam_maps(learn, [image], [top])
-        overlay = show_cam_on_image(rgb[0].astype(np.float32), maps[0], use_rgb=True)
+        overlay = None  # a runtime without gradients (ONNX) has no Grad-CAM
+        if has_gradients:
+            maps, rgb = saliency.cam_maps(learn, [image], [top])
+            overlay = show_cam_on_image(rgb[0].astype(np.float32), maps[0], use_rgb=True)
         return {c: float(p) for c, p in zip(vocab, probs)}, overlay, advice(float(probs[top]), threshold, **promise)
 
     with gr.Blocks(title="lungfast") as demo:

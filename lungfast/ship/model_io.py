@@ -16,7 +16,7 @@ import timm
 import torch
 
 from lungfast import files, protocols
-from lungfast.data import loaders, split
+from lungfast.data import split
 from lungfast.errors import LungfastError
 from lungfast.probe import heads
 from lungfast.results import record
@@ -28,7 +28,11 @@ log = logging.getLogger("lungfast")
 
 
 def sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
+    """Where an exported model's description lives (`<file>.json`, or a folder format's lungfast.json)."""
+    from lungfast.ship import formats
+
+    path = Path(path)
+    return formats.of(path).description(path) if path.exists() else path.with_name(path.name + ".json")
 
 
 def export_safetensors(learn, rec, run: RunDir, out: Path) -> dict:
@@ -42,6 +46,7 @@ def export_safetensors(learn, rec, run: RunDir, out: Path) -> dict:
         "backbone": b.name,
         "vocab": list(learn.dls.vocab),
         "protocol": rec.spec.protocol,
+        "head": rec.spec.head,
         "img_size": rec.spec.img_size,
         "stats": [list(s) for s in b.stats],
         "source_run": str(run.path.resolve()),
@@ -51,6 +56,29 @@ def export_safetensors(learn, rec, run: RunDir, out: Path) -> dict:
     with files.atomic_path(out) as tmp:
         save_file(state, str(tmp))
     return meta  # the export writes it as the file's description, beside the rest of the bundle
+
+
+def write_pickle(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
+    """`export --format pickle`: the run's learner, copied, with its sha256 remembered (lungfast vouches for it)."""
+    import shutil
+
+    if not (trusted or trust.vouched(run.learner)):
+        raise refusal(run.learner)
+    with files.atomic_path(out) as tmp:
+        shutil.copyfile(run.learner, tmp)
+    return {"format": "fastai-pickle", "sha256": trust.remember(out)}
+
+
+def write_safetensors(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
+    return export_safetensors(load_pickle(run.learner, trusted), rec, run, out)
+
+
+def read_pickle(path: Path, trusted: bool = False):
+    return load_pickle(path, trusted)
+
+
+def read_safetensors(path: Path, trusted: bool = False):
+    return load_safetensors(path)
 
 
 def refusal(path: Path) -> LungfastError:
@@ -75,9 +103,6 @@ def load_pickle(path: Path, trusted: bool = False):
 
 
 def load_safetensors(path: Path):
-    from fastai.callback.progress import ProgressCallback
-    from fastai.learner import Learner
-    from fastai.losses import CrossEntropyLossFlat
     from safetensors.torch import load_file
 
     meta_file = sidecar(path)
@@ -95,7 +120,7 @@ def load_safetensors(path: Path):
     b, protocol = backbones.get(backbone), protocols.get(meta.get("protocol", protocols.DEFAULT))
     try:
         state = load_file(str(path))
-        model = learner.create_model(b, n_out=len(vocab), pretrained=False)
+        model = learner.create_model(b, n_out=len(vocab), pretrained=False, head=meta.get("head", learner.LEGACY))
         if protocol.frozen:  # a probe: the frozen body, then the head carrying its fitted classifier
             head = heads.from_state(
                 protocol.name,
@@ -111,25 +136,27 @@ def load_safetensors(path: Path):
         raise LungfastError(
             f"{path}: its weights do not load into {backbone} as {meta_file.name} describes it ({first}); {again}"
         ) from None
-    dls = loaders.inference_dls(vocab, img_size, stats)
-    learn = Learner(dls, model.eval(), loss_func=CrossEntropyLossFlat())
-    learn.remove_cb(ProgressCallback)  # as in exported pickles: callers add a bar where they want one
-    return learn
+    return learner.for_inference(model, vocab, img_size, stats)
 
 
 def load(path: str | Path, trusted: bool = False, precision: str | None = None):
     """A fastai Learner ready for `dls.test_dl`, `get_preds` and `tta`, from either format, on the CPU (as
     fastai loads it), in the precision the model was evaluated, calibrated and thresholded in (recorded at
     export), on any machine; `precision` (auto, fp32, bf16) asks for another, and a gap is said in one line."""
+    from lungfast.ship import formats
+
     path = Path(path)
-    if not path.is_file():
-        raise LungfastError(f"{path}: model file not found; make one with lungfast export DIR --out FILE")
-    learn = load_safetensors(path) if path.suffix == ".safetensors" else load_pickle(path, trusted)
+    fmt = formats.of(path)
+    learn = fmt.read(path, trusted)
     learn.model.eval()
     found = described(path)
-    plan = device.plan_for(device.describe(cpu=True), precision or found.get("precision") or "auto")
-    device.apply(learn, plan)
-    note = precision_note(path, plan.precision, plan.why, found)
+    if fmt.runs_in:  # its runtime has one precision
+        used, why = fmt.runs_in, f"{fmt.name}: its runtime runs the exported graph as it is"
+    else:
+        plan = device.plan_for(device.describe(cpu=True), precision or found.get("precision") or "auto")
+        device.apply(learn, plan)
+        used, why = plan.precision, plan.why
+    note = precision_note(path, used, why, found)
     if note:
         log.warning("%s", note)
     return learn

@@ -53,6 +53,40 @@ def export(learn, stats, img_size: int, out: Path) -> None:
         )
 
 
+def write(run, rec, out: Path, trusted: bool, card_text: str) -> dict:
+    """`export --format onnx` (ship.formats)."""
+    from lungfast.ship import model_io
+    from lungfast.train import backbones
+
+    export(model_io.load_pickle(run.learner, trusted), backbones.get(rec.spec.backbone).stats, rec.spec.img_size, out)
+    return {"format": "onnx", "input": "pixels: N x 3 x H x W float in [0, 1]", "output": "probabilities (calibrated)"}
+
+
+class Runtime(torch.nn.Module):
+    """ONNX Runtime behind a torch module, so lungfast's file pipeline and fastai's get_preds drive it like any
+    model: pixels in [0, 1] in, log-probabilities out (fastai's softmax gives the calibrated probabilities back)."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path, self.session = str(path), session(path)
+
+    def forward(self, pixels):
+        probs = self.session.run(None, {"pixels": pixels.detach().float().cpu().contiguous().numpy()})[0]
+        return torch.from_numpy(probs).clamp_min(1e-12).log()
+
+
+def load(path: Path, trusted: bool = False):
+    """An ONNX export as a fastai Learner (ship.formats): `predict`, `evaluate`, the app and `notebook.load`
+    read it like the other formats; no pickle, no torch weights. Its pixels are not normalised here: the graph
+    holds the normalisation."""
+    from lungfast.train import learner
+
+    meta = describe(Path(path))
+    return learner.for_inference(
+        Runtime(Path(path)), meta["vocab"], meta["img_size"], ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    )
+
+
 def describe(path: Path) -> dict:
     meta = Path(str(path) + ".json")
     try:

@@ -22,8 +22,11 @@ from fastai.vision.all import (
 )
 from fastai.vision.models import xresnet
 
+from lungfast import fine_tune_heads
 from lungfast.errors import LungfastError
 from lungfast.train.backbones import Backbone
+
+LEGACY = fine_tune_heads.LEGACY
 
 
 class TorchvisionFromFile:
@@ -75,16 +78,18 @@ def resolve_weights(b: Backbone, pretrained: bool, weights: dict[str, str]) -> t
     return True, (b.offline_weights() if b.offline_weights else None)
 
 
-def create_model(b: Backbone, n_out: int, pretrained: bool = False, weights_file: str | None = None):
-    """The registry entry as fastai builds it for a learner: body (model[0]) + head (model[1])."""
+def create_model(
+    b: Backbone, n_out: int, pretrained: bool = False, weights_file: str | None = None, head: str = LEGACY
+):
+    """The registry entry as fastai builds it for a learner: body (model[0]) + head (model[1], `fine_tune_heads`)."""
     with weights_errors(b, weights_file):
         arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file, pretrained)
         if isinstance(arch, str):
-            return create_timm_model(arch, n_out, pretrained=pretrained, **kwargs)[0]
-        return create_vision_model(arch, n_out, pretrained=pretrained)
+            return create_timm_model(arch, n_out, pretrained=pretrained, **fine_tune_heads.kwargs(head), **kwargs)[0]
+        return create_vision_model(arch, n_out, pretrained=pretrained, **fine_tune_heads.kwargs(head))
 
 
-def build(dls, b: Backbone, pretrained: bool, weights_file: str | None, path=".") -> Learner:
+def build(dls, b: Backbone, pretrained: bool, weights_file: str | None, path=".", head: str = LEGACY) -> Learner:
     with weights_errors(b, weights_file):
         arch, kwargs = _ARCH_FROM_SOURCE[b.source](b, weights_file, pretrained)
         # the loss fastai would infer from a CategoryBlock, named: the store's loaders carry no dataset
@@ -96,6 +101,7 @@ def build(dls, b: Backbone, pretrained: bool, weights_file: str | None, path="."
             metrics=accuracy,
             loss_func=CrossEntropyLossFlat(),
             path=path,
+            **fine_tune_heads.kwargs(head),
             **kwargs,
         )
 
@@ -126,6 +132,20 @@ def weights_errors(b: Backbone, weights_file: str | None):
             f"Fix: {hub}name a weights file (--set weights.{b.name}=FILE, or weights.{b.name} in the experiment), "
             f"or set pretrained = false to train from random init"
         ) from None
+
+
+def for_inference(model, vocab: list[str], img_size: int, stats):
+    """A Learner around a model rebuilt from an export (any format): lungfast's inference pipeline (the same
+    pixels as training), fastai's softmax on its outputs, no bar (callers add one where they want it)."""
+    from fastai.callback.progress import ProgressCallback
+
+    from lungfast.data import loaders
+
+    learn = Learner(
+        loaders.inference_dls(list(vocab), int(img_size), stats), model.eval(), loss_func=CrossEntropyLossFlat()
+    )
+    learn.remove_cb(ProgressCallback)
+    return learn
 
 
 def param_count(backbone: Backbone, n_out: int = 3) -> int:

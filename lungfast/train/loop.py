@@ -78,7 +78,7 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
     set_seed(spec.seed, reproducible=True)
     b, plan = backbones.get(spec.backbone), device.plan_for(device.describe(), spec.precision)
     dls = loaders.make_dls(split.frame, b.stats, spec.img_size, spec.batch_size, spec.seed, plan)
-    learn = learner.build(dls, b, spec.pretrained, spec.weights_file, path=stage.path)
+    learn = learner.build(dls, b, spec.pretrained, spec.weights_file, path=stage.path, head=spec.head)
     if not progress.fastai_bars():  # epoch and batch bars for a person at a terminal; in logs, EpochLog's lines
         learn.remove_cb(ProgressCallback)
     learn.logger = noop  # EpochLog prints instead of fastai's raw lists (a named function: no lambda in the pickle)
