@@ -83,13 +83,13 @@ def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1,
     """Run every missing record (of shard i/n: every n-th run of the fixed list split x backbone x protocol x seed),
     then write the leaderboard and the report; return the leaderboard text. A shard writes only its own
     run folders (and identical split files, atomically), so shards may share one results folder."""
-    from lungfast.results import leaderboard, report  # fastai loads here, after the cheap checks
-    from lungfast.results.summary import summarize
-    from lungfast.train.tracking import Tracker
-
     backbones.check_names(cfg.backbones)
     check_weights(cfg)
     data = load_data(cfg)
+    from lungfast.results import leaderboard, report  # fastai loads here, after the cheap checks (seconds sooner)
+    from lungfast.results.summary import summarize
+    from lungfast.train.tracking import Tracker
+
     exp, main = ExperimentDir.of(cfg), distributed.is_main()
     tracker = Tracker(mlflow if main else None, cfg.name)  # only rank 0 tracks
     if main:

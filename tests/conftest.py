@@ -48,17 +48,63 @@ def lc_subset(lc25000, tmp_path_factory):
     return root
 
 
-def run_cli(*args, cwd=None, timeout=600, env=None):
-    """The real `lungfast` command in a subprocess, without a terminal (as in CI and logs)."""
-    env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "lungfast.cli", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+# LUNGFAST_TEST_SUBPROCESS=1: every run_cli call in its own Python process, as CI did before the suite shared them
+SUBPROCESS = os.environ.get("LUNGFAST_TEST_SUBPROCESS") == "1"
+
+
+def run_cli(*args, cwd=None, timeout=600, env=None, fresh=False):
+    """The real `lungfast` command without a terminal (as in CI and logs): `cli.main` with the arguments, its
+    stdout and stderr captured, its working folder and environment as given; an exception it lets through is a
+    traceback on stderr and exit code 1, as Python would print it. In this process, so a call costs no second
+    import of torch and fastai (~8 s each); `fresh=True` runs it in a subprocess instead, for what only a new
+    process shows. Tests at a real terminal use `run_pty`, which is always a new process."""
+    if fresh or SUBPROCESS:
+        env = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
+        return subprocess.run(
+            [sys.executable, "-m", "lungfast.cli", *map(str, args)],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    return _in_process([str(a) for a in args], cwd, env or {})
+
+
+def _in_process(argv: list[str], cwd, env: dict) -> subprocess.CompletedProcess:
+    import contextlib
+    import io
+    import logging
+    import traceback
+    import warnings
+
+    from lungfast import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level, saved_env, saved_cwd = root.handlers[:], root.level, dict(os.environ), os.getcwd()
+    root.handlers = []  # cli.main's basicConfig then writes to the captured stderr, as a new process would
+    os.environ.update({"PYTHONWARNINGS": "ignore", **{k: str(v) for k, v in env.items()}})
+    try:
+        if cwd:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                code = cli.main(argv)
+            except SystemExit as e:  # argparse's usage errors
+                code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            except Exception:  # what a new process would show: a traceback and exit code 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        for h in root.handlers:
+            h.close()
+        root.handlers, root.level = handlers, level
+    return subprocess.CompletedProcess(["lungfast", *argv], code, out.getvalue(), err.getvalue())
 
 
 def run_pty(*args, cwd=None, timeout=900, env=None, columns=100, on_output=None):

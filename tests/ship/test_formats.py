@@ -17,15 +17,21 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def experiments(lc_subset, tmp_path_factory):
-    """Two tiny runs on real tiles: a linear probe (a timm-expressible winner) and a fine-tune (one that is not)."""
+    """Three tiny runs on real tiles: a linear probe and a fine-tune with the default head (timm-expressible
+    winners both), and a fine-tune with fastai's head (one that is not)."""
     work = tmp_path_factory.mktemp("formats")
-    for name, protocol in (("lin", "linear"), ("ft", "fine_tune")):
+    for name, protocol, head in (
+        ("lin", "linear", "timm"),
+        ("ft", "fine_tune", "timm"),
+        ("ftf", "fine_tune", "fastai"),
+    ):
         exp = write_experiment(
             work / f"{name}.toml",
             name=name,
             data_dir=str(lc_subset / "lung_image_sets"),
             backbones=["tiny"],
             protocols=[protocol],
+            head=head,
             img_size=32,
             batch_size=16,
             epochs=1,
@@ -38,7 +44,8 @@ def experiments(lc_subset, tmp_path_factory):
     return work / "r"
 
 
-def test_timm_folder_gives_the_pickles_probabilities_in_a_fresh_process(experiments, lc_subset, tmp_path):
+@pytest.mark.parametrize("name, run", [("lin", "linear-seed0"), ("ft", "seed0")])
+def test_timm_folder_gives_the_pickles_probabilities_in_a_fresh_process(experiments, lc_subset, tmp_path, name, run):
     from fastai.learner import load_learner
     from huggingface_hub import ModelCard
 
@@ -46,16 +53,16 @@ def test_timm_folder_gives_the_pickles_probabilities_in_a_fresh_process(experime
     from lungfast.train import backbones
 
     out = tmp_path / "lung-timm"
-    result = run_cli("export", experiments / "lin", "--format", "timm", "--out", out)
+    result = run_cli("export", experiments / name, "--format", "timm", "--out", out)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "lungfast.json", "model.safetensors"]
-    test = pd.read_csv(experiments / "lin" / "split.csv").query("part == 'test'").path.tolist()[:16]
+    test = pd.read_csv(experiments / name / "split.csv").query("part == 'test'").path.tolist()[:16]
     mean, std = (torch.tensor(s).view(1, 3, 1, 1) for s in backbones.get("tiny").stats)
     pixels = torch.from_numpy(np.stack([decode(p, 32) for p in test]).transpose(0, 3, 1, 2).astype(np.float32) / 255)
     x = ((pixels - mean) / std).numpy()
     np.save(tmp_path / "x.npy", x)
     with torch.no_grad():
-        pickle = load_learner(experiments / "lin" / "runs" / "tiny" / "linear-seed0" / "learner.pkl").model.eval()
+        pickle = load_learner(experiments / name / "runs" / "tiny" / run / "learner.pkl").model.eval()
         expected = pickle(torch.from_numpy(x)).softmax(1).numpy()
     code = textwrap.dedent(f"""
         import sys
@@ -87,17 +94,18 @@ def test_timm_folder_gives_the_pickles_probabilities_in_a_fresh_process(experime
         "## Reproduce",
     ):
         assert section in card.text, section
-    rec = json.loads((experiments / "lin" / "runs" / "tiny" / "linear-seed0" / "metrics.json").read_text())
+    rec = json.loads((experiments / name / "runs" / "tiny" / run / "metrics.json").read_text())
     assert f"{rec['test_accuracy']:.4f}" in card.text and "not a diagnostic device" in card.text
     for folder in (experiments, lc_subset):  # folder names only: a published card does not show the author's disk
         assert str(folder) not in card.text
     assert ":\n\n```python\nimport timm" in card.text  # code blocks start on their own line
 
 
-def test_a_fine_tuned_winner_is_refused_as_timm_in_one_line(experiments, tmp_path):
-    result = run_cli("export", experiments / "ft", "--format", "timm", "--out", tmp_path / "t")
+def test_a_winner_with_fastais_head_is_refused_as_timm_in_one_line(experiments, tmp_path):
+    result = run_cli("export", experiments / "ftf", "--format", "timm", "--out", tmp_path / "t")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert "fastai's fine-tuning head" in result.stderr and "pickle, safetensors or onnx" in result.stderr
+    assert 'head = "timm"' in result.stderr
     assert not (tmp_path / "t").exists() and not list(tmp_path.glob(".*partial"))
 
 
@@ -129,3 +137,82 @@ def test_every_export_carries_the_card_the_experiment_and_the_versions(experimen
         assert {"torch", "fastai", "timm"} <= set(bundle["versions"])
     card = ModelCard.load(tmp_path / "MODEL_CARD.md")
     assert card.data.pipeline_tag == "image-classification" and "lung_image_sets" in card.text
+
+
+def write_gzip(run, rec, out, trusted, card_text):
+    """A format added by a test: the run's pickle, gzipped (the writer of its registry row)."""
+    import gzip
+
+    with gzip.open(out, "wb") as f:
+        f.write(run.learner.read_bytes())
+    return {"format": "gzip-pickle"}
+
+
+def read_gzip(path, trusted):
+    import gzip
+    import io
+
+    from fastai.learner import load_learner
+
+    with gzip.open(path) as f:
+        return load_learner(io.BytesIO(f.read()))
+
+
+def test_a_new_format_is_one_registry_row_that_every_reader_takes(experiments, lc_subset, tmp_path, monkeypatch):
+    from lungfast import cli, notebook
+    from lungfast.ship import app, cohort_eval, formats
+
+    row = formats.ModelFormat(
+        "gzip-pickle",
+        "lung.pkl.gz",
+        "fastai",
+        "gunzip it, then `load_learner`",
+        f"{__name__}:write_gzip",
+        f"{__name__}:read_gzip",
+        lambda p: p.name.endswith(".pkl.gz"),
+    )
+    monkeypatch.setitem(formats.REGISTRY, row.name, row)
+    monkeypatch.setenv("COLUMNS", "200")
+    gz, pkl = tmp_path / "lung.pkl.gz", tmp_path / "lung.pkl"
+    assert cli.main(["export", str(experiments / "ft"), "--format", "gzip-pickle", "--out", str(gz)]) in (0, None)
+    assert json.loads((tmp_path / "lung.pkl.gz.json").read_text())["format"] == "gzip-pickle"
+    assert "**gzip-pickle** (`lungfast export --format gzip-pickle`)" in (tmp_path / "MODEL_CARD.md").read_text()
+    assert cli.main(["export", str(experiments / "ft"), "--out", str(pkl)]) in (0, None)
+    tiles = sorted((lc_subset / "lung_image_sets").rglob("*.jpeg"))[:20]
+    for model in (gz, pkl):  # predict
+        assert cli.main(["predict", str(model), *map(str, tiles), "--out", str(tmp_path / f"{model.name}.csv")]) in (
+            0,
+            None,
+        )
+    a, b = (pd.read_csv(tmp_path / f"{m.name}.csv") for m in (gz, pkl))
+    vocab = ["lung_aca", "lung_n", "lung_scc"]
+    assert "refer" in a and (a.predicted == b.predicted).all() and np.allclose(a[vocab], b[vocab], atol=1e-6)
+    nb = notebook.load(gz).predict(tiles[:4])  # the notebook API
+    assert np.allclose(nb[vocab], b[vocab].iloc[:4], atol=1e-6)
+    scored = [cohort_eval.score(str(m), str(lc_subset / "lung_image_sets")).figures for m in (gz, pkl)]  # evaluate
+    assert scored[0]["accuracy"] == scored[1]["accuracy"] and sum(scored[0]["support"].values()) > 400
+    assert app.build(str(gz)) is not None  # the app builds on it
+    with pytest.raises(SystemExit):  # the CLI's choices are the registry's rows: without the row, no such format
+        monkeypatch.delitem(formats.REGISTRY, row.name)
+        cli.parser().parse_args(["export", "d", "--format", "gzip-pickle"])
+
+
+@pytest.mark.parametrize(
+    "fmt, name", [("onnx", "lung.onnx"), ("timm", "lung-timm"), ("safetensors", "lung.safetensors")]
+)
+def test_every_exported_format_is_read_by_evaluate_and_the_notebook(experiments, lc_subset, tmp_path, fmt, name):
+    from lungfast import notebook
+    from lungfast.ship import cohort_eval
+
+    for f, n in ((fmt, name), ("pickle", "lung.pkl")):
+        result = run_cli("export", experiments / "ft", "--format", f, "--out", tmp_path / n)
+        assert result.returncode == 0, result.stderr
+    data = lc_subset / "lung_image_sets"
+    mine, pickle = (
+        cohort_eval.score(str(tmp_path / n), str(data), precision="fp32").figures for n in (name, "lung.pkl")
+    )
+    assert mine["support"] == pickle["support"] and abs(mine["accuracy"] - pickle["accuracy"]) < 0.005
+    tiles = sorted(data.rglob("*.jpeg"))[:8]
+    vocab = ["lung_aca", "lung_n", "lung_scc"]
+    a, b = (notebook.load(tmp_path / n, precision="fp32").predict(tiles)[vocab] for n in (name, "lung.pkl"))
+    assert np.abs(a.to_numpy() - b.to_numpy()).max() < 1e-4
