@@ -40,7 +40,7 @@ browser:
 	  echo "note: no chromium/chromedriver (install Debian's chromium chromium-driver): the browser test will skip"
 
 # every test, one worker per core; coverage of lungfast (the CLI's subprocesses too), with a floor
-test: $(BIN)/lungfast browser
+test: $(BIN)/lungfast browser lint
 	HF_HUB_OFFLINE=1 $(BIN)/pytest --cov --cov-report=term --cov-fail-under=$(COVERAGE_FLOOR)
 
 # ruff: lint and format, configured in pyproject.toml (`ruff format .` fixes the format)

@@ -138,7 +138,9 @@ def run_pty(*args, cwd=None, timeout=900, env=None, columns=100, on_output=None)
     out, deadline = b"", time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([master], [], [], 0.5)
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if not ready and on_output and proc.poll() is None:  # a quiet moment: the watcher may act too
+                on_output(out.decode(errors="replace"), proc)
             if ready:
                 try:
                     chunk = os.read(master, 65536)

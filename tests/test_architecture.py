@@ -33,3 +33,26 @@ def test_the_checker_sees_a_returning_arrow(monkeypatch):
 def test_modules_stay_small():
     big = {str(f): n for f in import_graph.modules().values() if (n := len(f.read_text().splitlines())) >= 250}
     assert big == {}
+
+
+def test_no_protocol_name_is_compared_as_a_literal_outside_the_registry():
+    """What depends on a protocol reads its row (`protocols.REGISTRY`), never `protocol == "knn"`."""
+    import ast
+
+    from lungfast import protocols
+
+    names = set(protocols.names())
+    found = []
+    for module, path in import_graph.modules().items():
+        if module == "lungfast.protocols":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                for side in [node.left, *node.comparators]:
+                    literals = side.elts if isinstance(side, (ast.Tuple, ast.List, ast.Set)) else [side]
+                    found += [
+                        f"{module}:{node.lineno} {lit.value!r}"
+                        for lit in literals
+                        if isinstance(lit, ast.Constant) and lit.value in names
+                    ]
+    assert found == []

@@ -126,7 +126,7 @@ def test_ctrl_c_during_training_says_what_stays_and_the_rerun_resumes(term, tmp_
         backbones=["xresnet18"],
         img_size=32,
         batch_size=16,
-        epochs=4,
+        epochs=8,  # room to interrupt after the first on a busy machine
         pretrained=False,
         max_per_class=30,
         robustness_n=0,
