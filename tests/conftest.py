@@ -201,3 +201,12 @@ def write_tiles(root: Path, classes, per_class: int, size=(40, 40), suffix: str 
         (root / c).mkdir(parents=True, exist_ok=True)
         for i in range(per_class):
             Image.new("RGB", size, (40 * i, 90, 200)).save(root / c / f"{c}{i}{suffix}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Files with the most end-to-end (slow) tests first, the quick files last: pytest-xdist hands whole files to
+    workers (--dist loadfile), and starting the long ones first keeps one worker from finishing alone."""
+    from collections import Counter
+
+    weight = Counter(str(item.path) for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -weight[str(item.path)])  # stable: each file keeps its own order

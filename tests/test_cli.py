@@ -416,6 +416,7 @@ def test_seeds_splits_and_inflation_side_by_side(tmp_path):
         batch_size=16,
         epochs=1,
         pretrained=False,
+        robustness_n=0,  # what this test checks is seeds, splits and inflation (the e2e run checks the sweep)
         results_dir=str(tmp_path / "r"),
     )
     result = run_cli("run", exp, cwd=tmp_path)

@@ -65,7 +65,7 @@ def build(model_path: str, trusted: bool = False):
 
     learn = model_io.load(model_path, trusted)
     vocab = list(learn.dls.vocab)
-    has_gradients = any(True for _ in learn.model.parameters())
+    has_gradients = any(p.requires_grad for p in learn.model.parameters())
     threshold = model_io.refer_below(model_path)
     described = model_io.described(model_path)
     promise = {k: described[f"refer_{k}"] for k in ("target", "delta") if described.get(f"refer_{k}")}

@@ -69,6 +69,8 @@ class Runtime(torch.nn.Module):
     def __init__(self, path: Path):
         super().__init__()
         self.path, self.session = str(path), session(path)
+        # fastai finds the device from a parameter; this one is never trained (no gradients: no Grad-CAM)
+        self.anchor = torch.nn.Parameter(torch.zeros(()), requires_grad=False)
 
     def forward(self, pixels):
         probs = self.session.run(None, {"pixels": pixels.detach().float().cpu().contiguous().numpy()})[0]

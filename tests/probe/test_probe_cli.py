@@ -64,6 +64,7 @@ def probed(lc_subset, annotations, tmp_path_factory):
         pretrained=False,
         results_dir=str(work / "results"),
         max_per_class=60,
+        robustness_n=9,  # a sweep (3 tiles a class) shows embeddings of shifted tiles are cached too
     )
     r = run_cli("run", exp, cwd=work)
     assert r.returncode == 0, r.stderr[-3000:]

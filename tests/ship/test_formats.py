@@ -189,30 +189,28 @@ def test_a_new_format_is_one_registry_row_that_every_reader_takes(experiments, l
     assert "refer" in a and (a.predicted == b.predicted).all() and np.allclose(a[vocab], b[vocab], atol=1e-6)
     nb = notebook.load(gz).predict(tiles[:4])  # the notebook API
     assert np.allclose(nb[vocab], b[vocab].iloc[:4], atol=1e-6)
-    scored = [cohort_eval.score(str(m), str(lc_subset / "lung_image_sets")).figures for m in (gz, pkl)]  # evaluate
-    assert scored[0]["accuracy"] == scored[1]["accuracy"] and sum(scored[0]["support"].values()) > 400
+    data = str(lc_subset / "lung_image_sets")
+    scored = [cohort_eval.score(str(m), data, include="*0.jpeg").figures for m in (gz, pkl)]  # evaluate
+    assert scored[0]["accuracy"] == scored[1]["accuracy"] and sum(scored[0]["support"].values()) > 20
     assert app.build(str(gz)) is not None  # the app builds on it
     with pytest.raises(SystemExit):  # the CLI's choices are the registry's rows: without the row, no such format
         monkeypatch.delitem(formats.REGISTRY, row.name)
         cli.parser().parse_args(["export", "d", "--format", "gzip-pickle"])
 
 
-@pytest.mark.parametrize(
-    "fmt, name", [("onnx", "lung.onnx"), ("timm", "lung-timm"), ("safetensors", "lung.safetensors")]
-)
-def test_every_exported_format_is_read_by_evaluate_and_the_notebook(experiments, lc_subset, tmp_path, fmt, name):
+def test_every_exported_format_is_read_by_evaluate_and_the_notebook(experiments, lc_subset, tmp_path):
     from lungfast import notebook
     from lungfast.ship import cohort_eval
 
-    for f, n in ((fmt, name), ("pickle", "lung.pkl")):
-        result = run_cli("export", experiments / "ft", "--format", f, "--out", tmp_path / n)
+    names = {"pickle": "lung.pkl", "onnx": "lung.onnx", "timm": "lung-timm", "safetensors": "lung.safetensors"}
+    for fmt, name in names.items():
+        result = run_cli("export", experiments / "ft", "--format", fmt, "--out", tmp_path / name)
         assert result.returncode == 0, result.stderr
-    data = lc_subset / "lung_image_sets"
-    mine, pickle = (
-        cohort_eval.score(str(tmp_path / n), str(data), precision="fp32").figures for n in (name, "lung.pkl")
-    )
-    assert mine["support"] == pickle["support"] and abs(mine["accuracy"] - pickle["accuracy"]) < 0.005
-    tiles = sorted(data.rglob("*.jpeg"))[:8]
-    vocab = ["lung_aca", "lung_n", "lung_scc"]
-    a, b = (notebook.load(tmp_path / n, precision="fp32").predict(tiles)[vocab] for n in (name, "lung.pkl"))
-    assert np.abs(a.to_numpy() - b.to_numpy()).max() < 1e-4
+    data, vocab = lc_subset / "lung_image_sets", ["lung_aca", "lung_n", "lung_scc"]
+    tiles = sorted(data.rglob("*.jpeg"))[::40]
+    figures = {n: cohort_eval.score(str(tmp_path / n), str(data), include="*0.jpeg").figures for n in names.values()}
+    probs = {n: notebook.load(tmp_path / n, precision="fp32").predict(tiles)[vocab].to_numpy() for n in names.values()}
+    for name in names.values():
+        assert figures[name]["support"] == figures["lung.pkl"]["support"], name
+        assert abs(figures[name]["accuracy"] - figures["lung.pkl"]["accuracy"]) < 0.02, name
+        assert np.abs(probs[name] - probs["lung.pkl"]).max() < 1e-4, name

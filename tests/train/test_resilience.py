@@ -139,7 +139,7 @@ def test_two_process_data_parallel_run_on_cpu(setup, tmp_path):
 
     work, experiment, _ = setup
     exp = experiment("ddp", scheme="grouped", seeds=[0], epochs=2)
-    r = run_cli("-v", "run", exp, "--nproc", "2", cwd=work)
+    r = run_cli("-v", "run", exp, "--nproc", "2", cwd=work, fresh=True)  # the ranks' lines go to the real stderr
     assert r.returncode == 0, r.stderr[-3000:]
     items = {
         int(rank): set(map(int, ids.split(", ")))
