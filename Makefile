@@ -3,8 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export HF_HUB_DISABLE_TELEMETRY := 1
-# CI fails below this share of lungfast's lines run by the tests (measured: see the closing notes)
-COVERAGE_FLOOR ?= 80
+# CI fails below this share of lungfast's lines run by the tests (97% measured on 2 CPU cores, 2026-12-03)
+COVERAGE_FLOOR ?= 93
 
 .PHONY: demo test lint browser bench bench-quick gpu-check clean lock results
 

@@ -75,6 +75,7 @@ def spec_for(
         train_fraction=fraction,
         refer_target=cfg.refer_target,
         refer_delta=cfg.refer_delta,
+        bootstrap_resamples=cfg.bootstrap_resamples,
         head=fine_tune_heads.LEGACY if protocols.get(protocol).frozen else cfg.head,  # a probe has its own head
     )
 

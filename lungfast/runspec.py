@@ -47,6 +47,7 @@ class RunSpec:
     train_fraction: float = 1.0  # share of the split's labelled tile groups it trains on (label efficiency)
     refer_target: float = 0.99  # the referral promise: kept tiles on new tile groups at least this accurate...
     refer_delta: float = 0.05  # ...with probability at least 1 - refer_delta (results.certify)
+    bootstrap_resamples: int = 500  # of the tile-group bootstrap behind the record's intervals
     head: str = fine_tune_heads.LEGACY  # fine-tuning head (`fine_tune_heads`); frozen protocols keep the legacy name
 
     @property

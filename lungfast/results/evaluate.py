@@ -132,7 +132,9 @@ def calibration_record(preds: pd.DataFrame, vocab: list[str], temperature: float
 CI_FIGURES = ["test_accuracy", "balanced_accuracy", "cancer_sensitivity", "benign_specificity", "ece_calibrated"]
 
 
-def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series, benign=BENIGN) -> dict:
+def test_intervals(
+    preds: pd.DataFrame, vocab: list[str], groups: pd.Series, benign=BENIGN, n_resamples: int = stats.RESAMPLES
+) -> dict:
     """95% intervals of the test figures from a bootstrap over the test part's tile groups, within each class
     (over all groups at once where a group holds several classes, e.g. a patient's normal and tumour tiles)."""
     y = preds.actual.to_numpy()
@@ -154,7 +156,9 @@ def test_intervals(preds: pd.DataFrame, vocab: list[str], groups: pd.Series, ben
 
     with warnings.catch_warnings():
         one_class = (pd.DataFrame({"g": groups.to_numpy(), "y": y}).groupby("g").y.nunique() == 1).all()
-        ci = dict(zip(CI_FIGURES, stats.group_bootstrap(figures, groups, strata=preds.actual if one_class else None)))
+        ci = dict(
+            zip(CI_FIGURES, stats.group_bootstrap(figures, groups, preds.actual if one_class else None, n_resamples))
+        )
     if not clinical_pair(vocab, benign):  # no benign class: no clinical pair, so no interval for one
         ci = {k: v for k, v in ci.items() if k not in ("cancer_sensitivity", "benign_specificity")}
     return {"test_ci95": ci}

@@ -11,7 +11,7 @@ import math
 
 import pandas as pd
 
-from lungfast.results import calibration, evaluate, referral
+from lungfast.results import calibration, evaluate, referral, stats
 
 
 def figures(
@@ -21,13 +21,14 @@ def figures(
     benign,
     threshold: float | None,
     target: float = referral.TARGET,
+    n_resamples: int = stats.RESAMPLES,
 ) -> dict:
     """preds: evaluate.as_table rows (calibrated); groups: each row's group (patient, tile group or the image);
     threshold: the model's certified referral threshold (None: it refers every tile), target: its promise."""
     metrics = evaluate.test_metrics(preds, vocab, benign)
-    ci = evaluate.test_intervals(preds, vocab, groups.reset_index(drop=True), benign)["test_ci95"]
+    ci = evaluate.test_intervals(preds, vocab, groups.reset_index(drop=True), benign, n_resamples)["test_ci95"]
     correct = (preds.actual == preds.predicted).to_numpy()
-    kept = referral.kept_figures(preds.probability.to_numpy(), correct, groups, threshold, target)
+    kept = referral.kept_figures(preds.probability.to_numpy(), correct, groups, threshold, target, n_resamples)
     yi = preds.actual.map({c: i for i, c in enumerate(vocab)}).to_numpy()
     present = [c for c in vocab if (preds.actual == c).any()]
     return {
@@ -43,14 +44,17 @@ def figures(
     }
 
 
-def score(ext, score_rows, vocab: list[str], benign, cert, out_csv) -> dict:
+def score(ext, score_rows, vocab: list[str], benign, cert, out_csv, n_resamples: int = stats.RESAMPLES) -> dict:
     """An external set (data.external.External) through a run's `score` (cert: its certify.Certified); its
     predictions written to out_csv."""
     from lungfast import files
 
     preds = score_rows(ext.frame)
     files.write_csv(out_csv, preds.assign(folder=ext.frame.folder.to_numpy(), group_id=ext.frame.group_id.to_numpy()))
-    return {**ext.facts(), **figures(preds, vocab, ext.frame.group_id, benign, cert.threshold, cert.target)}
+    return {
+        **ext.facts(),
+        **figures(preds, vocab, ext.frame.group_id, benign, cert.threshold, cert.target, n_resamples),
+    }
 
 
 def describe(name: str, f: dict) -> str:

@@ -50,7 +50,14 @@ def at(confidence: np.ndarray, correct: np.ndarray, t: float | None) -> tuple[fl
     return float(kept.mean()) if len(kept) else 0.0, float(np.asarray(correct)[kept].mean()) if kept.any() else None
 
 
-def kept_figures(confidence: np.ndarray, correct: np.ndarray, groups, t: float | None, target: float) -> dict:
+def kept_figures(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    groups,
+    t: float | None,
+    target: float,
+    n_resamples: int = stats.RESAMPLES,
+) -> dict:
     """What threshold t does to labelled tiles: share kept, their accuracy with a 95% bootstrap interval over
     tile groups, and whether it meets the target (None where nothing is kept)."""
     share, accuracy = at(confidence, correct, t)
@@ -58,7 +65,9 @@ def kept_figures(confidence: np.ndarray, correct: np.ndarray, groups, t: float |
     ci = (math.nan, math.nan)
     if kept.any():
         right = np.asarray(correct, dtype=float)[kept]
-        ci = stats.group_bootstrap(lambda ix: [right[ix].mean()], pd.Series(np.asarray(groups)[kept]))[0]
+        ci = stats.group_bootstrap(
+            lambda ix: [right[ix].mean()], pd.Series(np.asarray(groups)[kept]), None, n_resamples
+        )[0]
     return {
         "kept": share,
         "accuracy_kept": accuracy,
@@ -75,11 +84,12 @@ def record(
     test: pd.DataFrame,
     stage: RunDir,
     title: str,
+    n_resamples: int = stats.RESAMPLES,
 ) -> dict:
     """The referral figures for the record: the certified threshold and its evidence, then what it does on the
     test part (test: the run's calibrated predictions with its tile groups), and the figure."""
     test_conf, test_correct = test.probability.to_numpy(), (test.actual == test.predicted).to_numpy()
-    on_test = kept_figures(test_conf, test_correct, test.group_id, cert.threshold, cert.target)
+    on_test = kept_figures(test_conf, test_correct, test.group_id, cert.threshold, cert.target, n_resamples)
     files.save_figure(
         figure(curve(test_conf, test_correct), curve(ev_conf, ev_correct), cert.threshold, title, cert.target),
         stage.figure("risk_coverage.png"),

@@ -78,14 +78,23 @@ def finish(spec: RunSpec, split: Split, stage: RunDir, trained: Trained, tracker
     metrics = {
         **evaluate.record_test(learn, loaders.rows_dl(learn.dls, test), preds, stage, title, spec.benign),
         **evaluate.calibration_record(preds, vocab, temperature, stage, title),
-        **evaluate.test_intervals(preds, vocab, test.group_id, spec.benign),
+        **evaluate.test_intervals(preds, vocab, test.group_id, spec.benign, spec.bootstrap_resamples),
         **referral.record(
-            cert, ev.kind, conf.numpy(), ev_correct, preds.assign(group_id=test.group_id.to_numpy()), stage, title
+            cert,
+            ev.kind,
+            conf.numpy(),
+            ev_correct,
+            preds.assign(group_id=test.group_id.to_numpy()),
+            stage,
+            title,
+            spec.bootstrap_resamples,
         ),
     }
     metrics["calibration"].update(chosen, evidence=ev.kind)
     metrics["external"] = {
-        ext.name: external.score(ext, trained.score, vocab, spec.benign, cert, stage.external_predictions(ext.name))
+        ext.name: external.score(
+            ext, trained.score, vocab, spec.benign, cert, stage.external_predictions(ext.name), spec.bootstrap_resamples
+        )
         for ext in split.external
     }
     if spec.robustness_n:

@@ -84,8 +84,11 @@ def describe(c: dict) -> str:
     )
 
 
+RESAMPLES = 500  # the tile-group bootstrap's default (experiment key bootstrap_resamples)
+
+
 def group_bootstrap(
-    statistic, groups: pd.Series, strata: pd.Series | None = None, n_resamples: int = 500, seed: int = 0
+    statistic, groups: pd.Series, strata: pd.Series | None = None, n_resamples: int = RESAMPLES, seed: int = 0
 ) -> list[tuple[float, float]]:
     """95% percentile intervals of `statistic(row_mask_indices) -> list of figures` over test rows, resampling
     whole tile groups (SciPy's bootstrap over group ids): copies of one tile are not independent evidence.
