@@ -61,14 +61,18 @@ def keys() -> str:
 
 def cli() -> str:
     """`lungfast --help` and each command's help, at 100 columns."""
-    os.environ["COLUMNS"] = "100"
     from lungfast import cli as lungfast_cli
 
-    parser = lungfast_cli.parser()
-    out = ["```text", parser.format_help().rstrip(), "```"]
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    for name, p in sub.choices.items():
-        out += ["", f"### lungfast {name}", "", "```text", p.format_help().rstrip(), "```"]
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal's width: the page is the same on every machine
+    try:
+        parser = lungfast_cli.parser()
+        out = ["```text", parser.format_help().rstrip(), "```"]
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        for name, p in sub.choices.items():
+            out += ["", f"### lungfast {name}", "", "```text", p.format_help().rstrip(), "```"]
+    finally:
+        os.environ.pop("COLUMNS") if saved is None else os.environ.update(COLUMNS=saved)
     return "\n".join(out)
 
 
