@@ -90,6 +90,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help=f"output file or folder (default DIR/ {', '.join(names)})")
     e.add_argument("--format", choices=list(formats.REGISTRY), default=next(iter(formats.REGISTRY)), help=FORMAT_HELP)
     e.add_argument("--trust", action="store_true", help="load run pickles lungfast cannot vouch for")
+    e.add_argument(
+        "--entry", help="ship this leaderboard entry (e.g. tf_efficientnet_lite0, tiny/linear) instead of the top row"
+    )
     e.set_defaults(fn=c.cmd_export)
     pr = sub.add_parser("predict", help="label images with a saved model (CSV)")
     pr.add_argument("model", help=model_help)

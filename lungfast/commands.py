@@ -105,7 +105,7 @@ def cmd_export(args):
 
     exp = ExperimentDir(args.dir)
     out = Path(args.out) if args.out else exp.path / formats.get(args.format).default_name
-    run = export.export(exp, out, args.format, args.trust)
+    run = export.export(exp, out, args.format, args.trust, args.entry)
     print(f"exported {out} (from {run})")
 
 

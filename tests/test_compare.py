@@ -113,3 +113,16 @@ def test_export_chooses_on_the_valid_part_and_carries_a_one_model_interval(compa
     mean_low, mean_high = bundle["entry_mean_ci95"]
     assert high - low > mean_high - mean_low  # one model on new groups varies more than the mean of five
     assert bundle["one_model_kind"] == "prediction (splits)"
+
+
+def test_export_ships_a_named_entry_or_says_which_there_are(compared, tmp_path):
+    exp, _ = compared
+    last = pd.read_csv(exp / "leaderboard.csv").iloc[-1]
+    result = run_cli("export", exp, "--entry", last.entry, "--out", tmp_path / "lung.pkl")
+    assert result.returncode == 0, result.stderr
+    bundle = json.loads((tmp_path / "lung.pkl.json").read_text())
+    assert (bundle["backbone"], bundle["protocol"]) == (last.backbone, last.protocol)
+    assert f"/runs/{last.backbone}/{last.protocol}-seed0" in bundle["source_run"]
+    wrong = run_cli("export", exp, "--entry", "nope", "--out", tmp_path / "x.pkl")
+    assert wrong.returncode == 2 and "its entries: " in wrong.stderr and last.entry in wrong.stderr
+    assert not (tmp_path / "x.pkl").exists()

@@ -17,16 +17,22 @@ import json
 from pathlib import Path
 
 from lungfast import files
+from lungfast.errors import LungfastError
 from lungfast.results import record
 from lungfast.results.layout import ExperimentDir
 from lungfast.results.summary import SHIPPED_RULE, summarize
 from lungfast.ship import card, formats, parity
 
 
-def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = False) -> Path:
-    """Write the summary's winner to `out` with its card and description; return the run folder it came from."""
+def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = False, entry: str | None = None) -> Path:
+    """Write the summary's winner (or the named leaderboard entry's shipped run) to `out` with its card and
+    description; return the run folder it came from."""
     s = summarize(exp)
-    run = s.winner
+    if entry is not None and entry not in s.entries:
+        raise LungfastError(
+            f"--entry {entry}: not a leaderboard entry of {exp.path}; its entries: {', '.join(s.entries)}"
+        )
+    run = s.best_run(entry) if entry else s.winner
     rec = record.read(run)
     experiment = json.loads(exp.config_json.read_text()) if exp.config_json.is_file() else {}
     random = None
