@@ -162,10 +162,6 @@ def means() -> list[str]:
     return [c.name for c in REGISTRY if c.mean]
 
 
-def get(name: str) -> Column:
-    return next(c for c in REGISTRY if c.name == name)
-
-
 def shown(where: str) -> list[Column]:
     return [c for c in REGISTRY if where in c.shown]
 

@@ -65,7 +65,7 @@ REGISTRY: dict[str, ModelFormat] = {
             "```python\nfrom fastai.learner import load_learner  # a pickle runs code: load only what you trust\n"
             'learn = load_learner("lung.pkl")\nlearn.predict("tile.jpeg")\n```\nor `lungfast predict lung.pkl TILES`.',
             "lungfast.ship.model_io:write_pickle",
-            "lungfast.ship.model_io:read_pickle",
+            "lungfast.ship.model_io:load_pickle",
             lambda p: p.is_file(),
             fallback=True,
         ),

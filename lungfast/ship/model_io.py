@@ -73,10 +73,6 @@ def write_safetensors(run, rec, out: Path, trusted: bool, card_text: str) -> dic
     return export_safetensors(load_pickle(run.learner, trusted), rec, run, out)
 
 
-def read_pickle(path: Path, trusted: bool = False):
-    return load_pickle(path, trusted)
-
-
 def read_safetensors(path: Path, trusted: bool = False):
     return load_safetensors(path)
 
