@@ -9,7 +9,7 @@ import sys
 import warnings
 
 from lungfast.config import PRECISIONS
-from lungfast.errors import INTERRUPTED, LungfastError
+from lungfast.errors import INTERRUPTED, LungfastError, note_ctrl_c
 from lungfast.files import os_error_line
 
 log = logging.getLogger("lungfast")
@@ -156,6 +156,7 @@ def main(argv=None) -> int:
         return distributed.launch(args.nproc, [a for i, a in enumerate(argv) if i not in drop])
     _quiet_imports()
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    note_ctrl_c()
     try:
         args.fn(args)
     except LungfastError as e:
@@ -172,6 +173,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"lungfast: interrupted; {INTERRUPTED.get(args.command, 'nothing was written')}", file=sys.stderr)
         return 130
+    finally:
+        note_ctrl_c(on=False)
     return 0
 
 

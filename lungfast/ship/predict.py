@@ -37,6 +37,8 @@ def predict(
     column: true where the top probability is below it (a pathologist should look)."""
     from fastai.callback.progress import ProgressCallback
 
+    from lungfast.train.callbacks import KeepCtrlC
+
     vocab = list(learn.dls.vocab)
     errors = {p: ("file not found" if not p.exists() else unreadable_reason(p)) for p in paths}
     good = [p for p in paths if errors[p] is None]
@@ -54,7 +56,7 @@ def predict(
             from lungfast.progress import interactive
 
             progress = interactive()
-        bar = [ProgressCallback()] if progress and len(good) > dl.bs else []
+        bar = [ProgressCallback(), KeepCtrlC()] if progress and len(good) > dl.bs else []
         # fastprogress draws on stdout, which may carry the CSV: send the bar to stderr
         with contextlib.redirect_stdout(sys.stderr), learn.added_cbs(bar):
             probs = learn.tta(dl=dl)[0] if tta else learn.get_preds(dl=dl)[0]

@@ -6,6 +6,7 @@
 - MLflowEpochs (75): the epoch's metrics to MLflow, step = epoch number.
 - Checkpoint (80): model + optimizer after each epoch, then progress.json: a killed run resumes.
 - RankLog (71): under data parallelism, which items each rank trained on and its final weights.
+- KeepCtrlC (0): a Ctrl-C that a library swallowed (fastprogress's bar) is raised again at the next batch.
 - CpuAutocast (10): the CPU bf16 plan (`train.device`): each batch's forward and loss under bf16 autocast,
   channels_last; fp32 master weights and predictions (fastai's MixedPrecision is CUDA-only).
 """
@@ -21,8 +22,21 @@ import pandas as pd
 from fastai.callback.core import Callback
 
 from lungfast import files
+from lungfast.errors import raise_swallowed_ctrl_c
 
 log = logging.getLogger("lungfast")
+
+
+class KeepCtrlC(Callback):
+    """Beside every fastai bar: fastprogress's console bar swallows a Ctrl-C that lands while it draws (a bare
+    `except:` around a print); the CLI noted it, and this raises it again at the next step."""
+
+    order = 0
+
+    def before_batch(self):
+        raise_swallowed_ctrl_c()
+
+    after_batch = before_validate = after_epoch = before_batch
 
 
 class TrainedEpochCallback(Callback):

@@ -26,7 +26,7 @@ from lungfast.results import certify, evaluate, run_end  # noqa: E402
 from lungfast.results.layout import RunDir  # noqa: E402
 from lungfast.runspec import RunSpec  # noqa: E402
 from lungfast.train import augment, backbones, device, distributed, learner  # noqa: E402
-from lungfast.train.callbacks import Checkpoint, EpochHistory, EpochLog, RankLog  # noqa: E402
+from lungfast.train.callbacks import Checkpoint, EpochHistory, EpochLog, KeepCtrlC, RankLog  # noqa: E402
 from lungfast.train.tracking import Tracker  # noqa: E402
 
 log = logging.getLogger("lungfast")
@@ -61,7 +61,7 @@ def fit(learn, plan: list, done: int, cbs: list) -> None:
 
 def callbacks(spec: RunSpec, stage: RunDir, done: int, lr_found: float | None, lr: float, tracker: Tracker) -> list:
     """The run's callbacks: history, log line, and a checkpoint (single process) or rank log (data parallel)."""
-    cbs = [EpochHistory(stage.history, EpochHistory.read(stage.history, done)), EpochLog(spec.label)]
+    cbs = [EpochHistory(stage.history, EpochHistory.read(stage.history, done)), EpochLog(spec.label), KeepCtrlC()]
     if distributed.world()[1] == 1:
         cbs.append(Checkpoint(stage.resume, spec.key(), lr_found))
     else:

@@ -1,10 +1,15 @@
 """The loop's phases and its history/checkpoint callbacks, on fastai's synthetic regression learner."""
 
+import os
+import signal
+
 import pandas as pd
 import pytest
+from fastai.callback.core import Callback
 from fastai.test_utils import synth_learner
 
-from lungfast.train.callbacks import Checkpoint, EpochHistory, EpochLog
+from lungfast.errors import note_ctrl_c
+from lungfast.train.callbacks import Checkpoint, EpochHistory, EpochLog, KeepCtrlC
 from lungfast.train.loop import fit, phases
 
 
@@ -95,3 +100,34 @@ def test_history_without_a_valid_part_keeps_its_columns(tmp_path):
     learn.fit(1, cbs=[EpochHistory(tmp_path / "history.csv")])
     h = history_of(tmp_path / "history.csv")
     assert list(h.columns[:3]) == ["epoch", "train_loss", "valid_loss"] and h.valid_loss.isna().all()
+
+
+class SwallowingBar(Callback):
+    """fastprogress's console bar: a print inside a bare `except:`, where a Ctrl-C may land."""
+
+    def before_train(self):
+        self.batches_after = 0
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C, delivered while the bar draws
+        except:  # noqa: E722 (the library's own code)
+            pass
+
+    def after_batch(self):
+        self.batches_after += self.training
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_ctrl_c_a_bar_swallowed_still_stops_training(kept):
+    learn, bar = synth_learner(), SwallowingBar()
+    note_ctrl_c()  # as the CLI does
+    try:
+        if kept:
+            with pytest.raises(KeyboardInterrupt):
+                learn.fit(3, cbs=[bar, KeepCtrlC()])
+            assert bar.batches_after <= 1  # stopped at the next step, not after the fit
+        else:  # the bug it fixes: without KeepCtrlC the fit runs to its end
+            learn.fit(3, cbs=[bar])
+            assert bar.batches_after == len(learn.dls.train)
+    finally:
+        note_ctrl_c(on=False)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
