@@ -62,6 +62,13 @@ def parser() -> argparse.ArgumentParser:
         help="run only every N-th run starting at the I-th (many machines, "
         "one results folder); then `lungfast leaderboard` merges",
     )
+    r.add_argument(
+        "--on",
+        choices=("slurm", "local"),
+        help="launch the missing runs as tasks: a Slurm job array, or N at once on this machine ([slurm] table)",
+    )
+    r.add_argument("--wait", action="store_true", help="with --on slurm: wait for every task, then merge and print")
+    r.add_argument("--only", metavar="J[,J]", help="only these runs of the experiment's list (what a task runs)")
     r.set_defaults(fn=c.cmd_run)
     lb = sub.add_parser("leaderboard", help="regenerate and print an experiment's leaderboard")
     lb.add_argument("dir", help="results/NAME")

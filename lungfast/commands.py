@@ -47,12 +47,30 @@ def _shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
+def _only(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.split(",")]
+    except ValueError:
+        raise LungfastError(f"--only {text!r}: expected run numbers, e.g. --only 3 or --only 0,5") from None
+
+
 def cmd_run(args):
     from lungfast import config, runner
     from lungfast.results.layout import ExperimentDir
 
     cfg = config.load(args.experiment, args.set)
-    text = runner.run(cfg, force=args.force, shard=_shard(args.shard), mlflow=args.mlflow)
+    only = _only(args.only)
+    if args.on:
+        if args.force or args.shard or args.nproc > 1:
+            raise LungfastError("--on launches the missing runs as tasks; --force, --shard and --nproc do not apply")
+        from lungfast.launch.submit import launch
+
+        print(launch(cfg, Path(args.experiment), args.set, args.on, args.wait, only))
+        print(f"records: {ExperimentDir.of(cfg).path}")
+        return
+    text = runner.run(cfg, force=args.force, shard=_shard(args.shard), mlflow=args.mlflow, only=only)
     if text:  # other ranks of a distributed run report nothing
         print(text)
         print(f"records: {ExperimentDir.of(cfg).path}")

@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lungfast import cohorts, fine_tune_heads, typecheck
+from lungfast import cohorts, fine_tune_heads, resources, typecheck
 from lungfast import protocols as protocol_registry
 from lungfast.errors import LungfastError
 
@@ -66,10 +66,12 @@ class ExperimentConfig:
     bootstrap_resamples: int = 500  # resamples of the tile-group bootstrap behind a run's intervals (fewer: faster)
     head: str = fine_tune_heads.DEFAULT  # fine-tuning head (`lungfast.fine_tune_heads`): "timm" or "fastai"
     precision: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with bf16 matrix units, else fp32), "fp32", "bf16"
+    slurm: dict = field(default_factory=dict)  # [slurm] resources per run for `run --on` (lungfast.resources)
 
     external_sets = property(lambda self: cohorts.parse(self.external, "experiment"))
     schemes = property(lambda self: [self.scheme] if isinstance(self.scheme, str) else list(self.scheme))
     split_seed_list = property(lambda self: list(self.split_seeds) if self.split_seeds else [self.split_seed])
+    slurm_table = property(lambda self: resources.parse(self.slurm, "experiment"))
     single_split = property(lambda self: len(self.schemes) == 1 and len(self.split_seed_list) == 1)
 
     def epochs_for(self, backbone: str) -> int:
@@ -161,6 +163,7 @@ def _validate(exp: ExperimentConfig, where) -> None:
         bad("protocols", f"protocols must be distinct names from {', '.join(known)}, got {exp.protocols}")
     cohorts.check_groups(exp.groups_csv, exp.group_pattern, where("group_pattern"))
     cohorts.parse(exp.external, where("external"))
+    resources.parse(exp.slurm, where("slurm"))
     if not exp.backbones:
         bad("backbones", "backbones is empty: name at least one (see `lungfast backbones`)")
     if not exp.seeds or len(set(exp.seeds)) != len(exp.seeds):

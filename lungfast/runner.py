@@ -80,48 +80,98 @@ def spec_for(
     )
 
 
-def run(cfg: ExperimentConfig, force: bool = False, shard: tuple[int, int] = (1, 1), mlflow: str | None = None) -> str:
-    """Run every missing record (of shard i/n: every n-th run of the fixed list split x backbone x protocol x seed),
-    then write the leaderboard and the report; return the leaderboard text. A shard writes only its own
-    run folders (and identical split files, atomically), so shards may share one results folder."""
-    backbones.check_names(cfg.backbones)
-    check_weights(cfg)
-    data = load_data(cfg)
-    from lungfast.results import leaderboard, report  # fastai loads here, after the cheap checks (seconds sooner)
-    from lungfast.results.summary import summarize
-    from lungfast.train.tracking import Tracker
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """One run of an experiment's fixed list: its place in the list (what `--only` and a Slurm task name)."""
 
-    exp, main = ExperimentDir.of(cfg), distributed.is_main()
-    tracker = Tracker(mlflow if main else None, cfg.name)  # only rank 0 tracks
-    if main:
-        files.write_json(exp.config_json, dataclasses.asdict(cfg))
+    index: int
+    scheme: str
+    split_seed: int
+    backbone: str
+    protocol: str
+    seed: int
+    fraction: float
+
+    @property
+    def label(self) -> str:
+        share = "" if self.fraction == 1 else f" {self.fraction:g} of labels"
+        return f"{self.backbone} {self.protocol} seed {self.seed}{share}, {self.scheme} split {self.split_seed}"
+
+
+def plan(cfg: ExperimentConfig) -> list[Planned]:
+    """Every run of the experiment, in the fixed order shards and tasks index: split x fraction x backbone x
+    protocol x seed."""
     splits = [(scheme, s) for scheme in cfg.schemes for s in cfg.split_seed_list]
-    jobs = [
-        (k, b, p, seed, f)
-        for k in range(len(splits))
+    rows = [
+        (scheme, split_seed, b, p, seed, f)
+        for scheme, split_seed in splits
         for f in cfg.train_fractions[::-1]
         for b in cfg.backbones
         for p in cfg.protocols
         for seed in cfg.seeds
     ]
+    return [Planned(i, *row) for i, row in enumerate(rows)]
+
+
+def is_done(cfg: ExperimentConfig, run: Planned) -> bool:
+    """A complete record exists for the run (read from its folder alone: no data is loaded)."""
+    where = ExperimentDir.of(cfg).split_dir(run.scheme, run.split_seed, cfg.single_split)
+    augment = () if protocols.get(run.protocol).frozen else tuple(cfg.augment)
+    return record.is_complete(where.run(run.backbone, run.seed, run.protocol, augment, run.fraction))
+
+
+def run(
+    cfg: ExperimentConfig,
+    force: bool = False,
+    shard: tuple[int, int] = (1, 1),
+    mlflow: str | None = None,
+    only: list[int] | None = None,
+) -> str:
+    """Run every missing record (of shard i/n: every n-th run of `plan`; or the runs `only` names), then write the
+    leaderboard and the report; return the leaderboard text. A shard writes only its own run folders (and
+    identical split files, atomically), so shards may share one results folder."""
+    backbones.check_names(cfg.backbones)
+    check_weights(cfg)
+    everything = plan(cfg)
+    if only is not None and any(not 0 <= j < len(everything) for j in only):
+        raise LungfastError(f"--only {only}: this experiment's runs are numbered 0 to {len(everything) - 1}")
+    data = load_data(cfg)
+    from lungfast.train.tracking import Tracker  # fastai loads here, after the cheap checks (seconds sooner)
+
+    exp, main = ExperimentDir.of(cfg), distributed.is_main()
+    tracker = Tracker(mlflow if main else None, cfg.name)  # only rank 0 tracks
+    if main:
+        files.write_json(exp.config_json, dataclasses.asdict(cfg))
     i, n = shard
-    mine = jobs[i - 1 :: n]
-    for k, (scheme, split_seed) in enumerate(splits):
-        picked = [(b, p, seed, f) for kk, b, p, seed, f in mine if kk == k]
-        if picked:
-            where = exp.split_dir(scheme, split_seed, cfg.single_split)
-            one = distributed.once(make_or_reuse_split, cfg, data, scheme, split_seed, where, force)
-            sizes = {f: len(labelled(one, f, split_seed, cfg).frame) for f in {f for *_, f in picked}}
-            specs = [spec_for(cfg, b, p, seed, scheme, split_seed, sizes[f], f) for b, p, seed, f in picked]
-            run_split(specs, one, where, force, tracker)
+    mine = [everything[j] for j in only] if only is not None else everything[i - 1 :: n]
+    for scheme, split_seed in dict.fromkeys((r.scheme, r.split_seed) for r in mine):
+        picked = [r for r in mine if (r.scheme, r.split_seed) == (scheme, split_seed)]
+        where = exp.split_dir(scheme, split_seed, cfg.single_split)
+        one = distributed.once(make_or_reuse_split, cfg, data, scheme, split_seed, where, force)
+        sizes = {f: len(labelled(one, f, split_seed, cfg).frame) for f in {r.fraction for r in picked}}
+        specs = [
+            spec_for(cfg, r.backbone, r.protocol, r.seed, scheme, split_seed, sizes[r.fraction], r.fraction)
+            for r in picked
+        ]
+        run_split(specs, one, where, force, tracker)
     if not main:
         return ""
+    if only is not None:  # a task of a launched comparison: the launcher merges once all are done
+        return f"{len(mine)} run(s) done: " + "; ".join(r.label for r in mine)
     if n > 1:  # the shared leaderboard is merged once all shards are done, by `lungfast leaderboard`
         return (
-            f"shard {i}/{n}: {len(mine)} of {len(jobs)} runs done. When every shard has finished: "
+            f"shard {i}/{n}: {len(mine)} of {len(everything)} runs done. When every shard has finished: "
             f"lungfast leaderboard {exp.path}"
         )
-    summary = summarize(exp)
+    return merge(cfg)
+
+
+def merge(cfg: ExperimentConfig) -> str:
+    """The leaderboard and report of every record the experiment has: the end of a run, or of launched tasks."""
+    from lungfast.results import leaderboard, report
+    from lungfast.results.summary import summarize
+
+    summary = summarize(ExperimentDir.of(cfg))
     text = leaderboard.write(summary)
     log.info("report: %s", report.write(summary))
     return text

@@ -3,7 +3,7 @@
     python tools/import_graph.py        # floor -> the floors it imports (every import, lazy ones too)
 
 Floors, bottom up: the ground floor (files, cache, errors, progress, protocols, config, typecheck, cohorts,
-runspec), data, results, train and probe, ship, and the top (runner, demo, the notebook API, the CLI's commands,
+runspec), data, results, train and probe, ship, and the top (runner, launch, demo, the notebook API, the CLI's commands,
 cli). A floor imports only floors below it, with one exception the flow of data asks for: trainers (train,
 probe) write run records through results, and results never imports a trainer.
 `FORBIDDEN` lists the arrows tests keep out; `cycles()` finds any import cycle between modules.
@@ -28,16 +28,18 @@ GROUND = {
     "typecheck",
     "cohorts",
     "fine_tune_heads",
+    "resources",
     "lungfast",
 }
 FORBIDDEN = {  # floor -> floors it must not import
-    "ground": {"data", "results", "train", "probe", "ship", "runner", "dataset", "demo", "notebook", "commands", "cli"},
-    "data": {"results", "train", "probe", "ship", "runner", "dataset", "demo", "notebook", "commands", "cli"},
-    "results": {"train", "probe", "ship", "runner", "dataset", "demo", "notebook", "commands", "cli"},
-    "train": {"probe", "ship", "runner", "dataset", "demo", "notebook", "commands", "cli"},
-    "probe": {"ship", "runner", "dataset", "demo", "notebook", "commands", "cli"},
-    "ship": {"runner", "dataset", "demo", "notebook", "commands", "cli"},
-    "notebook": {"commands", "cli"},
+    "ground": {"data", "results", "train", "probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
+    "data": {"results", "train", "probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
+    "results": {"train", "probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
+    "train": {"probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
+    "probe": {"ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
+    "ship": {"runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
+    "launch": {"notebook", "commands", "cli"},
+    "notebook": {"commands", "cli", "launch"},
     "commands": {"notebook", "cli"},
 }
 

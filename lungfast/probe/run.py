@@ -43,12 +43,24 @@ def frozen_body(spec: RunSpec, n_classes: int) -> nn.Module:
     return heads.frozen_body(b, learner.create_model(b, n_classes, spec.pretrained, spec.weights_file)[0])
 
 
-def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run_end.RunRecord:
+def embedder(spec: RunSpec, vocab: list[str]):
+    """The frozen body + pooling a probe embeds with, its cache key, and how `embeddings.embed` runs it."""
     b, plan = backbones.get(spec.backbone), device.plan_for(device.describe(), spec.precision)
-    vocab = sorted(split.frame.label.unique())
-    body = frozen_body(spec, len(vocab))
-    pool = heads.Embedding(b.embedding, b.prefix_tokens)
+    body, pool = frozen_body(spec, len(vocab)), heads.Embedding(b.embedding, b.prefix_tokens)
     key = embeddings.model_key(b, spec.pretrained, spec.weights_file, spec.img_size, plan.precision)
+    return b, plan, body, pool, key
+
+
+def embed_split(spec: RunSpec, split: Split) -> None:
+    """Fill the embedding cache for a split's tiles (a launcher's prepare step: its tasks then only read it)."""
+    vocab = sorted(split.frame.label.unique())
+    b, plan, body, pool, key = embedder(spec, vocab)
+    embeddings.embed(split.frame, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan)
+
+
+def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run_end.RunRecord:
+    vocab = sorted(split.frame.label.unique())
+    b, plan, body, pool, key = embedder(spec, vocab)
     x, embed_speed = embeddings.embed(split.frame, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan)
     y = split.frame.label.map({c: i for i, c in enumerate(vocab)}).to_numpy()
     parts = {p: (x[(split.frame.part == p).to_numpy()], y[(split.frame.part == p).to_numpy()]) for p in PARTS}
