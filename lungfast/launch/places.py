@@ -25,6 +25,7 @@ from lungfast.resources import Resources
 @dataclasses.dataclass(frozen=True)
 class Place:
     name: str
+    check: Callable  # () -> None, or a LungfastError: can tasks be started here at all (before any work)
     start: Callable  # (task, runs, table, folder) -> [(run, submitit job)]; local: returns when all have ended
     alive: Callable  # (jobs) -> ids of those still queued or running
     merge_job: Callable | None  # (function, args, after jobs, folder, resources) -> job, or None: merge here
@@ -36,13 +37,23 @@ def _threads(r: Resources) -> list[str]:
     return [f"export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-{r.cpus}}}"]
 
 
-def _slurm(folder: Path, r: Resources, **extra):
-    import submitit
-
-    if shutil.which("sbatch") is None:
+def slurm_check() -> None:
+    """Slurm's client is here and its controller answers: said before anything is prepared."""
+    if shutil.which("sbatch") is None or shutil.which("squeue") is None:
         raise LungfastError(
             "--on slurm: sbatch not found; run on a machine with Slurm's client (a login node), or use --on local"
         )
+    answer = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True)
+    if answer.returncode != 0:
+        said = answer.stderr.strip().splitlines()
+        raise LungfastError(
+            f"--on slurm: the Slurm controller does not answer ({said[-1] if said else 'sinfo failed'})"
+        )
+
+
+def _slurm(folder: Path, r: Resources, **extra):
+    import submitit
+
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=r.max_requeues)
     given = {"partition": r.partition, "account": r.account, "gpus_per_node": r.gpus or None}
     ex.update_parameters(
@@ -133,6 +144,8 @@ def local_start(task, runs, table, folder: Path, on_end=lambda: None):
 
 
 PLACES = {
-    "slurm": Place("slurm", slurm_start, slurm_alive, slurm_merge_job, waits=False),
-    "local": Place("local", local_start, lambda jobs: {j.job_id for j in jobs if not j.done()}, None, waits=True),
+    "slurm": Place("slurm", slurm_check, slurm_start, slurm_alive, slurm_merge_job, waits=False),
+    "local": Place(
+        "local", lambda: None, local_start, lambda jobs: {j.job_id for j in jobs if not j.done()}, None, waits=True
+    ),
 }

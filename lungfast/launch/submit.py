@@ -14,6 +14,7 @@ import json
 import logging
 import pickle
 import time
+import types
 from pathlib import Path
 
 from lungfast import files, progress, runner
@@ -29,6 +30,7 @@ POLL_S = 2.0
 
 def launch(cfg: ExperimentConfig, experiment: Path, overrides: list[str], on: str, wait: bool, only=None) -> str:
     place, exp = PLACES[on], ExperimentDir.of(cfg)
+    place.check()
     folder, ledger = exp.path / "launch", exp.path / "launch" / "submitted.json"
     everything = runner.plan(cfg)
     chosen = [everything[j] for j in only] if only is not None else everything
@@ -116,18 +118,11 @@ def _reason(job) -> str:
 def _still_queued(ledger: Path, place) -> set[int]:
     if not ledger.is_file():
         return set()
-    from submitit.core.core import Job
-
     entries = json.loads(ledger.read_text())
     mine = {int(k): v for k, v in entries.items() if v["place"] == place.name}
     if not mine or place.name != "slurm":  # local tasks die with the command that scheduled them
         return set()
-
-    class Known(Job):  # an id alone: enough for squeue
-        def __init__(self, job_id):
-            self.job_id = job_id
-
-    alive = place.alive([Known(v["task"]) for v in mine.values()])
+    alive = place.alive([types.SimpleNamespace(job_id=v["task"]) for v in mine.values()])  # squeue needs ids alone
     return {k for k, v in mine.items() if v["task"] in alive}
 
 
