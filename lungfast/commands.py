@@ -67,8 +67,13 @@ def cmd_run(args):
             raise LungfastError("--on launches the missing runs as tasks; --force, --shard and --nproc do not apply")
         from lungfast.launch.submit import launch
 
-        print(launch(cfg, Path(args.experiment), args.set, args.on, args.wait, only))
+        text, failed = launch(cfg, Path(args.experiment), args.set, args.on, args.wait, only)
+        print("\n\n".join([text, *(["\n".join(failed)] if failed else [])]))
         print(f"records: {ExperimentDir.of(cfg).path}")
+        if failed:
+            raise LungfastError(
+                f"{len(failed)} run(s) failed; each is listed above with its log and how to resubmit it"
+            )
         return
     text = runner.run(cfg, force=args.force, shard=_shard(args.shard), mlflow=args.mlflow, only=only)
     if text:  # other ranks of a distributed run report nothing

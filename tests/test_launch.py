@@ -75,17 +75,36 @@ def test_a_comparison_on_slurm_merges_to_the_leaderboard_of_one_process(slurm, c
     assert json.loads((work / "results/cmp/launch/submitted.json").read_text()) == ledger
 
 
-def test_local_tasks_run_side_by_side_and_give_the_same_records(comparison):
-    work, exp, env = comparison
-    out = work / "local"
-    done = run_cli("run", exp, "--set", f"results_dir={out}", "--on", "local", "--only", "0,3", env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "runs ended 2/2" in done.stderr  # the bar over finished tasks (a line per step without a terminal)
-    for run in ("grouped-split1/runs/tiny/seed0", "grouped-split2/runs/xresnet18/seed0"):
-        mine = json.loads((out / "cmp" / run / "metrics.json").read_text())
-        ref = json.loads((work / "here/cmp" / run / "metrics.json").read_text())
-        assert (mine["test_accuracy"], mine["test_loss"]) == (ref["test_accuracy"], ref["test_loss"])
-    assert not (out / "cmp/grouped-split1/runs/xresnet18").exists()  # --only: runs 0 and 3 alone
+def test_local_tasks_run_side_by_side_give_the_same_figures_and_list_a_failure(comparison, lc_subset):
+    work, _, env = comparison
+    exp = write_experiment(
+        work / "f.toml",
+        name="f",
+        data_dir=str(lc_subset / "lung_image_sets"),
+        backbones=["tiny"],
+        split_seed=1,
+        train_fractions=[0.05, 1.0],  # 5% of 63 train tiles is fewer than a batch: that run fails in its task
+        img_size=32,
+        batch_size=16,
+        epochs=2,
+        pretrained=False,
+        max_per_class=30,
+        robustness_n=0,
+        results_dir=str(work / "local"),
+        slurm={"cpus": 1},  # two tasks at once on two cores
+    )
+    done = run_cli("run", exp, "--on", "local", env=env)
+    assert done.returncode == 2 and "1 run(s) failed" in done.stderr, done.stderr[-2000:]
+    assert "runs ended 2/2" in done.stderr  # the bar over ended tasks (a line per step without a terminal)
+    failed = [line for line in done.stdout.splitlines() if line.startswith("failed:")]
+    assert len(failed) == 1 and "0.05 of labels" in failed[0] and "fewer than batch_size 16" in failed[0]
+    log = failed[0].split("; log ")[1].split("; resubmit: ")[0]
+    assert "fewer than batch_size" in open(log).read()  # the log it names is the task's own
+    assert failed[0].endswith(f"lungfast run {exp} --on local --only 1")  # run 0 is the full-label one
+    assert "| tiny" in done.stdout  # the run that worked is merged all the same
+    mine = json.loads((work / "local/f/runs/tiny/seed0/metrics.json").read_text())
+    ref = json.loads((work / "here/cmp/grouped-split1/runs/tiny/seed0/metrics.json").read_text())
+    assert (mine["test_accuracy"], mine["test_loss"]) == (ref["test_accuracy"], ref["test_loss"])  # same run
 
 
 def test_a_task_stopped_mid_run_is_requeued_and_resumes(slurm, lc_subset, tmp_path):
@@ -108,6 +127,8 @@ def test_a_task_stopped_mid_run_is_requeued_and_resumes(slurm, lc_subset, tmp_pa
     assert sent.returncode == 0 and "merges the leaderboard" in sent.stdout, sent.stderr[-2000:]
     exp_dir = tmp_path / "results/rq"
     task = json.loads((exp_dir / "launch/submitted.json").read_text())["0"]["task"]
+    twice = run_cli("run", exp, "--on", "slurm", env=env)  # a second submission while the first is queued
+    assert twice.returncode == 0 and "nothing new to submit; 1 run(s) still queued" in twice.stdout, twice.stderr
     progress = exp_dir / "runs/xresnet18/.seed0.partial/resume/progress.json"
     deadline = time.monotonic() + 300
     while not progress.is_file() and time.monotonic() < deadline:

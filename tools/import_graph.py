@@ -32,7 +32,20 @@ GROUND = {
     "lungfast",
 }
 FORBIDDEN = {  # floor -> floors it must not import
-    "ground": {"data", "results", "train", "probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
+    "ground": {
+        "data",
+        "results",
+        "train",
+        "probe",
+        "ship",
+        "runner",
+        "launch",
+        "dataset",
+        "demo",
+        "notebook",
+        "commands",
+        "cli",
+    },
     "data": {"results", "train", "probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
     "results": {"train", "probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
     "train": {"probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},

@@ -20,6 +20,7 @@ from pathlib import Path
 from lungfast import files, progress, runner
 from lungfast.config import ExperimentConfig
 from lungfast.dataset import load_data, make_or_reuse_split
+from lungfast.errors import LungfastError
 from lungfast.launch.places import PLACES
 from lungfast.launch.tasks import RunTask, merge
 from lungfast.results.layout import ExperimentDir
@@ -28,7 +29,10 @@ log = logging.getLogger("lungfast")
 POLL_S = 2.0
 
 
-def launch(cfg: ExperimentConfig, experiment: Path, overrides: list[str], on: str, wait: bool, only=None) -> str:
+def launch(
+    cfg: ExperimentConfig, experiment: Path, overrides: list[str], on: str, wait: bool, only=None
+) -> tuple[str, list[str]]:
+    """The merged leaderboard (or what was submitted, when not waiting) and a line per failed run."""
     place, exp = PLACES[on], ExperimentDir.of(cfg)
     place.check()
     folder, ledger = exp.path / "launch", exp.path / "launch" / "submitted.json"
@@ -40,9 +44,9 @@ def launch(cfg: ExperimentConfig, experiment: Path, overrides: list[str], on: st
         log.info("%d run(s) already queued or running from an earlier submission: not submitted again", len(queued))
     if not todo:
         if queued:
-            return f"nothing new to submit; {len(queued)} run(s) still queued or running (squeue)"
+            return f"nothing new to submit; {len(queued)} run(s) still queued or running (squeue)", []
         log.info("every run has a complete record: nothing to submit")
-        return runner.merge(cfg)
+        return runner.merge(cfg), []
     prepare(cfg, todo)
     task = RunTask(str(experiment.resolve()), overrides)
     bar = progress.bar(len(todo), "runs ended")
@@ -60,15 +64,19 @@ def launch(cfg: ExperimentConfig, experiment: Path, overrides: list[str], on: st
             f"submitted {len(todo)} run(s) to {on} (job {ids}); logs in {folder}. Watch: squeue -j {ids}. "
             f"Job {merger.job_id} then merges the leaderboard into {exp.path}/leaderboard.md "
             f"(log {merger.paths.stdout})"
-        )
+        ), []
     jobs = [j for _, j in started]
     while alive := place.alive(jobs):  # waiting here: this command merges once all have ended
         bar(len(jobs) - len(alive))
         time.sleep(POLL_S)
     bar(len(jobs))
     failed = failures(cfg, started, experiment, overrides, on)
-    text = runner.merge(cfg)
-    return text + ("\n\n" + "\n".join(failed) if failed else "")
+    try:
+        return runner.merge(cfg), failed
+    except LungfastError:  # no run has a record yet: the failures say why
+        if not failed:
+            raise
+        return "no run has a complete record, so there is no leaderboard yet", failed
 
 
 def prepare(cfg: ExperimentConfig, runs: list) -> None:
