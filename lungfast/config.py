@@ -64,6 +64,7 @@ class ExperimentConfig:
     refer_target: float = 0.99  # referral promise: accuracy of the tiles kept, on new tile groups (results.certify)
     refer_delta: float = 0.05  # ... kept with probability at least 1 - refer_delta over the evidence drawn
     bootstrap_resamples: int = 500  # resamples of the tile-group bootstrap behind a run's intervals (fewer: faster)
+    throughput_seconds: float = 0.5  # time spent timing inference per batch size (1, 64) at a run's end (cost columns)
     head: str = fine_tune_heads.DEFAULT  # fine-tuning head (`lungfast.fine_tune_heads`): "timm" or "fastai"
     precision: str = "auto"  # "auto" (bf16 on CUDA and on CPUs with bf16 matrix units, else fp32), "fp32", "bf16"
     slurm: dict = field(default_factory=dict)  # [slurm] resources per run for `run --on` (lungfast.resources)
@@ -156,6 +157,8 @@ def _validate(exp: ExperimentConfig, where) -> None:
             bad(key, f"{key} must lie strictly between 0 and 1, got {getattr(exp, key)}")
     if exp.bootstrap_resamples < 20:
         bad("bootstrap_resamples", f"bootstrap_resamples must be at least 20, got {exp.bootstrap_resamples}")
+    if not 0 < exp.throughput_seconds <= 60:
+        bad("throughput_seconds", f"throughput_seconds must be above 0 and at most 60, got {exp.throughput_seconds}")
     if exp.robustness_n < 0:
         bad("robustness_n", f"robustness_n must be 0 (no sweep) or a number of test tiles, got {exp.robustness_n}")
     known = protocol_registry.names()

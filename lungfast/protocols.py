@@ -77,6 +77,16 @@ REGISTRY = {
             note="cosine k-NN (k = 20) on frozen embeddings, 1-NN recorded too",
         ),
         Protocol(
+            "mlp",
+            PROBE,
+            frozen=True,
+            fit="lungfast.probe.fits:mlp",
+            head="lungfast.probe.heads:MLP",
+            tables=("frozen_features",),
+            column=("MLP", "test_accuracy"),
+            note="eva's MLP probe (one hidden layer) on frozen embeddings, epochs chosen on valid loss",
+        ),
+        Protocol(
             "fewshot",
             PROBE,
             frozen=True,

@@ -76,6 +76,7 @@ def spec_for(
         refer_target=cfg.refer_target,
         refer_delta=cfg.refer_delta,
         bootstrap_resamples=cfg.bootstrap_resamples,
+        throughput_seconds=cfg.throughput_seconds,
         head=fine_tune_heads.LEGACY if protocols.get(protocol).frozen else cfg.head,  # a probe has its own head
     )
 

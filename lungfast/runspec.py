@@ -48,6 +48,7 @@ class RunSpec:
     refer_target: float = 0.99  # the referral promise: kept tiles on new tile groups at least this accurate...
     refer_delta: float = 0.05  # ...with probability at least 1 - refer_delta (results.certify)
     bootstrap_resamples: int = 500  # of the tile-group bootstrap behind the record's intervals
+    throughput_seconds: float = 0.5  # timing inference per batch size at the run's end (results.cost)
     head: str = fine_tune_heads.LEGACY  # fine-tuning head (`fine_tune_heads`); frozen protocols keep the legacy name
 
     @property

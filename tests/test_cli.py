@@ -353,8 +353,11 @@ def test_report_opens_in_headless_chromium_with_every_image(e2e, tmp_path):
         images = driver.execute_script("return [...document.images].map(i => [i.alt, i.complete, i.naturalWidth])")
         env = driver.execute_script("return document.querySelector('#environment').textContent")
         splits = driver.execute_script("return document.querySelectorAll('#splits tbody tr').length")
-        chart = driver.execute_script(
-            "const i = document.getElementById('comparison-chart');return i && [i.naturalWidth, i.naturalHeight]"
+        chart, pareto = (
+            driver.execute_script(
+                f"const i = document.getElementById('{c}');return i && [i.naturalWidth, i.naturalHeight]"
+            )
+            for c in ("comparison-chart", "pareto-chart")
         )
         hidden = driver.execute_script(
             "const d = document.querySelector('details');return [d.querySelector('summary').textContent, d.open]"
@@ -366,12 +369,15 @@ def test_report_opens_in_headless_chromium_with_every_image(e2e, tmp_path):
         driver.quit()
     assert sorted(rows) == ["tiny", "xresnet18"]
     # per run 7 figures (confusion, loss, top losses, saliency, reliability, risk-coverage, robustness) x 2,
-    # the comparison chart, one chart per shift
-    assert len(images) == 7 * 2 + 1 + 5 and all(ok and width > 100 for _, ok, width in images), images
+    # the comparison chart, accuracy against speed, one chart per shift
+    assert len(images) == 7 * 2 + 2 + 5 and all(ok and width > 100 for _, ok, width in images), images
     for caption in ("Reliability", "Risk-coverage", "Accuracy under stain", "whiskers", "jpeg: accuracy vs severity"):
         assert sum(caption in alt for alt, _, _ in images) >= 1, caption
     assert chart and chart[0] > 300 and chart[1] > 100  # the comparison chart, drawn
-    assert hidden == ["All columns", False] and key_columns[-1] == "worst_shift"  # the wide table behind a toggle
+    assert pareto and pareto[0] > 300 and pareto[1] > 100  # accuracy against img/s, the Pareto front marked
+    assert (
+        hidden == ["All columns", False] and key_columns[-1] == "infer_img_per_s_b64"
+    )  # the wide table behind a toggle
     assert "torch" in env and "fastai" in env and splits == 3
 
 

@@ -8,6 +8,8 @@ parts (the out-of-fold predictions that calibrate a probe, `probe.run.out_of_fol
   on the valid part from `C_GRID` (Patho-Bench sweeps the cost the same way).
 - knn: cosine k-NN; the run predicts with k = 20 (probabilities are the neighbours' shares) and records the
   1-NN test accuracy too, LC25000-clean's protocol.
+- mlp: eva's MLP probe, one hidden layer trained with AdamW on minibatches; its epochs chosen on the valid
+  loss (every `MLP_EVERY` epochs up to `MLP_EPOCHS`), the setting a refit trains for ("epochs=40").
 - fewshot: SimpleShot (centred, L2-normalised embeddings, class centroids). The run's classifier uses every
   training image; `SHOTS` x `EPISODES` episodes drawn from the train part give the few-shot accuracies.
 """
@@ -29,6 +31,7 @@ from lungfast.results import stats
 C_GRID = (0.01, 0.1, 1.0, 10.0)
 ABSENT = -30.0  # the logit of a class the training tiles lacked
 K_MAIN, K_ONE = 20, 1
+MLP_HIDDEN, MLP_EPOCHS, MLP_EVERY, MLP_BATCH, MLP_LR, MLP_WD = 256, 100, 10, 256, 1e-3, 1e-2
 SHOTS, EPISODES = (1, 4, 16), 100
 
 
@@ -96,6 +99,34 @@ def knn(parts: dict, n_classes: int, seed: int, only: str | None = None) -> Fit:
     rows = [_row(f"k={k}", clf, parts) for k, clf in fits.items()]
     xs, ys = parts["test"]
     return Fit(fits[K_MAIN], rows, f"k={K_MAIN}", {"knn1_test_accuracy": scores(fits[K_ONE], xs, ys)[1]})
+
+
+def mlp(parts: dict, n_classes: int, seed: int, only: str | None = None) -> Fit:
+    (xt, yt) = parts["train"]
+    torch.manual_seed(seed)
+    clf = heads.MLP(xt.shape[1], MLP_HIDDEN, n_classes)
+    clf.mean.copy_(torch.as_tensor(xt.mean(0), dtype=torch.float32))
+    clf.scale.copy_(torch.as_tensor(xt.std(0) + 1e-6, dtype=torch.float32))
+    x, y = torch.as_tensor(xt, dtype=torch.float32), torch.as_tensor(yt)
+    opt = torch.optim.AdamW(clf.parameters(), lr=MLP_LR, weight_decay=MLP_WD)
+    order = torch.Generator().manual_seed(seed)
+    last = int(only.split("=")[1]) if only else MLP_EPOCHS
+    rows, states = [], []
+    for epoch in range(1, last + 1):
+        clf.train()
+        for batch in torch.randperm(len(x), generator=order).split(MLP_BATCH):
+            opt.zero_grad()
+            F.cross_entropy(clf(x[batch]), y[batch]).backward()
+            opt.step()
+        clf.eval()
+        if only is None and epoch % MLP_EVERY == 0:
+            rows.append(_row(f"epochs={epoch}", clf, parts))
+            states.append({k: v.clone() for k, v in clf.state_dict().items()})
+    if only is not None:
+        return Fit(clf, [_row(only, clf, parts)], only)
+    i = min(range(len(rows)), key=lambda i: (rows[i]["valid_loss"], -rows[i]["accuracy"]))
+    clf.load_state_dict(states[i])
+    return Fit(clf, rows, rows[i]["setting"], {"epochs": (i + 1) * MLP_EVERY, "hidden": MLP_HIDDEN})
 
 
 def _centroids(x: np.ndarray, y: np.ndarray, mean: np.ndarray, n_classes: int) -> heads.Centroids:

@@ -54,6 +54,23 @@ class Linear(nn.Linear):
         return cls(state["weight"].shape[1], state["weight"].shape[0])
 
 
+class MLP(nn.Module):
+    """eva's MLP probe: standardised embeddings, one hidden layer (GELU, dropout), class logits."""
+
+    def __init__(self, dim: int, hidden: int, n_classes: int, dropout: float = 0.1):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+
+    def forward(self, x):
+        return self.net((x.float() - self.mean) / self.scale)
+
+    @classmethod
+    def from_state(cls, state: dict, n_classes: int) -> MLP:
+        return cls(state["mean"].shape[0], state["net.0.weight"].shape[0], n_classes)
+
+
 class KNN(nn.Module):
     """Cosine k-nearest neighbours: the share of the k most similar training embeddings in each class
     (as log-probabilities, so fastai's softmax gives that share back)."""

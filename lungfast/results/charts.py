@@ -1,5 +1,6 @@
 """The report's comparison charts, drawn from an experiment's `Summary`: entries by test accuracy with
-their 95% interval whiskers, and one chart per input shift comparing entries over the severities."""
+their 95% interval whiskers, one chart per input shift comparing entries over the severities, and accuracy
+against inference speed with the Pareto front (the deploy choice: nothing both faster and more accurate)."""
 
 from __future__ import annotations
 
@@ -65,3 +66,37 @@ def per_shift(s: Summary) -> dict[str, object]:
         fig.tight_layout()
         out[shift] = fig
     return out
+
+
+def pareto_front(speed: pd.Series, accuracy: pd.Series) -> pd.Series:
+    """True for the entries no other entry beats on both speed and accuracy (ties on one, better on the other)."""
+    return pd.Series(
+        [not ((speed >= s) & (accuracy >= a) & ((speed > s) | (accuracy > a))).any() for s, a in zip(speed, accuracy)],
+        index=speed.index,
+    )
+
+
+def accuracy_vs_speed(s: Summary, column: str = "infer_img_per_s_b64"):
+    """Test accuracy against inference images per second (log scale), the Pareto front joined and labelled;
+    None when the runs carry no throughput (records written before it was measured)."""
+    import matplotlib.pyplot as plt
+
+    t = s.table
+    if column not in t or t[column].isna().all():
+        return None
+    t = t[t[column].notna()]
+    front = pareto_front(t[column], t.test_accuracy)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.scatter(t[column][~front], t.test_accuracy[~front], color="tab:gray", label="dominated")
+    edge = t[front].sort_values(column)
+    ax.plot(edge[column], edge.test_accuracy, "o-", color="tab:blue", label="Pareto front")
+    for _, row in t.iterrows():
+        ax.annotate(row.entry, (row[column], row.test_accuracy), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel(f"inference images per second ({column.rsplit('_', 1)[-1]}, this machine, run's precision)")
+    ax.set_ylabel("test accuracy")
+    ax.set_title(f"{s.exp.name}: accuracy against speed")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    return fig

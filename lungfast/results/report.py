@@ -90,6 +90,12 @@ def build(s: Summary) -> str:
         _table(table, "leaderboard-all"),
         "</details>",
     ]
+    speed = charts.accuracy_vs_speed(s)
+    if speed is not None:
+        parts += [
+            "<h2>Accuracy against cost</h2>",
+            _fig(speed, "Test accuracy against inference img/s at batch 64; the Pareto front joined", "pareto-chart"),
+        ]
     if s.comparison:
         parts.append(f"<p id='comparison'>{html.escape(stats.describe(s.comparison))}</p>")
     if s.pairs is not None:

@@ -31,7 +31,7 @@ import torch
 from lungfast import files
 from lungfast.data import loaders, shifts
 from lungfast.data.split import Split
-from lungfast.results import calibration, certify, evaluate, external, record, referral, robustness
+from lungfast.results import calibration, certify, cost, evaluate, external, record, referral, robustness
 from lungfast.results.layout import RunDir
 from lungfast.results.record import RunRecord
 from lungfast.runspec import RunSpec
@@ -97,6 +97,7 @@ def finish(spec: RunSpec, split: Split, stage: RunDir, trained: Trained, tracker
         )
         for ext in split.external
     }
+    metrics.update(cost.measure(learn.model, spec.img_size, trained.facts.get("device", {}), spec.throughput_seconds))
     if spec.robustness_n:
         rows = shifts.sample(test, spec.robustness_n)
         metrics.update(robustness.sweep(trained.score, preds, rows, vocab, stage, title))

@@ -64,6 +64,19 @@ def test_fewshot_episodes_and_centroid_classifier(parts):
     assert again.extra == fit.extra  # same seed, same episodes
 
 
+def test_mlp_probe_chooses_its_epochs_on_the_valid_loss_and_a_refit_repeats_them(parts):
+    fit = fits.mlp(parts, 3, seed=0)
+    assert [r["setting"] for r in fit.history] == [f"epochs={e}" for e in range(10, fits.MLP_EPOCHS + 1, 10)]
+    best = min(fit.history, key=lambda r: r["valid_loss"])
+    assert fit.chosen == best["setting"] and fit.extra["epochs"] == int(fit.chosen.split("=")[1])
+    _, acc = fits.scores(fit.classifier, *parts["valid"])
+    assert acc == best["accuracy"]  # the classifier kept is the chosen epoch's, not the last one's
+    assert fits.scores(fit.classifier, *parts["test"])[1] > 0.9
+    refit = fits.mlp(parts, 3, seed=0, only=fit.chosen)  # cross-fitting: the chosen epochs, no search
+    assert refit.chosen == fit.chosen and len(refit.history) == 1
+    assert torch.equal(fits.logits(refit.classifier, parts["test"][0]), fits.logits(fit.classifier, parts["test"][0]))
+
+
 def test_too_few_images_for_16_shots_are_skipped_not_faked():
     small = blobs(n_per_class=5)
     assert set(fits.fewshot(small, 3, seed=0).extra["shots"]) == {"1", "4"}
@@ -75,8 +88,8 @@ FROZEN = [p.name for p in registry.REGISTRY.values() if p.frozen]
 @pytest.mark.parametrize("protocol", FROZEN)
 def test_heads_rebuild_from_their_state_dict(parts, protocol):
     fit = registry.get(protocol).load("fit")(parts, 3, seed=0)
-    head = heads.ProbeHead(heads.Embedding(), fit.classifier)
-    rebuilt = heads.from_state(protocol, head.state_dict(), 3, "pooled", 1)  # the state of the learner's model[1]
+    head = heads.ProbeHead(heads.Embedding(), fit.classifier).eval()  # as inference runs it (dropout off)
+    rebuilt = heads.from_state(protocol, head.state_dict(), 3, "pooled", 1).eval()  # the learner's model[1]
     rebuilt.load_state_dict(head.state_dict())
     x = torch.as_tensor(parts["test"][0])
     assert torch.allclose(rebuilt(x), head(x))

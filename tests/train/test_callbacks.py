@@ -119,6 +119,7 @@ class SwallowingBar(Callback):
 @pytest.mark.parametrize("kept", [True, False])
 def test_a_ctrl_c_a_bar_swallowed_still_stops_training(kept):
     learn, bar = synth_learner(), SwallowingBar()
+    started = signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, even under `nohup ... &`
     note_ctrl_c()  # as the CLI does
     try:
         if kept:
@@ -130,4 +131,6 @@ def test_a_ctrl_c_a_bar_swallowed_still_stops_training(kept):
             assert bar.batches_after == len(learn.dls.train)
     finally:
         note_ctrl_c(on=False)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        restored = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, started)
+    assert restored is signal.default_int_handler
