@@ -96,7 +96,8 @@ def accuracy_vs_speed(s: Summary, column: str = "infer_img_per_s_b64"):
     ax.set_xlabel(f"inference images per second ({column.rsplit('_', 1)[-1]}, this machine, run's precision)")
     ax.set_ylabel("test accuracy")
     ax.set_title(f"{s.exp.name}: accuracy against speed")
+    ax.margins(x=0.15, y=0.2)  # room for the labels at the edges
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return fig
