@@ -49,13 +49,14 @@ def launch(
         return runner.merge(cfg), []
     prepare(cfg, todo)
     task = RunTask(str(experiment.resolve()), overrides)
-    bar = progress.bar(len(todo), "runs ended")
+    waiting = wait or place.waits  # a bar only where someone waits for it (none on a submit-and-return)
+    bar = progress.bar(len(todo), "runs ended") if waiting else (lambda n: None)
     ended = itertools.count(1)
     started = place.start(task, todo, cfg.slurm_table, folder, on_end=lambda: bar(next(ended)))
     _remember(ledger, place, started)
     for run, job in started:
         log.info("run %d (%s): task %s, log %s", run.index, run.label, job.job_id, job.paths.stderr)
-    if not (wait or place.waits):
+    if not waiting:
         ids = ", ".join(sorted({j.job_id.split("_")[0] for _, j in started}))
         merger = place.merge_job(
             merge, (task.experiment, overrides), [j for _, j in started], folder, cfg.slurm_table.default
