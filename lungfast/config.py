@@ -78,6 +78,10 @@ class ExperimentConfig:
     def epochs_for(self, backbone: str) -> int:
         return self.epochs_by_backbone.get(backbone, self.epochs)
 
+    def augment_for(self, protocol: str) -> tuple[str, ...]:
+        """A run's training augmentations (part of its folder name): frozen bodies see none."""
+        return () if protocol_registry.get(protocol).frozen else tuple(self.augment)
+
 
 def _renamed(raw: dict, source: str) -> dict:
     raw = dict(raw)

@@ -67,8 +67,7 @@ def spec_for(
         weights_file=weights_file,
         n_images=n_images,
         protocol=protocol,
-        # frozen bodies see no training augmentation
-        augment=() if protocols.get(protocol).frozen else tuple(cfg.augment),
+        augment=cfg.augment_for(protocol),
         robustness_n=cfg.robustness_n,
         precision=cfg.precision,
         benign=tuple(cfg.benign_classes),
@@ -117,8 +116,9 @@ def plan(cfg: ExperimentConfig) -> list[Planned]:
 def is_done(cfg: ExperimentConfig, run: Planned) -> bool:
     """A complete record exists for the run (read from its folder alone: no data is loaded)."""
     where = ExperimentDir.of(cfg).split_dir(run.scheme, run.split_seed, cfg.single_split)
-    augment = () if protocols.get(run.protocol).frozen else tuple(cfg.augment)
-    return record.is_complete(where.run(run.backbone, run.seed, run.protocol, augment, run.fraction))
+    return record.is_complete(
+        where.run(run.backbone, run.seed, run.protocol, cfg.augment_for(run.protocol), run.fraction)
+    )
 
 
 def run(

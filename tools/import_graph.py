@@ -144,6 +144,7 @@ if __name__ == "__main__":
         "probe",
         "ship",
         "runner",
+        "launch",
         "dataset",
         "demo",
         "notebook",
