@@ -162,6 +162,9 @@ def main(argv=None) -> int:
         drop |= {i + 1 for i in drop if argv[i] == "--nproc"}  # "--nproc N" as well as "--nproc=N"
         return distributed.launch(args.nproc, [a for i, a in enumerate(argv) if i not in drop])
     _quiet_imports()
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed as its bytes, as ls does
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     note_ctrl_c()
     try:

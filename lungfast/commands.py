@@ -34,6 +34,11 @@ def cmd_backbones(args):
             f"{b.name:24} {b.source:12} {backbones.weights_kind(b):9} {schedule_for(b.has_weights):14} "
             f"{learner.param_count(b) / 1e6:8.2f}  {note}".rstrip()
         )
+    from lungfast import protocols  # every backbone runs under every protocol (`protocols = [...]`)
+
+    print(f"\n{'protocol':24} {'body':12} note")
+    for p in protocols.REGISTRY.values():
+        print(f"{p.name:24} {'frozen' if p.frozen else 'trained':12} {p.note}")
 
 
 def _shard(text: str | None) -> tuple[int, int]:
@@ -82,12 +87,19 @@ def cmd_run(args):
 
 
 def cmd_leaderboard(args):
+    from lungfast import files
     from lungfast.results import leaderboard
     from lungfast.results.layout import ExperimentDir
     from lungfast.results.summary import summarize
 
     summary = summarize(ExperimentDir(args.dir))
-    print(leaderboard.write(summary))
+    try:
+        print(leaderboard.write(summary))
+    except OSError as e:  # a read-only results folder (a colleague's, a mounted archive): show it, write nothing
+        if e.errno not in files.DENIED:
+            raise
+        print(leaderboard.to_terminal(summary))
+        log.warning("note: %s: read-only, so leaderboard.md/.csv were not rewritten (shown above only)", args.dir)
     if args.readme:  # the README's tables are regenerated from records, never typed
         leaderboard.update_readme(Path(args.readme), summary, args.note)
 

@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lungfast import cohorts, fine_tune_heads, resources, typecheck
+from lungfast import cohorts, fine_tune_heads, resources, tta, typecheck
 from lungfast import protocols as protocol_registry
 from lungfast.errors import LungfastError
 
@@ -38,7 +38,8 @@ class ExperimentConfig:
     backbones: list[str]  # registry names, see `lungfast backbones`
     groups_csv: str | None = None  # CSV with filename and group_column; default: groups.csv in data_dir or its parent
     group_column: str = "group_id"  # the groups CSV's column holding the tile group (e.g. "patient_id")
-    group_pattern: str | None = None  # instead of a CSV: regex on file names, its first group is the tile group
+    group_pattern: str | None = None  # instead of a CSV: regex on each file's path below its class folder, no extension
+    # ("tile_003", "patient01/tile_003"); its first group is the tile group ('^([^/]+)/': the sub-folder)
     benign_classes: list[str] = field(default_factory=lambda: ["lung_n"])  # the clinical pair's benign side
     scheme: str | list[str] = "grouped"  # "grouped" (no tile group in two parts), "random" (split-folders), or both
     ratios: list[float] = field(default_factory=lambda: [0.7, 0.2, 0.1])  # train/valid/test part fractions
@@ -52,10 +53,11 @@ class ExperimentConfig:
     lr: float | str = 2e-3  # base learning rate, or "find" to run lr_find and record its suggestion
     pretrained: bool = True  # false: every backbone trains from random init (recorded as such)
     weights: dict[str, str] = field(default_factory=dict)  # backbone -> local weights file (offline use)
-    # `lungfast.protocols`: fine_tune, linear, knn, fewshot
+    # `lungfast.protocols`: fine_tune, partial, linear, knn, mlp, fewshot
     protocols: list[str] = field(default_factory=lambda: [protocol_registry.DEFAULT])
     max_per_class: int | None = None  # subsample each class to this many images, spread over groups
     augment: list[str] = field(default_factory=list)  # ["stain"]: H&E stain augmentation of training batches
+    tta: str = "none"  # test-time views inside the shipped model (`lungfast.tta`): "none", "flips", "dihedral"
     # labelled share of the non-test tile groups each run learns from (label efficiency)
     train_fractions: list[float] = field(default_factory=lambda: [1.0])
     robustness_n: int = 300  # test tiles re-scored under each input shift (one fixed draw, by class); 0: no sweep
@@ -79,8 +81,8 @@ class ExperimentConfig:
         return self.epochs_by_backbone.get(backbone, self.epochs)
 
     def augment_for(self, protocol: str) -> tuple[str, ...]:
-        """A run's training augmentations (part of its folder name): frozen bodies see none."""
-        return () if protocol_registry.get(protocol).frozen else tuple(self.augment)
+        """A run's training augmentations (part of its folder name): protocols that train on no pixels see none."""
+        return tuple(self.augment) if protocol_registry.get(protocol).augmentable else ()
 
 
 def _renamed(raw: dict, source: str) -> dict:
@@ -148,6 +150,8 @@ def _validate(exp: ExperimentConfig, where) -> None:
         bad("max_per_class", f"max_per_class must be at least 3 (one image per part), got {exp.max_per_class}")
     if any(a not in AUGMENTS for a in exp.augment) or len(set(exp.augment)) != len(exp.augment):
         bad("augment", f"augment must be distinct names from {', '.join(AUGMENTS)}, got {exp.augment}")
+    if exp.tta not in tta.names():
+        bad("tta", f"tta must be one of {', '.join(tta.names())}, got {exp.tta!r}")
     if exp.head not in fine_tune_heads.names():
         bad("head", f"head must be one of {', '.join(fine_tune_heads.names())}, got {exp.head!r}")
     if exp.precision not in PRECISIONS:

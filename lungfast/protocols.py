@@ -31,6 +31,10 @@ class Protocol:
     column: tuple[str, str] = ("", "")  # in those tables: (header, record value as "key" or "key.subkey")
     named: bool = True  # its name is part of leaderboard entries and run folders (fine-tuning's never was)
     pixels: str = "tile store"  # what it reads; one resize implementation for every protocol and `predict`
+    augmentable: bool = True  # trains on pixels, so `augment` (stain) applies; frozen or cached-feature ones: not
+    schedule: str = ""  # trained: a `train.loop.SCHEDULES` name that replaces the pretrained/scratch default
+    adapters: str | None = None  # trained: "module:function" (learner, backbone name) -> adapters put in the body
+    needs: tuple[str, str] = ()  # (module, pip extra) it imports beyond lungfast's core; checked before any run
     note: str = ""  # one line for docs
 
     def load(self, what: str):
@@ -57,9 +61,26 @@ REGISTRY = {
             note="the whole network trained (pretrained: the new head first, then everything)",
         ),
         Protocol(
+            "partial",
+            "lungfast.probe.partial:train_partial",
+            frozen=False,
+            augmentable=False,
+            note="the early stages frozen and their maps cached once; the last stage(s) + head trained on them",
+        ),
+        Protocol(
+            "lora",
+            "lungfast.train.loop:train_one",
+            frozen=False,
+            schedule="adapters",
+            adapters="lungfast.train.lora:inject",
+            needs=("peft", "lora"),
+            note="LoRA adapters (peft) on the body's attention or convolutions + the head; merged into what ships",
+        ),
+        Protocol(
             "linear",
             PROBE,
             frozen=True,
+            augmentable=False,
             fit="lungfast.probe.fits:linear",
             head="lungfast.probe.heads:Linear",
             tables=("frozen_features",),
@@ -70,6 +91,7 @@ REGISTRY = {
             "knn",
             PROBE,
             frozen=True,
+            augmentable=False,
             fit="lungfast.probe.fits:knn",
             head="lungfast.probe.heads:KNN",
             tables=("frozen_features",),
@@ -80,6 +102,7 @@ REGISTRY = {
             "mlp",
             PROBE,
             frozen=True,
+            augmentable=False,
             fit="lungfast.probe.fits:mlp",
             head="lungfast.probe.heads:MLP",
             tables=("frozen_features",),
@@ -90,6 +113,7 @@ REGISTRY = {
             "fewshot",
             PROBE,
             frozen=True,
+            augmentable=False,
             fit="lungfast.probe.fits:fewshot",
             head="lungfast.probe.heads:Centroids",
             tables=("few_shot",),

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import tempfile
 
-from lungfast import files, fine_tune_heads, protocols
+from lungfast import files, fine_tune_heads, preflight, protocols
 from lungfast.config import ExperimentConfig
 from lungfast.data import split
 from lungfast.dataset import load_data, make_or_reuse_split
@@ -22,21 +22,6 @@ from lungfast.runspec import RunSpec
 from lungfast.train import backbones, distributed
 
 log = logging.getLogger("lungfast")
-
-
-def check_weights(cfg: ExperimentConfig) -> None:
-    """Every `weights.NAME = FILE` names a registry backbone that has pretrained weights, and a real weights file."""
-    from lungfast.train import weights
-
-    for name, path in cfg.weights.items():
-        b = backbones.get(name)
-        if not b.has_weights:
-            raise LungfastError(
-                f"weights.{name}: {name} always trains from scratch, so no weights file is loaded; "
-                f"remove weights.{name}"
-            )
-        if cfg.pretrained and name in cfg.backbones:
-            weights.check_file(name, path)
 
 
 def spec_for(
@@ -68,6 +53,7 @@ def spec_for(
         n_images=n_images,
         protocol=protocol,
         augment=cfg.augment_for(protocol),
+        tta=cfg.tta,
         robustness_n=cfg.robustness_n,
         precision=cfg.precision,
         benign=tuple(cfg.benign_classes),
@@ -117,7 +103,7 @@ def is_done(cfg: ExperimentConfig, run: Planned) -> bool:
     """A complete record exists for the run (read from its folder alone: no data is loaded)."""
     where = ExperimentDir.of(cfg).split_dir(run.scheme, run.split_seed, cfg.single_split)
     return record.is_complete(
-        where.run(run.backbone, run.seed, run.protocol, cfg.augment_for(run.protocol), run.fraction)
+        where.run(run.backbone, run.seed, run.protocol, cfg.augment_for(run.protocol), run.fraction, cfg.tta)
     )
 
 
@@ -131,12 +117,12 @@ def run(
     """Run every missing record (of shard i/n: every n-th run of `plan`; or the runs `only` names), then write the
     leaderboard and the report; return the leaderboard text. A shard writes only its own run folders (and
     identical split files, atomically), so shards may share one results folder."""
-    backbones.check_names(cfg.backbones)
-    check_weights(cfg)
+    preflight.check(cfg)
     everything = plan(cfg)
     if only is not None and any(not 0 <= j < len(everything) for j in only):
         raise LungfastError(f"--only {only}: this experiment's runs are numbered 0 to {len(everything) - 1}")
     data = load_data(cfg)
+    preflight.check_classes(cfg, sorted(data.frame.label.unique()))
     from lungfast.train.tracking import Tracker  # fastai loads here, after the cheap checks (seconds sooner)
 
     exp, main = ExperimentDir.of(cfg), distributed.is_main()
@@ -145,10 +131,15 @@ def run(
         files.write_json(exp.config_json, dataclasses.asdict(cfg))
     i, n = shard
     mine = [everything[j] for j in only] if only is not None else everything[i - 1 :: n]
-    for scheme, split_seed in dict.fromkeys((r.scheme, r.split_seed) for r in mine):
+    splits = {  # every split first: one that cannot be made stops the run before any training
+        (scheme, seed): distributed.once(
+            make_or_reuse_split, cfg, data, scheme, seed, exp.split_dir(scheme, seed, cfg.single_split), force
+        )
+        for scheme, seed in dict.fromkeys((r.scheme, r.split_seed) for r in mine)
+    }
+    for (scheme, split_seed), one in splits.items():
         picked = [r for r in mine if (r.scheme, r.split_seed) == (scheme, split_seed)]
         where = exp.split_dir(scheme, split_seed, cfg.single_split)
-        one = distributed.once(make_or_reuse_split, cfg, data, scheme, split_seed, where, force)
         sizes = {f: len(labelled(one, f, split_seed, cfg).frame) for f in {r.fraction for r in picked}}
         specs = [
             spec_for(cfg, r.backbone, r.protocol, r.seed, scheme, split_seed, sizes[r.fraction], r.fraction)
@@ -199,7 +190,7 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
 
     todo = []
     for spec in specs:
-        done = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment, spec.train_fraction)
+        done = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment, spec.train_fraction, spec.tta)
         if record.is_complete(done) and not force:
             log.info("%s: complete record found, skipped (--force reruns)", spec.label)
             unscored = [e.name for e in one.external if e.name not in record.read(done).external]
@@ -214,7 +205,7 @@ def run_split(specs: list[RunSpec], one: split.Split, where: SplitDir, force: bo
     if todo:  # every protocol reads the split's uint8 tile store: built once, by one process, before any run
         distributed.once(tile_store.ensure, one.frame, todo[0].img_size)
     for spec in todo:
-        final = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment, spec.train_fraction)
+        final = where.run(spec.backbone, spec.seed, spec.protocol, spec.augment, spec.train_fraction, spec.tta)
         protocol, mine = protocols.get(spec.protocol), one.labelled_fraction(spec.train_fraction, spec.split_seed)
         if not distributed.is_main():  # other ranks train alongside rank 0 and write nothing that lasts
             if not protocol.frozen:  # frozen-embedding protocols run on rank 0 alone

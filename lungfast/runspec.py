@@ -19,10 +19,15 @@ def schedule_for(pretrained: bool) -> str:
     return "head_first" if pretrained else "one_cycle"
 
 
-def entry_of(backbone: str, protocol: str, augment=()) -> str:
-    """The leaderboard row: backbone, `+stain` when trained with stain augmentation, `/protocol` when the
-    protocol is named (every one but fine-tuning)."""
-    return protocols.get(protocol).entry("+".join([backbone, *augment]))
+def entry_of(backbone: str, protocol: str, augment=(), tta: str = "none") -> str:
+    """The leaderboard row: backbone, `+stain` when trained with stain augmentation, `@dihedral` when it sees
+    test-time views, `/protocol` when the protocol is named (every one but fine-tuning)."""
+    return protocols.get(protocol).entry(model_folder(backbone, augment, tta))
+
+
+def model_folder(backbone: str, augment=(), tta: str = "none") -> str:
+    """A model's name under `runs/`: the backbone with its augmentations and test-time views."""
+    return "+".join([backbone, *augment]) + ("" if tta == "none" else f"@{tta}")
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,13 @@ class RunSpec:
     refer_delta: float = 0.05  # ...with probability at least 1 - refer_delta (results.certify)
     bootstrap_resamples: int = 500  # of the tile-group bootstrap behind the record's intervals
     throughput_seconds: float = 0.5  # timing inference per batch size at the run's end (results.cost)
+    tta: str = "none"  # test-time views inside the model (`lungfast.tta`)
     head: str = fine_tune_heads.LEGACY  # fine-tuning head (`fine_tune_heads`); frozen protocols keep the legacy name
 
     @property
     def entry(self) -> str:
         """The leaderboard row it belongs to: the backbone, plus the protocol unless it is fine-tuning."""
-        return entry_of(self.backbone, self.protocol, self.augment)
+        return entry_of(self.backbone, self.protocol, self.augment, self.tta)
 
     @property
     def label(self) -> str:
@@ -65,7 +71,7 @@ class RunSpec:
 
     @property
     def schedule(self) -> str:
-        return schedule_for(self.pretrained)
+        return protocols.get(self.protocol).schedule or schedule_for(self.pretrained)
 
     def key(self) -> dict:
         """The identity as plain JSON data (tuples as lists), so a key read back from disk compares equal:

@@ -175,10 +175,12 @@ def screen_lines(text: str) -> list[str]:
 def write_experiment(path: Path, **keys) -> Path:
     """A TOML experiment file from keyword arguments (strings quoted, lists and numbers as TOML). Precision is
     fp32 unless given: tests compare probabilities tightly on any CI CPU, with or without bf16 units (the
-    bf16 plan has its own parity tests). 100 bootstrap resamples, not 500: the tests check an interval's
+    bf16 plan has its own parity tests). 40 bootstrap resamples, not 500: the tests check an interval's
     properties, not its last digit, and the bootstrap is most of a tiny run's evaluation. Inference is timed for
-    0.05 s per batch size, not 0.5: the cost columns' properties, not their precision."""
-    keys = {"precision": "fp32", "bootstrap_resamples": 100, "throughput_seconds": 0.05, **keys}
+    0.05 s per batch size, not 0.5: the cost columns' properties, not their precision. No robustness sweep
+    unless a test names its size: it costs a tiny run ~1.7 s (15 shifted sets) whatever the size, and the tests of
+    its figures, its report charts and its cached embeddings name theirs."""
+    keys = {"precision": "fp32", "bootstrap_resamples": 40, "throughput_seconds": 0.05, "robustness_n": 0, **keys}
 
     def toml(v):
         if isinstance(v, bool):

@@ -20,6 +20,12 @@ from lungfast.files import os_error_line
 pytestmark = pytest.mark.slow
 
 
+def without_coverage(environ) -> dict:
+    # coverage's subprocess patch writes its data file at exit: under the file-size limit that write fails too
+    # (a coverage traceback, not lungfast's), and how big it gets depends on the machine's paths
+    return {k: v for k, v in environ.items() if not k.startswith("COVERAGE_PROCESS_")}
+
+
 def run_limited(*args, max_bytes: int, env: dict, cwd):
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
@@ -28,7 +34,7 @@ def run_limited(*args, max_bytes: int, env: dict, cwd):
         [sys.executable, "-m", "lungfast.cli", *map(str, args)],
         cwd=cwd,
         preexec_fn=limit,
-        env={**os.environ, "PYTHONWARNINGS": "ignore", **env},
+        env={**without_coverage(os.environ), "PYTHONWARNINGS": "ignore", **env},
         capture_output=True,
         text=True,
         timeout=600,

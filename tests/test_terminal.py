@@ -157,6 +157,10 @@ def test_ctrl_c_during_training_says_what_stays_and_the_rerun_resumes(term, tmp_
     rc, out = run_pty("run", exp, cwd=tmp_path, env=env)
     ok(rc, out)
     assert f"resuming after epoch {done}" in out and not stage.exists()
+    finished = tmp_path / "results" / "cc" / "runs" / "xresnet18" / "seed0"
+    assert json.loads((finished / "metrics.json").read_text())["resumed_after_epoch"] == done  # said, not hidden
+    board = (tmp_path / "results" / "cc" / "leaderboard.md").read_text()
+    assert f"resumed: xresnet18 (seed 0, grouped split 42, after epoch {done})" in board
 
 
 def test_ctrl_c_during_predict_speaks_of_predict(term, tmp_path):

@@ -29,28 +29,27 @@ GROUND = {
     "cohorts",
     "fine_tune_heads",
     "resources",
+    "tta",
     "lungfast",
 }
+ORDER = [  # floors from the ground up; each of the first six imports none above it
+    "ground",
+    "data",
+    "results",
+    "train",
+    "probe",
+    "ship",
+    "preflight",
+    "runner",
+    "launch",
+    "dataset",
+    "demo",
+    "notebook",
+    "commands",
+    "cli",
+]
 FORBIDDEN = {  # floor -> floors it must not import
-    "ground": {
-        "data",
-        "results",
-        "train",
-        "probe",
-        "ship",
-        "runner",
-        "launch",
-        "dataset",
-        "demo",
-        "notebook",
-        "commands",
-        "cli",
-    },
-    "data": {"results", "train", "probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
-    "results": {"train", "probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
-    "train": {"probe", "ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
-    "probe": {"ship", "runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
-    "ship": {"runner", "launch", "dataset", "demo", "notebook", "commands", "cli"},
+    **{floor: set(ORDER[i + 1 :]) for i, floor in enumerate(ORDER[:6])},
     "launch": {"notebook", "commands", "cli"},
     "notebook": {"commands", "cli", "launch"},
     "commands": {"notebook", "cli"},
@@ -136,21 +135,7 @@ def cycles() -> list[list[str]]:
 
 
 if __name__ == "__main__":
-    order = [
-        "ground",
-        "data",
-        "results",
-        "train",
-        "probe",
-        "ship",
-        "runner",
-        "launch",
-        "dataset",
-        "demo",
-        "notebook",
-        "commands",
-        "cli",
-    ]
+    order = ORDER
     graph = floor_graph()
     for f in order:
         print(f"{f:8} -> {', '.join(sorted(graph.get(f, ()), key=order.index)) or '(nothing)'}")

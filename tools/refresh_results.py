@@ -52,11 +52,26 @@ SHIPPED = [
         "All 11,861 tiles of the LC25000 sample (224 px copies), 224 px, ImageNet tf_efficientnet_lite0 (offline "
         "weights), parts 70/10/20, 5 grouped splits, robustness sweep on 60 test tiles per run.",
     ),
+    (
+        "cpu-ensemble",
+        "experiments/cpu-ensemble.toml",
+        [],
+        "All 11,861 tiles of the LC25000 sample (224 px copies), 224 px, frozen ImageNet EfficientNet-Lite0, -Lite1 "
+        "and -Lite2 (offline weights) side by side, linear probe, parts 70/10/20, 5 grouped splits, robustness "
+        "sweep on 60 test tiles per run.",
+    ),
 ]
 
 
 def machine() -> str:
-    return f"{os.cpu_count()} CPU cores, no GPU" if not shutil.which("nvidia-smi") else "a CUDA machine"
+    """The machine in words, with what decides the CPU's speed here: bf16 units or none (`train.device`)."""
+    if shutil.which("nvidia-smi"):
+        return "a CUDA machine"
+    sys.path.insert(0, str(REPO))
+    from lungfast.train import device
+
+    units = device.describe(cpu=True)["bf16_units"]
+    return f"{os.cpu_count()} CPU cores " + (f"with bf16 units ({', '.join(units)})" if units else "without bf16 units")
 
 
 def run(name: str, toml: str, extra: list[str]) -> float:

@@ -8,6 +8,7 @@ in one part; intervals resample whole groups.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -53,7 +54,7 @@ def resolve(
 ) -> tuple[pd.DataFrame, str | None]:
     """(images with group_id, where the groups came from), or (images, None) when no groups are known."""
     if pattern is not None:
-        out = from_pattern(images, pattern)
+        out = from_pattern(images, pattern, data_dir)
         if one_class:
             check_one_class(out, f"group_pattern {pattern!r}", "change the pattern")
         return out, f"pattern {pattern}"
@@ -63,14 +64,22 @@ def resolve(
     return attach_groups(images, csv, column, one_class), str(csv)
 
 
-def from_pattern(images: pd.DataFrame, pattern: str) -> pd.DataFrame:
-    """group_id from each file name (without its extension): the pattern's first group, or its whole match."""
+def below_class(path: str, data_dir: str, label: str) -> str:
+    """A file's place below its class folder, without extension: "tile_003", or "patient01/tile_003" in a
+    sub-folder (what `group_pattern` reads, so a sub-folder can be the tile group: '^([^/]+)/')."""
+    rel = Path(os.path.relpath(path, os.path.join(os.path.abspath(data_dir), label)))
+    return rel.with_suffix("").as_posix() if not rel.as_posix().startswith("..") else Path(path).stem
+
+
+def from_pattern(images: pd.DataFrame, pattern: str, data_dir: str) -> pd.DataFrame:
+    """group_id from each file's place below its class folder (`below_class`): the pattern's first group, or its
+    whole match."""
     rx = re.compile(pattern)
-    found = [rx.search(Path(p).stem) for p in images.path]
-    missed = [Path(p).name for p, m in zip(images.path, found) if m is None]
+    found = [rx.search(below_class(p, data_dir, c)) for p, c in zip(images.path, images.label)]
+    missed = [below_class(p, data_dir, c) for p, c, m in zip(images.path, images.label, found) if m is None]
     if missed:
         raise LungfastError(
-            f"group_pattern {pattern!r} matches no part of {len(missed)} file name(s) (e.g. "
+            f"group_pattern {pattern!r} matches no part of {len(missed)} file name(s) below the class folders (e.g. "
             f"{', '.join(missed[:3])}); every image needs a group: change the pattern"
         )
     return images.assign(group_id=[m.group(1) if rx.groups else m.group(0) for m in found])

@@ -186,7 +186,8 @@ def scan(data_dir: str | Path, min_classes: int = 2) -> tuple[pd.DataFrame, list
     items = [(p, c) for c, fs in by_class.items() for p in fs]
     reasons = checked([p for p, _ in items], root)
     skipped = [(str(p), r) for (p, _), r in zip(items, reasons) if r]
-    good = [(str(p.resolve()), c) for (p, c), r in zip(items, reasons) if not r]
+    # the path as the user's folder names it (a link stays a link): its class is the folder it was found in
+    good = [(os.path.abspath(p), c) for (p, c), r in zip(items, reasons) if not r]
     df = pd.DataFrame(good, columns=["path", "label"])
     left = df.label.value_counts()
     dead = [c for c in by_class if left.get(c, 0) == 0]

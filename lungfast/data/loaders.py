@@ -7,9 +7,10 @@ decoding sits in the hot path. Without a GPU, the flips and rotation run on the 
 gathered (albumentations, `host_augment`), which costs a CPU a quarter of fastai's float grid_sample.
 The result is still a fastai `DataLoaders`: the Learner,
 callbacks, DDP sharding (`DistributedDL` shards the indices), `lr_find`, export and resume work unchanged.
-Its `test_dl` and `new_empty` are those of the file pipeline below: labels come from the class folder
-(fastai's `parent_label`), so an exported learner holds only fastai functions and `learn.predict(path)`
-works on any image file, with the very pixels the store holds (same decode, same squish Resize). The same
+Its `test_dl` and `new_empty` are those of the file pipeline below. Its items are paths that carry their label
+(`Labelled`), as the data set scan found it (the class folder the user named, whatever links or sub-folders lie
+below it); a bare path (`learn.predict(path)`, `predict`) is an image alone, so the exported learner works on
+any image file, with the very pixels the store holds (same decode, same squish Resize). The same
 DataBlock rebuilds the inference pipeline for weights-only (safetensors) models.
 """
 
@@ -34,10 +35,32 @@ from lungfast.data.store_dl import StoreDataLoaders, StoreDL
 from lungfast.data.tile_image import TileImage
 
 
+class Labelled(str):
+    """A file's path that knows its label (a str, so every image reader takes it; not a tuple, which fastai's
+    transforms would map over element by element)."""
+
+    def __new__(cls, path: str, label: str | None = None):  # fastai casts outputs to the input type: no label
+        item = super().__new__(cls, path)
+        item.label = label
+        return item
+
+    def __reduce__(self):
+        return Labelled, (str(self), self.label)
+
+
+def labelled(rows: pd.DataFrame) -> list[Labelled]:
+    return [Labelled(p, c) for p, c in zip(rows.path, rows.label)]
+
+
+def item_label(item):
+    """The label a split gave the item; for a bare path, its folder (fastai's own rule: the setup items)."""
+    return item.label if getattr(item, "label", None) is not None else parent_label(item)
+
+
 def datablock(vocab: list[str], img_size: int, stats, valid_idx: list[int] = ()) -> DataBlock:
     return DataBlock(
         blocks=(ImageBlock(cls=TileImage), CategoryBlock(vocab=vocab)),
-        get_y=parent_label,
+        get_y=item_label,
         splitter=IndexSplitter(list(valid_idx)),
         item_tfms=Resize(img_size, method="squish"),
         # tissue has no "up": flip both ways, rotate a little; no zoom/warp/lighting (stain colour is signal).
@@ -88,7 +111,7 @@ def file_dls(split_df: pd.DataFrame, stats, img_size: int, batch_size: int, seed
     fit = split_df[split_df.part.isin(["train", "valid"])].reset_index(drop=True)
     vocab = sorted(split_df.label.unique())
     return datablock(vocab, img_size, stats, fit.index[fit.part == "valid"].tolist()).dataloaders(
-        fit.path.tolist(), bs=batch_size, seed=seed, device=plan.device, num_workers=0
+        labelled(fit), bs=batch_size, seed=seed, device=plan.device, num_workers=0
     )
 
 
@@ -168,6 +191,6 @@ def inference_dls(vocab: list[str], img_size: int, stats, batch_size: int = 64):
 
 
 def rows_dl(dls, rows: pd.DataFrame):
-    """Labelled rows (the class is the file's folder), read from their files through the inference pipeline
+    """Labelled rows (the label as the rows give it), read from their files through the inference pipeline
     (what `predict` does, so a record's test figures are the exported learner's), in row order."""
-    return inference(dls.test_dl(rows.path.tolist(), with_labels=True))
+    return inference(dls.test_dl(labelled(rows), with_labels=True))

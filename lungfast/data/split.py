@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lungfast import files
 from lungfast.errors import LungfastError
 
 PARTS = ("train", "valid", "test")
@@ -66,7 +67,7 @@ class Split:
 
 def read_csv(path) -> pd.DataFrame:
     """A split.csv; those of lungfast 0.1 named the part column `split`."""
-    df = pd.read_csv(path, dtype={"group_id": str})
+    df = files.read_csv(path, dtype={"group_id": str})
     return df.rename(columns={"split": "part"})
 
 
@@ -132,6 +133,14 @@ def make_split(df: pd.DataFrame, scheme: str, ratios: list[float], seed: int) ->
     for name in PARTS:
         if not (out.part == name).any():
             raise LungfastError(f"the {name} part is empty: {len(df)} images are too few for ratios {ratios}")
+    held = out.groupby("label").part.agg(set)
+    for label, parts in held.items():  # a class missing from a part: its figures there would silently be absent
+        if set(PARTS) - parts:
+            missing = sorted(set(PARTS) - parts, key=PARTS.index)[0]
+            raise LungfastError(
+                f"class {label}: no image in the {missing} part ({int((out.label == label).sum())} images are too "
+                f"few for ratios {ratios} with the {scheme} scheme); add images of {label} or change ratios"
+            )
     return out[COLUMNS]
 
 

@@ -72,7 +72,7 @@ def ensure(frame: pd.DataFrame, size: int) -> TileStore:
         with files.exclusive(root / f".{key}.lock", f"tile store {key}"):
             if not (array.is_file() and table.is_file()):  # another process may have built it meanwhile
                 _build(frame, size, array, table)
-    return TileStore(np.load(array, mmap_mode="r"), pd.read_csv(table), array)
+    return TileStore(np.load(array, mmap_mode="r"), files.read_csv(table), array)
 
 
 def _reserve(path: Path) -> None:

@@ -7,6 +7,10 @@ path, byte size and mtime), so a changed file is embedded again; the model key h
 architecture, where its weights came from and the
 image size, so other weights never mix in. Vectors are written in parts of at most `PART` images (atomic),
 so memory stays bounded on the full data set and a killed computation keeps what it finished.
+
+Test-time views (`tta`): each view of the dihedral group (`train.views`) is cached on its own, under the model
+key plus the view (view 0 is the plain key), so "flips" and "dihedral" share their common views and the plain
+embedding; a probe with views reads the mean over its views, which is what its shipped model computes.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from lungfast.cache import cache_dir
 from lungfast.data import loaders
 from lungfast.data import store as tile_store
 from lungfast.data.store import TileStore
-from lungfast.train import device
+from lungfast.train import device, views
 from lungfast.train.device import DevicePlan
 
 log = logging.getLogger("lungfast")
@@ -96,15 +100,16 @@ def compute(
     stats,
     plan: DevicePlan,
     batch_size: int = 64,
+    k: int = 0,
 ):
-    """Yield (start index, vectors) per batch of these store rows: `model` maps a normalised batch to embeddings,
-    in the device plan's precision and memory format."""
+    """Yield (start index, vectors) per batch of these store rows: `model` maps view k of a normalised batch to
+    embeddings, in the device plan's precision and memory format."""
     dl = loaders.store_batches(tiles.images, rows, vocab, img_size, stats, plan.device, batch_size)
     model = device.in_format(model.to(plan.device).eval(), plan)  # before inference mode (see in_format)
     start = 0
     with torch.inference_mode(), device.autocast(plan):
         for x, _ in dl:
-            v = model(device.in_format(x.as_subclass(torch.Tensor), plan)).float().cpu().numpy()
+            v = model(device.in_format(views.view(x.as_subclass(torch.Tensor), k), plan)).float().cpu().numpy()
             yield start, v
             start += len(v)
 
@@ -117,25 +122,37 @@ def embed(
     img_size: int,
     stats,
     plan: DevicePlan | None = None,
+    tta: str = "none",
 ) -> tuple[np.ndarray, float | None]:
-    """Embeddings of frame's images (rows aligned), computing only the missing ones from the tile store of
-    the frame (a run's split: the store its fine-tuning reads); and the images per second of the computation
-    (or of the one that filled the cache)."""
+    """Embeddings of frame's images (rows aligned), averaged over the `tta` views, computing only the missing ones
+    from the tile store of the frame (a run's split: the store its fine-tuning reads); and the images per second
+    of the computation (or of the one that filled the cache)."""
     plan = plan or device.plan_for(device.describe())
-    store = Store(key)
+    found = [_embed_view(frame, model, key, vocab, img_size, stats, plan, k) for k in views.get(tta)]
+    vectors = found[0][0] if len(found) == 1 else np.mean([v for v, _ in found], axis=0, dtype=np.float32)
+    return vectors, found[0][1]
+
+
+def _embed_view(frame, model, key, vocab, img_size, stats, plan, k: int) -> tuple[np.ndarray, float | None]:
+    store = Store(key if k == 0 else f"{key}.view{k}")
     sources = frame.path.tolist()
     keys = [files.identity_key(p) for p in sources]
     have = store.load()
     todo = [i for i, k in enumerate(keys) if k not in have]
     if todo:
         log.info(
-            "embedding %d of %d images (%d cached) into %s", len(todo), len(keys), len(keys) - len(todo), store.root
+            "embedding %d of %d images (%d cached)%s into %s",
+            len(todo),
+            len(keys),
+            len(keys) - len(todo),
+            f", view {k}" if k else "",
+            store.root,
         )
         tiles = tile_store.ensure(frame, img_size)
         rows = tiles.rows([sources[i] for i in todo])
         t0, done, pending = time.perf_counter(), 0, ([], [])
         bar = progress.bar(len(todo), "embedded")
-        for start, v in compute(model, tiles, rows, vocab, img_size, stats, plan):
+        for start, v in compute(model, tiles, rows, vocab, img_size, stats, plan, k=k):
             batch = [keys[i] for i in todo[start : start + len(v)]]
             have.update(zip(batch, v))
             pending[0].extend(batch)

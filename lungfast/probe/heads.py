@@ -46,6 +46,44 @@ def frozen_body(backbone, fastai_body: nn.Module) -> nn.Module:
     return body.eval().requires_grad_(False)
 
 
+def body_for(backbone, n_classes: int, pretrained: bool = False, weights_file: str | None = None) -> nn.Module:
+    """A probe's frozen body for a registry entry or a feature ensemble. Random init is seeded the same for
+    every build, so all runs of one model key share one cached embedding (and an ensemble's part matches it)."""
+    from lungfast.train import backbones, learner
+
+    if backbone.parts:
+        parts = []
+        for name in backbone.parts:
+            part = backbones.get(name)
+            weights = learner.resolve_weights(part, pretrained, {}) if pretrained else (False, None)
+            pool = Embedding(part.embedding, part.prefix_tokens)
+            parts.append(nn.Sequential(body_for(part, n_classes, *weights), pool))
+        return Ensemble(parts, backbone.stats, [backbones.get(n).stats for n in backbone.parts])
+    torch.manual_seed(0)
+    return frozen_body(backbone, learner.create_model(backbone, n_classes, pretrained, weights_file)[0])
+
+
+class Ensemble(nn.Module):
+    """A feature ensemble's body: every part (frozen body + its pooling) on the same pixels, each renormalised
+    from the pipeline's statistics (the first part's) to its own, the embeddings side by side."""
+
+    def __init__(self, parts: list[nn.Module], stats, part_stats):
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+        shift = [(torch.tensor(stats[0]) - torch.tensor(m)) / torch.tensor(s) for m, s in part_stats]
+        scale = [torch.tensor(stats[1]) / torch.tensor(s) for _, s in part_stats]
+        self.register_buffer("shift", torch.stack(shift)[:, :, None, None])  # x_part = x * scale + shift
+        self.register_buffer("scale", torch.stack(scale)[:, :, None, None])
+
+    def forward(self, x):
+        return torch.cat([p(x * self.scale[i] + self.shift[i]) for i, p in enumerate(self.parts)], dim=1)
+
+    @property
+    def saliency_layer(self) -> nn.Module:
+        """Grad-CAM's layer: the first part's body (an ensemble's own output is a vector, no map)."""
+        return self.parts[0][0]
+
+
 class Linear(nn.Linear):
     """Logistic regression (scikit-learn) with its standardisation folded into the weights."""
 

@@ -11,6 +11,7 @@ The run ends as every run does (`results.run_end`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -30,17 +31,14 @@ from lungfast.probe import embeddings, fits, heads
 from lungfast.results import certify, evaluate, run_end
 from lungfast.results.layout import RunDir
 from lungfast.runspec import RunSpec
-from lungfast.train import backbones, device, learner
+from lungfast.train import backbones, device, learner, views
 
 log = logging.getLogger("lungfast")
 
 
 def frozen_body(spec: RunSpec, n_classes: int) -> nn.Module:
-    """The backbone's body as fastai builds it (model[0]), weights as the spec says; random init is seeded
-    the same for every run, so all runs of one model key share one cached embedding."""
-    torch.manual_seed(0)
-    b = backbones.get(spec.backbone)
-    return heads.frozen_body(b, learner.create_model(b, n_classes, spec.pretrained, spec.weights_file)[0])
+    """The backbone's body as fastai builds it (model[0]), weights as the spec says (`heads.body_for`)."""
+    return heads.body_for(backbones.get(spec.backbone), n_classes, spec.pretrained, spec.weights_file)
 
 
 def embedder(spec: RunSpec, vocab: list[str]):
@@ -51,17 +49,31 @@ def embedder(spec: RunSpec, vocab: list[str]):
     return b, plan, body, pool, key
 
 
+def features(spec: RunSpec, frame, vocab: list[str]) -> tuple[np.ndarray, float | None]:
+    """The embeddings of frame's tiles (cached; averaged over the spec's test-time views) and the images per
+    second that made them. A feature ensemble: its parts' embeddings side by side, each from its own cache."""
+    b = backbones.get(spec.backbone)
+    if b.parts:
+        found = []
+        for name in b.parts:
+            pretrained, weights_file = learner.resolve_weights(backbones.get(name), spec.pretrained, {})
+            part = dataclasses.replace(spec, backbone=name, pretrained=pretrained, weights_file=weights_file)
+            found.append(features(part, frame, vocab))
+        speeds = [s for _, s in found]
+        return np.concatenate([x for x, _ in found], 1), None if None in speeds else 1 / sum(1 / s for s in speeds)
+    b, plan, body, pool, key = embedder(spec, vocab)
+    return embeddings.embed(frame, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan, spec.tta)
+
+
 def embed_split(spec: RunSpec, split: Split) -> None:
     """Fill the embedding cache for a split's tiles (a launcher's prepare step: its tasks then only read it)."""
-    vocab = sorted(split.frame.label.unique())
-    b, plan, body, pool, key = embedder(spec, vocab)
-    embeddings.embed(split.frame, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan)
+    features(spec, split.frame, sorted(split.frame.label.unique()))
 
 
 def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run_end.RunRecord:
     vocab = sorted(split.frame.label.unique())
-    b, plan, body, pool, key = embedder(spec, vocab)
-    x, embed_speed = embeddings.embed(split.frame, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan)
+    b, plan = backbones.get(spec.backbone), device.plan_for(device.describe(), spec.precision)
+    x, embed_speed = features(spec, split.frame, vocab)
     y = split.frame.label.map({c: i for i, c in enumerate(vocab)}).to_numpy()
     parts = {p: (x[(split.frame.part == p).to_numpy()], y[(split.frame.part == p).to_numpy()]) for p in PARTS}
     if tracker:
@@ -73,9 +85,11 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run
 
     # the same file pipeline as a fine-tune run's exported learner, for `predict` and the test figures
     dls = loaders.file_dls(split.frame, b.stats, spec.img_size, spec.batch_size, spec.seed, plan)
+    pool = heads.Embedding(b.embedding, b.prefix_tokens)
+    model = nn.Sequential(frozen_body(spec, len(vocab)), heads.ProbeHead(pool, fit.classifier))
     learn = Learner(
         dls,
-        nn.Sequential(body, heads.ProbeHead(pool, fit.classifier)),
+        views.wrap(model, spec.tta, frozen=True),  # its test-time views: what `features` averaged
         loss_func=CrossEntropyLossFlat(),
         metrics=accuracy,
         path=stage.path,
@@ -90,7 +104,7 @@ def train_probe(spec: RunSpec, split: Split, stage: RunDir, tracker=None) -> run
             return head[1](torch.as_tensor(v, dtype=torch.float32)) / head.temperature
 
     def score(rows):  # cached embeddings of the rows' store pixels (the test part's are cached already), this head
-        v, _ = embeddings.embed(rows, nn.Sequential(body, pool), key, vocab, spec.img_size, b.stats, plan)
+        v, _ = features(spec, rows, vocab)
         return _table(logits(v), rows.label.map(index).to_numpy(), vocab, rows.path.tolist())
 
     labelled = (split.frame.part != "test").to_numpy()
@@ -150,7 +164,7 @@ def out_of_fold(fit_fn, x, y, groups, n_classes: int, seed: int, setting: str) -
 
 def _table(logits: torch.Tensor, y, vocab: list[str], paths: list[str]):
     """The predictions table (evaluate.as_table) of calibrated logits."""
-    y = torch.as_tensor(y)
+    y = torch.as_tensor(np.array(y))  # a copy: pandas hands out read-only arrays
     return evaluate.as_table(F.softmax(logits, 1), y, F.cross_entropy(logits, y, reduction="none"), vocab, paths)
 
 

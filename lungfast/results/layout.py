@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lungfast import protocols
+from lungfast.runspec import model_folder
 
 # the figures of a run record, with the captions the report gives them
 FIGURES = {
@@ -92,12 +93,19 @@ class SplitDir:
     split_key = property(lambda self: self.path / "split.key.json")
 
     def run(
-        self, backbone: str, seed: int, protocol: str = protocols.DEFAULT, augment=(), fraction: float = 1.0
+        self,
+        backbone: str,
+        seed: int,
+        protocol: str = protocols.DEFAULT,
+        augment=(),
+        fraction: float = 1.0,
+        tta: str = "none",
     ) -> RunDir:
         """runs/<backbone>/seed<k> for fine-tuning, runs/<backbone>/<protocol>-seed<k> for the others;
-        runs/<backbone>+stain/... when trained with stain augmentation; ...-labels0.05 on a share of the labels."""
+        runs/<backbone>+stain/... when trained with stain augmentation, runs/<backbone>@dihedral/... with test-time
+        views; ...-labels0.05 on a share of the labels."""
         name = protocols.get(protocol).run_folder(seed) + (f"-labels{fraction:g}" if fraction < 1 else "")
-        return RunDir(self.path / "runs" / "+".join([backbone, *augment]) / name)
+        return RunDir(self.path / "runs" / model_folder(backbone, augment, tta) / name)
 
     def runs(self) -> list[RunDir]:
         """Every run folder with a manifest (complete or damaged: the record reader decides)."""

@@ -39,6 +39,17 @@ def notes(s: Summary) -> list[str]:
                 f"({', '.join(benign) or 'none'}) does not split the classes ({', '.join(vocab)}) into benign "
                 f"and cancer; name the benign class(es) with benign_classes = [...]"
             )
+    if "resumed_after_epoch" in s.ranked_runs:
+        resumed = s.ranked_runs[s.ranked_runs.resumed_after_epoch.fillna(0) > 0]
+        if len(resumed):
+            which = ", ".join(
+                f"{r.entry} (seed {r.seed}, {r.scheme} split {r.split_seed}, after epoch {int(r.resumed_after_epoch)})"
+                for r in resumed.itertuples()
+            )
+            out.append(
+                f"resumed: {which}. A resumed run restores its weights and optimizer, not the random state of its "
+                f"data order and augmentation, so its figures differ from an uninterrupted run's (--force reruns it)."
+            )
     return out
 
 

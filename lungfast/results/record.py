@@ -74,6 +74,7 @@ class RunRecord:
     refer_kept: float | None = None  # share of test tiles the certified threshold keeps (0: it refers every tile)
     refer_kept_accuracy: float | None = None  # their accuracy (None: none kept), beside the target in `referral`
     selection_accuracy: float | None = None  # what export's choice reads (valid part; fine-tuning: its selection half)
+    resumed_after_epoch: int = 0  # epochs an earlier, stopped attempt finished (0: trained in one go); see leaderboard
     robustness: dict = field(default_factory=dict)  # sweep: sample size, settings, accuracy per shift at mid severity
     shifted_accuracy: float | None = None  # mean test accuracy over the shifts at the middle severity
     worst_shift: str | None = None  # the shift with the lowest accuracy at the middle severity
@@ -82,6 +83,7 @@ class RunRecord:
     external: dict = field(default_factory=dict)  # external set -> accuracy, intervals, per class, ECE, referral
     embed_img_per_s: float | None = None  # frozen-embedding protocols: embedding throughput (of the cache fill)
     probe: dict = field(default_factory=dict)  # frozen-embedding protocols: chosen setting, sweep, k-NN, few-shot
+    adapters: dict = field(default_factory=dict)  # lora: rank, alpha, adapted modules, trainable parameters (merged)
     extra: dict = field(default_factory=dict)  # keys this version does not know (from a newer one), kept
 
     def to_json(self) -> dict:

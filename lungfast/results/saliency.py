@@ -19,7 +19,7 @@ from torch import nn
 def target_layer(model: nn.Sequential):
     """(layer, reshape_transform) for Grad-CAM: the body for convnets; for a timm ViT body (pathology
     foundation models) the last block's first norm, its patch tokens laid back out on their grid."""
-    body = model[0]
+    body = getattr(model[0], "saliency_layer", model[0])  # a feature ensemble names its first part's body
     vit = getattr(getattr(body, "body", body), "model", None)  # fastai's TimmBody, or a probe's TokenBody
     if vit is None or not hasattr(vit, "blocks") or not hasattr(vit, "num_prefix_tokens"):
         return body, None
@@ -44,7 +44,8 @@ def cam_maps(learn, paths: list[str], classes: list[int]) -> tuple[np.ndarray, n
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     x = _batch(learn, paths)
-    model = learn.model.eval()
+    # one view: Grad-CAM hooks a single forward pass, and a model with test-time views runs its body once per view
+    model = nn.Sequential(learn.model[0], learn.model[1]).eval()
     layer, reshape = target_layer(model)
     with torch.enable_grad(), GradCAM(model=model, target_layers=[layer], reshape_transform=reshape) as cam:
         maps = cam(input_tensor=x.clone().requires_grad_(True), targets=[ClassifierOutputTarget(c) for c in classes])

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lungfast import files
 from lungfast.results.layout import RunDir
 
 
@@ -35,7 +36,7 @@ def per_image_correct(runs: pd.DataFrame) -> pd.Series:
     """Share of a backbone's runs that got each (split_seed, test image) right, averaged over seeds."""
     frames = []
     for run in runs.itertuples():
-        p = pd.read_csv(RunDir(run.run_dir).test_predictions, usecols=["path", "actual", "predicted"])
+        p = files.read_csv(RunDir(run.run_dir).test_predictions, usecols=["path", "actual", "predicted"])
         frames.append(p.assign(split_seed=run.split_seed, correct=(p.actual == p.predicted).astype(float)))
     return pd.concat(frames).groupby(["split_seed", "path"]).correct.mean()
 
@@ -82,6 +83,14 @@ def describe(c: dict) -> str:
         f"accuracy difference {c['difference']:+.4f} (95% bootstrap CI {c['ci95_low']:+.4f} to "
         f"{c['ci95_high']:+.4f}), paired permutation p = {c['p_value']:.4f}: {c['verdict']} (at 0.05)."
     )
+
+
+def balanced_accuracy(t: np.ndarray, p: np.ndarray, n_classes: int) -> float:
+    """sklearn's balanced accuracy (mean recall over the classes present in `t`) on integer codes, without its
+    input checks: a bootstrap computes it once per resample."""
+    support = np.bincount(t, minlength=n_classes)
+    hits = np.bincount(t[t == p], minlength=n_classes)
+    return float(np.mean(hits[support > 0] / support[support > 0]))
 
 
 RESAMPLES = 500  # the tile-group bootstrap's default (experiment key bootstrap_resamples)

@@ -58,7 +58,10 @@ def load_runs(exp: ExperimentDir) -> pd.DataFrame:
     if not found:
         raise LungfastError(f"{exp.path}: no complete run records under runs/; run an experiment first")
     runs = pd.DataFrame([rec.row(run_dir) for run_dir, rec in found]).assign(params_m=lambda d: d.params / 1e6)
-    runs = runs.assign(entry=[entry_of(b, p, tuple(a)) for b, p, a in zip(runs.backbone, runs.protocol, runs.augment)])
+    tta = runs["tta"].fillna("none") if "tta" in runs else ["none"] * len(runs)  # records older than `tta` had none
+    runs = runs.assign(
+        entry=[entry_of(b, p, tuple(a), t) for b, p, a, t in zip(runs.backbone, runs.protocol, runs.augment, tta)]
+    )
     runs["augment"] = ["+".join(a) for a in runs.augment]
     return runs
 

@@ -1,9 +1,10 @@
 """The model card of an export, generated from the run's record and its experiment (never typed by hand).
 
-Every export carries one: a timm folder's `README.md` (what the Hugging Face hub shows), `MODEL_CARD.md` beside a
-pickle, a safetensors file or an ONNX file. Its YAML header (license, tags, datasets, metrics) is what
-`huggingface_hub.ModelCard` parses; the body says what the model is for, what it was trained and tested on,
-how well (with intervals), where it fails, how to load it each way, and what it was made with.
+Every export carries one: a timm folder's `README.md` (what the Hugging Face hub shows), `<file>.md` beside a
+pickle, a safetensors file or an ONNX file (`lung.pkl.md`: each model its own). Its YAML header (license, tags,
+datasets, metrics) is what `huggingface_hub.ModelCard` parses; the body says what the model is for, what it was
+trained and tested on, how well (with intervals), where it fails, how to load it each way, and what it was made
+with.
 """
 
 from __future__ import annotations
@@ -28,6 +29,30 @@ LIMITS = (
     "external sets and the robustness table when present), on other magnifications, and on tissue that is "
     "none of the classes."
 )
+OTHER_LIMITS = (  # for a data set that is not LC25000: what holds for any tile classifier trained on one source
+    "It is a research model, not a diagnostic device: it has not been validated for clinical use and must not "
+    "guide a diagnosis. It knows only the slides, scanners and staining of its training data; expect lower "
+    "accuracy elsewhere (see the external sets and the robustness table when present), on other magnifications, "
+    "and on tissue that is none of the classes."
+)
+LC25000_CLASSES = {"lung_aca", "lung_n", "lung_scc"}
+
+
+def is_lc25000(rec, experiment: dict) -> bool:
+    """The data set is LC25000's lung part as it ships (its folder name and its classes), not a user's own."""
+    return Path(experiment.get("data_dir", "")).name == "lung_image_sets" and set(rec.vocab) <= LC25000_CLASSES
+
+
+def test_claim(rec) -> str:
+    """What the test part is, as the scheme and the groups make it true."""
+    if rec.spec.scheme == "random":
+        return (
+            "On the test part of a random split (copies of one original tile may sit in train and test, so this "
+            "figure overstates accuracy on new tissue)"
+        )
+    if not rec.groups_csv:
+        return "On the test part (no tile groups were known: each image its own group, so copies may be in both)"
+    return "On the test part (tile groups never seen in training)"
 
 
 PATHS = ("data_dir", "groups_csv", "results_dir")
@@ -50,8 +75,8 @@ def parts_table(run: RunDir) -> pd.DataFrame:
     return wide[[f"{p} {w}" for p in splits.PARTS for w in ("images", "groups")]].reset_index()
 
 
-def header(rec, library: str, license: str, metrics: dict) -> str:
-    tags = ["image-classification", "histopathology", "lung", "lc25000", "lungfast", library]
+def header(rec, library: str, license: str, metrics: dict, lc25000: bool = True) -> str:
+    tags = ["image-classification", "histopathology", "lung", *(["lc25000"] if lc25000 else []), "lungfast", library]
     lines = [
         "---",
         f"license: {license}",
@@ -59,8 +84,7 @@ def header(rec, library: str, license: str, metrics: dict) -> str:
         "pipeline_tag: image-classification",
         "tags:",
         *[f"- {t}" for t in dict.fromkeys(tags)],
-        "datasets:",
-        "- LC25000",
+        *(["datasets:", "- LC25000"] if lc25000 else []),
         "metrics:",
         *[f"- {m}" for m in metrics],
         "---",
@@ -85,12 +109,14 @@ def build(
     metrics = {"accuracy": rec.test_accuracy, "balanced_accuracy": rec.balanced_accuracy, "ece": rec.ece_calibrated}
     parts = parts_table(run)
     groups_line = (
-        f"tile groups from {Path(rec.groups_csv).name}"
+        f"tile groups from {rec.groups_csv if rec.groups_csv.startswith('pattern ') else Path(rec.groups_csv).name}"
         if rec.groups_csv  # a name, not the author's disk
         else "no tile groups (each image its own)"
     )
+    lc25000 = is_lc25000(rec, experiment)
+    data = Path(experiment.get("data_dir", "?")).name
     out = [
-        header(rec, library, license, metrics),
+        header(rec, library, license, metrics, lc25000),
         f"# {spec.entry}: lung histopathology tile classifier ({', '.join(rec.vocab)})\n",
         "Made by lungfast from its run records; every figure below is read from them.\n",
         "## Intended use\n",
@@ -102,19 +128,19 @@ def build(
         f"- protocol: `{spec.protocol}` ({rec.schedule}); input: RGB squished to {spec.img_size} x {spec.img_size} "
         f"px, scaled to [0, 1], normalised with the backbone's mean and std",
         f"- output: calibrated class probabilities (temperature {cal.get('temperature', float('nan')):.4f} folded "
-        f"into the last layer)" + (f"\n- chosen: {chosen_by}" if chosen_by else ""),
+        f"into the last layer)"
+        + (f"\n- test-time views: `{spec.tta}`, averaged inside the model" if spec.tta != "none" else "")
+        + (f"\n- chosen: {chosen_by}" if chosen_by else ""),
         "",
         "## Training data\n",
-        "LC25000 lung tiles (Borkowski et al., arXiv:1912.12142), "
-        f"folder `{Path(experiment.get('data_dir', '?')).name}`: "
-        f"classes "
+        ("LC25000 lung tiles (Borkowski et al., arXiv:1912.12142), " if lc25000 else "The data set in ")
+        + f"folder `{data}`: classes "
         f"{', '.join(rec.vocab)}; `{spec.scheme}` scheme, split seed {spec.split_seed}, {groups_line}; "
         f"{rec.n_train} train, {rec.n_valid} valid, {rec.n_test} test images ({rec.skipped_images} unreadable "
         f"skipped). Tiles (images) and tile groups per class and part:\n",
         parts.to_markdown(index=False) + "\n",
         "## Test results\n",
-        "On the test part (tile groups never seen in training), 95% intervals from a bootstrap over test tile "
-        "groups:\n",
+        f"{test_claim(rec)}, 95% intervals from a bootstrap over test tile groups:\n",
         pd.DataFrame(
             [
                 {"figure": k, "value": fmt(figures.get(k)), "95% interval": interval(rec.test_ci95.get(k))}
@@ -174,7 +200,7 @@ def build(
         ]
     out += [
         "## Limitations\n",
-        LIMITS + "\n",
+        (LIMITS if lc25000 else OTHER_LIMITS) + "\n",
         "## How to load it\n",
         how_to_load + "\n",
         "## Reproduce\n",

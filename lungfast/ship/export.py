@@ -5,7 +5,7 @@
 `safetensors` writes its weights only, plus a JSON description, for loading without pickle; `timm` writes the
 Hugging Face / timm folder (`timm.create_model("local-dir:OUT", pretrained=True)`), `onnx` a model ONNX Runtime
 runs. Every
-export carries a model card generated from the records (a timm folder's README.md, else `MODEL_CARD.md` beside
+export carries a model card generated from the records (a timm folder's README.md, else `<file>.md` beside
 the file) and a description (`<out>.json`, the timm folder's `lungfast.json`) naming the run it came from, the
 experiment as it ran and the package versions it was trained with. lungfast records a pickle's sha256 so it
 loads it without `--trust`.
@@ -50,9 +50,11 @@ def export(exp: ExperimentDir, out: Path, fmt: str = "pickle", trusted: bool = F
         rec, run, experiment, ways, chosen.library, random, chosen_by=SHIPPED_RULE, entry_row=row, parity=precision
     )
     out = Path(out)
-    meta = chosen.write(run, rec, out, trusted, text)
+    meta = chosen.write(run, rec, out, trusted, text) or {}
     description = {
-        **(meta or {}),
+        **meta,
+        # which file it describes: a description left beside another model (a stopped export) is recognised
+        "model_sha256": (meta.get("sha256") or files.sha256(out)) if out.is_file() else None,
         "backbone": rec.spec.backbone,
         "protocol": rec.spec.protocol,
         "source_run": str(run.path.resolve()),

@@ -6,7 +6,7 @@ which asks the rows which one a path is (`of`) and rebuilds a fastai Learner wit
 Writers take (run, record, out, trusted, card text) and return the description's format fields; readers take
 (path, trusted) and return a Learner whose `dls.test_dl` runs lungfast's inference pipeline (same pixels as
 training). A folder format (timm) holds its card (README.md) and description (lungfast.json) inside; a file
-format has `<file>.json` and MODEL_CARD.md beside it.
+format has its own `<file>.json` and `<file>.md` beside it (two models in one folder keep their own cards).
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class ModelFormat:
         return path / "lungfast.json" if self.folder else path.with_name(path.name + ".json")
 
     def card(self, path: Path) -> Path:
-        return path / "README.md" if self.folder else path.with_name("MODEL_CARD.md")
+        return path / "README.md" if self.folder else path.with_name(path.name + ".md")  # its own: lung.pkl.md
 
 
 def _named(where: str):

@@ -19,20 +19,12 @@ from lungfast import files, protocols
 from lungfast.data import split
 from lungfast.errors import LungfastError
 from lungfast.probe import heads
-from lungfast.results import record
-from lungfast.results.layout import MANIFEST, RunDir
-from lungfast.ship import trust
-from lungfast.train import backbones, device, learner
+from lungfast.results.layout import RunDir
+from lungfast.ship import description, trust
+from lungfast.ship.description import described, precision_note, refer_below, sidecar  # noqa: F401
+from lungfast.train import backbones, device, learner, views
 
 log = logging.getLogger("lungfast")
-
-
-def sidecar(path: Path) -> Path:
-    """Where an exported model's description lives (`<file>.json`, or a folder format's lungfast.json)."""
-    from lungfast.ship import formats
-
-    path = Path(path)
-    return formats.of(path).description(path) if path.exists() else path.with_name(path.name + ".json")
 
 
 def export_safetensors(learn, rec, run: RunDir, out: Path) -> dict:
@@ -48,6 +40,7 @@ def export_safetensors(learn, rec, run: RunDir, out: Path) -> dict:
         "protocol": rec.spec.protocol,
         "head": rec.spec.head,
         "img_size": rec.spec.img_size,
+        "tta": rec.spec.tta,
         "stats": [list(s) for s in b.stats],
         "source_run": str(run.path.resolve()),
         "versions": {"fastai": fastai.__version__, "timm": timm.__version__, "torch": torch.__version__},
@@ -113,10 +106,11 @@ def load_safetensors(path: Path):
         backbone, vocab, img_size, stats = meta["backbone"], list(meta["vocab"]), int(meta["img_size"]), meta["stats"]
     except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
         raise LungfastError(f"{meta_file}: damaged description ({type(e).__name__}: {str(e)[:80]}); {again}") from None
+    if not description.described(path):  # it names another file's sha256: its classes and backbone are not these
+        raise LungfastError(f"{path}: {meta_file.name} describes another model, so it cannot be rebuilt; {again}")
     b, protocol = backbones.get(backbone), protocols.get(meta.get("protocol", protocols.DEFAULT))
     try:
         state = load_file(str(path))
-        model = learner.create_model(b, n_out=len(vocab), pretrained=False, head=meta.get("head", learner.LEGACY))
         if protocol.frozen:  # a probe: the frozen body, then the head carrying its fitted classifier
             head = heads.from_state(
                 protocol.name,
@@ -125,7 +119,10 @@ def load_safetensors(path: Path):
                 b.embedding,
                 b.prefix_tokens,
             )
-            model = torch.nn.Sequential(heads.frozen_body(b, model[0]), head)
+            model = torch.nn.Sequential(heads.body_for(b, len(vocab)), head)
+        else:
+            model = learner.create_model(b, n_out=len(vocab), pretrained=False, head=meta.get("head", learner.LEGACY))
+        model = views.wrap(model, meta.get("tta", "none"), protocol.frozen)  # its test-time views, as it was run
         model.load_state_dict(state)
     except Exception as e:  # SafetensorError (damaged file), RuntimeError (tensors of another architecture)
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:120]
@@ -146,6 +143,12 @@ def load(path: str | Path, trusted: bool = False, precision: str | None = None):
     learn = fmt.read(path, trusted)
     learn.model.eval()
     found = described(path)
+    if not found and not fmt.folder:
+        description.note_once(
+            f"note: {path.name} has no description beside it ({sidecar(path).name}) and no run record: its "
+            f"predictions carry no refer column (the referral threshold) and its precision is unknown; copy "
+            f"{sidecar(path).name} with the model"
+        )
     if fmt.runs_in:  # its runtime has one precision
         used, why = fmt.runs_in, f"{fmt.name}: its runtime runs the exported graph as it is"
     else:
@@ -156,55 +159,6 @@ def load(path: str | Path, trusted: bool = False, precision: str | None = None):
     if note:
         log.warning("%s", note)
     return learn
-
-
-def described(path: str | Path) -> dict:
-    """What lungfast recorded about a model: its export description (`<model>.json`), or for a run's own
-    learner the run record's referral and precision; {} when neither is there or readable (a damaged
-    description costs the advice it holds, never the prediction)."""
-    path = Path(path)
-    try:
-        if sidecar(path).is_file():
-            return json.loads(sidecar(path).read_text())
-        if (path.parent / MANIFEST).is_file():
-            rec = record.read(RunDir(path.parent))
-            return {
-                "refer_below": rec.referral.get("threshold", "unknown"),
-                "refer_target": rec.referral.get("target"),
-                "precision": rec.device.get("precision"),
-            }
-    except (ValueError, LungfastError):
-        pass
-    return {}
-
-
-def precision_note(path: str | Path, used: str, why: str = "", found: dict | None = None) -> str | None:
-    """One line when a model predicts in another precision than its figures were made in, with the gap export
-    measured between the two (ship.parity); None when they agree or nothing was recorded. `found`: the model's
-    `described` dict, when the caller has read it already."""
-    d = described(path) if found is None else found
-    recorded = d.get("precision")
-    if not recorded or recorded == used or (recorded, used) == ("fp32", "onnx"):  # ONNX Runtime runs fp32
-        return None
-    pair = (d.get("parity") or {}).get("pairs", {}).get("|".join(sorted((recorded, used))))
-    gap = (
-        f"export measured a largest probability gap of {pair['max_gap']:.2g} between the two on "
-        f"{d['parity']['n']} test tiles ({pair['class_flips']} class and {pair['refer_flips']} refer flips)"
-        if pair
-        else "the gap between the two was not measured (export it again to measure it)"
-    )
-    return (
-        f"note: {Path(path).name} was evaluated, calibrated and thresholded in {recorded}; it predicts in {used} "
-        f"here{f' ({why})' if why else ''}: {gap}"
-    )
-
-
-def refer_below(path: str | Path) -> float | None:
-    """The certified referral threshold (tiles below it go to a pathologist): from the export's description, or
-    the run record of a run's own learner. inf: none could be certified (refer every tile); None: not recorded
-    (models older than the referral)."""
-    t = described(path).get("refer_below", "unknown")
-    return None if t == "unknown" else float("inf") if t is None else float(t)
 
 
 def examples(path: str | Path, per_class: int = 1) -> list[str]:

@@ -31,26 +31,55 @@ class Normalised(torch.nn.Module):
         return self.model((pixels - self.mean) / self.std).float().softmax(1)
 
 
+INLINE_BYTES = 1_800_000_000  # protobuf holds at most 2 GB: weights beyond this go to `<model>.onnx.data`
+
+
 def export(learn, stats, img_size: int, out: Path) -> None:
+    """One self-contained file (weights inside), or for a model over 1.8 GB the file plus `<name>.data` beside it,
+    which it names. Built in a staging folder under the final name, then moved into place (the weights first), so
+    no other file is left beside it and a copied model opens."""
     import contextlib
     import io
     import logging
+    import os
+    import shutil
+    import tempfile
 
     wrapped = Normalised(learn.model.float().eval(), stats).eval()
     example = torch.rand(2, 3, img_size, img_size)
-    with files.atomic_path(out) as tmp, contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates on stdout
-        for name in ("torch.onnx", "onnxscript", "onnx_ir"):  # progress notes, not problems
-            logging.getLogger(name).setLevel(logging.ERROR)
-        torch.onnx.export(
-            wrapped,
-            (example,),
-            str(tmp),
-            input_names=["pixels"],
-            output_names=["probabilities"],
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-            dynamo=True,
-            verbose=False,
-        )
+    big = sum(t.numel() * t.element_size() for t in wrapped.state_dict().values()) > INLINE_BYTES
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        staged = stage / out.name
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter narrates on stdout
+            for name in ("torch.onnx", "onnxscript", "onnx_ir"):  # progress notes, not problems
+                logging.getLogger(name).setLevel(logging.ERROR)
+            torch.onnx.export(
+                wrapped,
+                (example,),
+                str(staged),
+                input_names=["pixels"],
+                output_names=["probabilities"],
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
+                dynamo=True,
+                verbose=False,
+                external_data=big,
+            )
+        data = out.with_name(out.name + ".data")
+        if (stage / data.name).exists():
+            os.replace(stage / data.name, data)
+        elif data.exists():  # an earlier, larger export's weights: not this model's
+            data.unlink()
+        os.replace(staged, out)
+    except (OSError, RuntimeError) as e:
+        failed = files.write_error(e, out)
+        if failed is None:
+            raise
+        raise failed from e
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
 
 
 def write(run, rec, out: Path, trusted: bool, card_text: str) -> dict:

@@ -9,6 +9,7 @@ when a model predicts in another precision than the one its figures were made in
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import tempfile
@@ -17,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lungfast import files
+from lungfast.cache import cache_dir
 from lungfast.data import split as splits
 
 N = 256  # test tiles compared: enough to see a flip near the threshold, seconds at most on a CPU
@@ -63,10 +66,30 @@ def compare(probs: dict[str, np.ndarray], threshold: float | None) -> dict:
 
 
 def measure(run, rec, trusted: bool) -> dict:
-    """The parity table of a run's learner on its test tiles, plus the precision its figures were made in."""
+    """The parity table of a run's learner on its test tiles, plus the precision its figures were made in.
+    Measured once per (learner file, tiles, machine, libraries) and kept in `<cache>/parity/`: exporting one run
+    in several formats (or again) measures the same model on the same pixels, which gives the same table."""
     paths = tiles(run)
-    table = compare(probabilities(run, rec, paths, trusted), rec.referral.get("threshold")) if paths else {}
+    threshold = rec.referral.get("threshold")
+    target = cache_dir("parity") / f"{_key(run, paths, threshold)}.json" if paths else None
+    if target is not None and target.is_file():
+        table = json.loads(target.read_text())
+    else:
+        table = compare(probabilities(run, rec, paths, trusted), threshold) if paths else {}
+        if target is not None:
+            files.write_json(target, table)
     return {"recorded": rec.device.get("precision", "fp32"), **table}
+
+
+def _key(run, paths: list[Path], threshold) -> str:
+    import onnxruntime
+    import torch
+
+    from lungfast.train import device
+
+    what = [files.sha256(run.learner), [files.identity(p) for p in paths], threshold, device.describe(cpu=True)]
+    what += [torch.__version__, onnxruntime.__version__, N]
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def markdown(parity: dict) -> str:

@@ -19,7 +19,7 @@ import torch
 from lungfast import files
 from lungfast.errors import LungfastError
 from lungfast.probe import heads
-from lungfast.train import backbones
+from lungfast.train import backbones, views
 
 OTHER_FORMATS = "use --format pickle, safetensors or onnx"
 
@@ -59,6 +59,8 @@ def to_timm(learn, rec) -> torch.nn.Module:
     model = learn.model.eval()
     if b.source != "timm":
         raise _refuse(rec, f"{b.name} is {b.source}'s {b.arch}, not a timm architecture")
+    if views.of(model) != "none":
+        raise _refuse(rec, f"it averages its {views.of(model)} test-time views (tta), which a timm model does not")
     weight, bias = linear_head(model[1], rec)
     if b.embedding != "pooled":
         raise _refuse(rec, f"its embedding is {b.embedding}, not the model's own pooling")

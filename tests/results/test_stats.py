@@ -41,3 +41,15 @@ def test_t_interval():
     low, high = stats.t_interval(pd.Series([0.9, 0.92, 0.94]))
     assert low == pytest.approx(0.92 - 4.302653 * 0.02 / 3**0.5, rel=1e-5) and high > 0.94
     assert all(v != v for v in stats.t_interval(pd.Series([0.9])))  # n=1: no interval
+
+
+@pytest.mark.filterwarnings("ignore")  # sklearn warns of classes predicted but absent: they are the point here
+def test_balanced_accuracy_on_codes_is_sklearns_on_any_labels():
+    import numpy as np
+    from sklearn.metrics import balanced_accuracy_score
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 40):
+        for _ in range(50):
+            t, p = rng.integers(0, 4, n), rng.integers(0, 4, n)  # classes missing from t, from p, or from both
+            assert stats.balanced_accuracy(t, p, 4) == pytest.approx(balanced_accuracy_score(t, p), abs=1e-12)

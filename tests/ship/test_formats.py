@@ -110,13 +110,24 @@ def test_a_winner_with_fastais_head_is_refused_as_timm_in_one_line(experiments, 
 
 
 def test_onnx_predict_agrees_with_the_pickle_on_real_tiles(experiments, lc_subset, tmp_path):
+    """A copied export works: the ONNX file holds its weights (nothing else beside it)."""
+    import shutil
+
+    made = tmp_path / "made"
     for fmt, name in (("onnx", "lung.onnx"), ("pickle", "lung.pkl")):
-        result = run_cli("export", experiments / "ft", "--format", fmt, "--out", tmp_path / name)
+        result = run_cli("export", experiments / "ft", "--format", fmt, "--out", made / name)
         assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in made.iterdir()) == [
+        f"lung.{s}{e}" for s in ("onnx", "pkl") for e in ("", ".json", ".md")
+    ]
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    for f in made.iterdir():
+        shutil.copy(f, copied / f.name)
     tiles = lc_subset / "lung_image_sets"
     tables = {}
     for name in ("lung.onnx", "lung.pkl"):
-        result = run_cli("predict", tmp_path / name, tiles, "--out", tmp_path / f"{name}.csv")
+        result = run_cli("predict", copied / name, tiles, "--out", tmp_path / f"{name}.csv", "--trust")
         assert result.returncode == 0, result.stderr
         tables[name] = pd.read_csv(tmp_path / f"{name}.csv")
     a, b = tables["lung.onnx"], tables["lung.pkl"]
@@ -135,7 +146,9 @@ def test_every_export_carries_the_card_the_experiment_and_the_versions(experimen
         bundle = json.loads((tmp_path / f"{name}.json").read_text())
         assert bundle["experiment"]["name"] == "ft" and bundle["experiment"]["img_size"] == 32
         assert {"torch", "fastai", "timm"} <= set(bundle["versions"])
-    card = ModelCard.load(tmp_path / "MODEL_CARD.md")
+    card = ModelCard.load(tmp_path / "lung.safetensors.md")
+    assert "safetensors" in card.text.split("## ")[0] or "**safetensors**" in card.text
+    assert (tmp_path / "lung.pkl.md").read_text() != card.text  # each model its own card
     assert card.data.pipeline_tag == "image-classification" and "lung_image_sets" in card.text
 
 
@@ -176,7 +189,7 @@ def test_a_new_format_is_one_registry_row_that_every_reader_takes(experiments, l
     gz, pkl = tmp_path / "lung.pkl.gz", tmp_path / "lung.pkl"
     assert cli.main(["export", str(experiments / "ft"), "--format", "gzip-pickle", "--out", str(gz)]) in (0, None)
     assert json.loads((tmp_path / "lung.pkl.gz.json").read_text())["format"] == "gzip-pickle"
-    assert "**gzip-pickle** (`lungfast export --format gzip-pickle`)" in (tmp_path / "MODEL_CARD.md").read_text()
+    assert "**gzip-pickle** (`lungfast export --format gzip-pickle`)" in (tmp_path / "lung.pkl.gz.md").read_text()
     assert cli.main(["export", str(experiments / "ft"), "--out", str(pkl)]) in (0, None)
     tiles = sorted((lc_subset / "lung_image_sets").rglob("*.jpeg"))[:20]
     for model in (gz, pkl):  # predict

@@ -84,8 +84,25 @@ def test_the_model_predicts_in_its_recorded_precision_and_says_when_it_does_not(
     assert forced.returncode == 0 and len(notes) == 1, forced.stderr
     gap = pairs["bf16|fp32"]["max_gap"]
     assert f"in {recorded}; it predicts in {other}" in notes[0] and f"gap of {gap:.2g}" in notes[0]
-    card = (work / "MODEL_CARD.md").read_text()
+    card = (work / "lung.pkl.md").read_text()
     assert "## Precision" in card and f"made in **{recorded}**" in card and "bf16 vs fp32" in card
+
+
+def test_parity_is_measured_once_per_model_tiles_and_machine(shipped, monkeypatch, tmp_path):
+    from lungfast.results import record
+    from lungfast.results.layout import RunDir
+    from lungfast.ship import parity
+
+    work, _ = shipped
+    run = RunDir(json.loads((work / "lung.pkl.json").read_text())["source_run"])
+    rec, measured, real = record.read(run), [], parity.probabilities
+    monkeypatch.setattr(parity, "probabilities", lambda *a: measured.append(1) or real(*a))
+    monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path))
+    first = parity.measure(run, rec, True)
+    assert parity.measure(run, rec, True) == first and len(measured) == 1  # the second export reads it back
+    rec.referral = {**rec.referral, "threshold": 0.123}  # another referral threshold: measured anew
+    again = parity.measure(run, rec, True)
+    assert len(measured) == 2 and again["pairs"].keys() == first["pairs"].keys()
 
 
 def test_predict_tta_and_out_file(shipped):

