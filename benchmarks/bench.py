@@ -21,7 +21,6 @@ from pathlib import Path
 warnings.filterwarnings("ignore")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,93 +75,7 @@ def update_readme(readme: Path, command: str, seconds: float) -> None:
     )
 
 
-def tiles(n: int) -> pd.DataFrame:
-    groups = pd.read_csv(SAMPLE / "groups.csv")
-    pick = groups.groupby("label").head(n // 3)
-    return pd.DataFrame(
-        {
-            "path": [str(SAMPLE / "lung_image_sets" / r.label / r.filename) for r in pick.itertuples()],
-            "label": pick.label.tolist(),
-        }
-    )
-
-
-def copies_of_768(n: int, where: Path) -> pd.DataFrame:
-    """n copies of the real 768 px LC25000 tile (exactly as the data set ships it), spread over 3 class folders."""
-    import shutil
-
-    out = []
-    for i in range(n):
-        label = ("lung_aca", "lung_n", "lung_scc")[i % 3]
-        target = where / label / f"tile{i}.jpeg"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(TILE_768, target)
-        out.append((str(target), label))
-    return pd.DataFrame(out, columns=["path", "label"])
-
-
-def as_split(paths: list[str], bs: int) -> pd.DataFrame:
-    """split.csv-shaped rows: all but one batch train, one batch valid; labels from the class folder."""
-    return pd.DataFrame(
-        {
-            "path": paths,
-            "label": [Path(p).parent.name for p in paths],
-            "part": ["train"] * (len(paths) - bs) + ["valid"] * bs,
-        }
-    )
-
-
-def img_per_s(dl, seconds: float = 4.0) -> float:
-    """Images per second out of a training DataLoader, no model: whole passes until `seconds` have gone by
-    (at least two), total images over total time, so short epochs' start-up counts as it would."""
-    t0, n, passes = time.perf_counter(), 0, 0
-    while passes < 2 or time.perf_counter() - t0 < seconds:
-        for x, _y in dl:
-            n += len(x)
-        passes += 1
-    return n / (time.perf_counter() - t0)
-
-
-def naive_dls(paths: list[str], stats, size: int, bs: int):
-    """A naive fastai ImageDataLoaders on the files: decode + Resize per item, the same batch augmentation."""
-    from fastai.vision.all import ImageDataLoaders, Normalize, Resize, aug_transforms
-
-    return ImageDataLoaders.from_lists(
-        "/",
-        paths,
-        [Path(p).parent.name for p in paths],
-        valid_pct=0.0,
-        bs=bs,
-        num_workers=0,
-        item_tfms=Resize(size, method="squish"),
-        device="cpu",
-        batch_tfms=[
-            *aug_transforms(
-                flip_vert=True, max_rotate=10.0, max_zoom=1.0, max_lighting=0.0, max_warp=0.0, p_lighting=0.0
-            ),
-            Normalize.from_stats(*stats),
-        ],
-    )
-
-
-def store_img_per_s_per_core(store, bs: int, seconds: float = 3.0) -> float:
-    """Batches of uint8 tiles gathered from the store by random index and turned into float tensors, on one
-    thread (so images per second per core)."""
-    import numpy as np
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    rng, n, t0 = np.random.default_rng(0), 0, time.perf_counter()
-    try:
-        while time.perf_counter() - t0 < seconds:
-            idx = rng.choice(len(store.images), bs, replace=len(store.images) < bs)
-            x = torch.from_numpy(store.images[idx]).permute(0, 3, 1, 2).float().div_(255)
-            n += len(x)
-    finally:
-        torch.set_num_threads(threads)
-    return n / (time.perf_counter() - t0)
-
-
+from loading import as_split, copies_of_768, img_per_s, naive_dls, store_img_per_s_per_core, tiles  # noqa: E402
 from precision import SPEEDUP_BACKBONES, cpu_speedups, predict_rates  # noqa: E402
 from training import embed_over_forward, overhead_ratio, peak_rss_gb  # noqa: E402
 
@@ -192,7 +105,7 @@ def main():
     stats = backbones.IMAGENET_STATS
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["LUNGFAST_CACHE"] = str(Path(tmp, "cache"))  # a cold cache, built below and timed
-        big = copies_of_768(n, Path(tmp, "768"))
+        big = copies_of_768(TILE_768, n, Path(tmp, "768"))
         naive = img_per_s(naive_dls(big.path.tolist(), stats, size, bs).train)  # same images, same batches
         t0 = time.perf_counter()
         tile_store.ensure(big, size)
@@ -210,7 +123,7 @@ def main():
         )
         say("store_loader_img_per_s", ours, "lungfast's training loader: the same batches from the tile store")
         say("loader_speedup_768", ours / naive)
-        shared = tiles(n)
+        shared = tiles(SAMPLE, n)
         per_core = store_img_per_s_per_core(tile_store.ensure(shared, size), bs, 2.0 if quick else 5.0)
         say("store_img_per_s_per_core", per_core, f"{size} px uint8 gathered by index -> float, one thread")
         for name, rate in H100_TRAIN_IMG_PER_S.items():
