@@ -1,6 +1,7 @@
 """The lever ladder: what each lever (protocol, test-time views, feature ensemble) gave, read from run records.
 
     python tools/lever_ladder.py results/ladder-ens results/ladder-flips ...   # markdown table on stdout
+    python tools/lever_ladder.py results/ladder-dihedral --readme docs/results.md --block ladder-tta
 
 One row per leaderboard entry of each experiment folder (the honest scheme): mean test accuracy over its splits
 with the standard deviation and the 95% interval of the mean, the tiles per second the embedding (or frozen
@@ -44,6 +45,22 @@ def rows(folder: str) -> list[dict]:
     return out
 
 
+def main() -> None:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folders", nargs="+", help="experiment folders under results/")
+    p.add_argument("--readme", help="also write the table into this page's block (see --block)")
+    p.add_argument("--block", default="ladder", help="the block's tag: <!-- TAG --> ... <!-- /TAG -->")
+    args = p.parse_args()
+    table = pd.DataFrame([row for folder in args.folders for row in rows(folder)])
+    text = table.sort_values("test acc", ascending=False).to_markdown(index=False)
+    print(text)
+    if args.readme:
+        from lungfast.results.readme import replace_block
+
+        replace_block(Path(args.readme), args.block, text)
+
+
 if __name__ == "__main__":
-    table = pd.DataFrame([row for folder in sys.argv[1:] for row in rows(folder)])
-    print(table.sort_values("test acc", ascending=False).to_markdown(index=False))
+    main()
